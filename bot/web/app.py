@@ -1,0 +1,74 @@
+"""The aiohttp application: middleware (errors, auth, metrics) and route registration."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from bot.context import AppContext
+from bot.errors import reference_id, to_user_facing
+from bot.services.events import EventService
+from bot.services.health import HealthService
+from bot.web import api, metrics
+from bot.web.keys import CONTEXT, EVENTS, HEALTH, MAX_BODY_BYTES, METRICS
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_HTTP_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error leaves as JSON `{"error", "message"}`; never a stack trace."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        if exc.status == 413:
+            return error_response(
+                413, "payload_too_large", f"the body exceeds {MAX_BODY_BYTES // 1024} KiB"
+            )
+        code = _HTTP_CODES.get(exc.status, "error")
+        return error_response(exc.status, code, exc.reason or code)
+    except Exception as exc:
+        known = to_user_facing(exc)
+        if known is not None:
+            if known.status >= 500:
+                log.warning("%s %s: %s", request.method, request.path, known.message)
+            return error_response(known.status, known.code, known.message)
+        ref = reference_id()
+        log.exception("unexpected error on %s %s (ref %s)", request.method, request.path, ref)
+        return error_response(500, "internal", f"internal error (ref {ref})")
+
+
+def create_app(context: AppContext) -> web.Application:
+    """The API application, sharing the process's pool and HTTP session."""
+    app_metrics = metrics.Metrics()
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES,
+        middlewares=[app_metrics.middleware, errors_middleware],
+    )
+    app[CONTEXT] = context
+    app[EVENTS] = EventService(context)
+    app[HEALTH] = HealthService(context)
+    app[METRICS] = app_metrics
+    api.add_routes(app)
+    app.router.add_get("/metrics", metrics.handle_metrics)
+    return app

@@ -1,0 +1,21 @@
+"""Typed keys for what the application object carries (shared by app, routes and metrics)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from bot.context import AppContext
+from bot.services.events import EventService
+from bot.services.health import HealthService
+
+if TYPE_CHECKING:
+    from bot.web.metrics import Metrics
+
+MAX_BODY_BYTES = 256 * 1024
+
+CONTEXT = web.AppKey("context", AppContext)
+EVENTS = web.AppKey("events", EventService)
+HEALTH = web.AppKey("health", HealthService)
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")

@@ -1,0 +1,83 @@
+"""Prometheus metrics: request counts and latencies, appends, claims, queue depth.
+
+One registry per application (no process-global collectors), served at GET /metrics.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from bot.web.keys import CONTEXT, METRICS
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "conductor_http_requests_total",
+            "HTTP requests by method, route and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "conductor_http_request_duration_seconds",
+            "HTTP request latency by method and route.",
+            ["method", "route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=self.registry,
+        )
+        self.appends = Counter(
+            "conductor_events_appended_total",
+            "Events appended through the API, by type.",
+            ["type"],
+            registry=self.registry,
+        )
+        self.claims = Counter(
+            "conductor_claims_total",
+            "Claim requests by kind and result (claimed, empty).",
+            ["kind", "result"],
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "conductor_queue_depth",
+            "Queued issues by priority.",
+            ["priority"],
+            registry=self.registry,
+        )
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        # The route's pattern, not the raw path, so ids do not explode the label set.
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            self.requests.labels(request.method, route, str(status)).inc()
+            self.latency.labels(request.method, route).observe(time.perf_counter() - started)
+
+
+async def handle_metrics(request: web.Request) -> web.Response:
+    metrics = request.app[METRICS]
+    depth = await request.app[CONTEXT].projections.queue_depth()
+    for priority in ("critical", "high", "normal"):
+        metrics.queue_depth.labels(priority).set(depth.get(priority, 0))
+    body = generate_latest(metrics.registry)
+    response = web.Response(body=body)
+    response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    response.charset = "utf-8"
+    return response

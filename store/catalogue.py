@@ -1,0 +1,275 @@
+"""The event catalogue: every event type, its payload schema and the stream it belongs to.
+
+Payload field names are the camelCase ones the agents send today (`repo`, `issueNumber`,
+`agentId`, `prNumber`, `inputTokens`, ...). Fields a schema does not name are kept as sent, so
+an agent that reports more than we read loses nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+
+from store.errors import EventValidationError
+
+Priority = Literal["critical", "high", "normal"]
+PRIORITIES: tuple[Priority, ...] = ("critical", "high", "normal")
+
+REPO_PATTERN = r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$"
+AGENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+_ISSUE_STREAM = re.compile(r"^([A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100})#([1-9][0-9]{0,9})$")
+
+Repo = Annotated[str, Field(pattern=REPO_PATTERN)]
+AgentId = Annotated[str, Field(pattern=AGENT_PATTERN)]
+Number = Annotated[int, Field(ge=1, le=2_147_483_647)]
+Tokens = Annotated[int, Field(ge=0, le=10_000_000_000)]
+ShortText = Annotated[str, Field(max_length=1_000)]
+LongText = Annotated[str, Field(max_length=8_000)]
+
+# Streams of Conductor-E's own events.
+COORDINATION_STREAM = "conductor-e:coordination"
+ADMIN_STREAM = "conductor-e:admin"
+SUMMARY_STREAM = "conductor-e:summaries"
+BUDGET_STREAM = "conductor-e:budgets"
+
+
+class Payload(BaseModel):
+    """Base of every payload: strict types, unknown fields kept as sent."""
+
+    model_config = ConfigDict(extra="allow", strict=True, populate_by_name=True)
+    # Where the event goes: "issue" (owner/repo#N), "agent" (the agent id) or a fixed stream.
+    stream: ClassVar[str] = "issue"
+    # Whether agents may post it to /api/events, or only Conductor-E records it.
+    public: ClassVar[bool] = True
+
+
+class IssuePayload(Payload):
+    repo: Repo
+    issueNumber: Number
+    agentId: AgentId | None = None
+
+
+class IssueApproved(IssuePayload):
+    title: ShortText | None = None
+    url: ShortText | None = None
+    labels: Annotated[list[Annotated[str, Field(max_length=100)]], Field(max_length=100)] = []
+    priority: Priority | None = None
+
+
+class AgentAction(IssuePayload):
+    agentId: AgentId
+
+
+class WorkStarted(AgentAction):
+    branch: ShortText | None = None
+
+
+class BranchCreated(IssuePayload):
+    branch: ShortText
+
+
+class PrEvent(IssuePayload):
+    prNumber: Number | None = None
+    url: ShortText | None = None
+
+
+class PrCreated(PrEvent):
+    prNumber: Number
+
+
+class ReviewAssigned(PrEvent):
+    agentId: AgentId
+
+
+class Reasoned(IssuePayload):
+    reason: LongText
+
+
+class PriorityChanged(IssuePayload):
+    priority: Priority
+    labels: Annotated[list[Annotated[str, Field(max_length=100)]], Field(max_length=100)] = []
+    public: ClassVar[bool] = False
+
+
+class Withdrawn(Reasoned):
+    public: ClassVar[bool] = False
+
+
+class Requeued(IssuePayload):
+    reason: LongText | None = None
+    public: ClassVar[bool] = False
+
+
+class Note(IssuePayload):
+    """Lifecycle steps that carry optional detail only."""
+
+    prNumber: Number | None = None
+    environment: ShortText | None = None
+    details: LongText | None = None
+
+
+class Heartbeat(Payload):
+    stream: ClassVar[str] = "agent"
+    agentId: AgentId
+    status: Annotated[str, Field(min_length=1, max_length=64)]
+    currentIssue: Number | None = None
+    currentRepo: Repo | None = None
+
+
+class AgentStuck(Payload):
+    stream: ClassVar[str] = "agent"
+    agentId: AgentId
+    reason: LongText
+    repo: Repo | None = None
+    issueNumber: Number | None = None
+
+
+class TokenUsage(Payload):
+    stream: ClassVar[str] = "agent"
+    agentId: AgentId
+    model: Annotated[str, Field(min_length=1, max_length=100)]
+    inputTokens: Tokens
+    outputTokens: Tokens
+    cacheReadTokens: Tokens = Field(
+        0, validation_alias=AliasChoices("cacheReadTokens", "cacheReadInputTokens")
+    )
+    cacheCreationTokens: Tokens = Field(
+        0, validation_alias=AliasChoices("cacheCreationTokens", "cacheCreationInputTokens")
+    )
+    costUsd: Annotated[float, Field(ge=0, le=1_000_000)] | None = None
+    repo: Repo | None = None
+    issueNumber: Number | None = None
+
+
+class ConductorRecord(Payload):
+    """Conductor-E's own records: free-form facts, never posted by agents."""
+
+    public: ClassVar[bool] = False
+
+
+class CoordinationRecord(ConductorRecord):
+    stream: ClassVar[str] = COORDINATION_STREAM
+
+
+class AdminRecord(ConductorRecord):
+    stream: ClassVar[str] = ADMIN_STREAM
+    actor: ShortText
+    action: ShortText
+    target: ShortText | None = None
+    result: LongText | None = None
+
+
+class SummaryRecord(ConductorRecord):
+    stream: ClassVar[str] = SUMMARY_STREAM
+    text: Annotated[str, Field(max_length=20_000)]
+
+
+class BudgetRecord(ConductorRecord):
+    stream: ClassVar[str] = BUDGET_STREAM
+    agentId: AgentId
+    threshold: Annotated[int, Field(ge=1, le=1000)]
+
+
+CATALOGUE: dict[str, type[Payload]] = {
+    # The issue lifecycle.
+    "ISSUE_APPROVED": IssueApproved,
+    "ISSUE_ASSIGNED": AgentAction,
+    "ISSUE_UNASSIGNED": IssuePayload,
+    "WORK_STARTED": WorkStarted,
+    "BRANCH_CREATED": BranchCreated,
+    "PR_CREATED": PrCreated,
+    "CI_PASSED": PrEvent,
+    "CI_FAILED": PrEvent,
+    "REVIEW_ASSIGNED": ReviewAssigned,
+    "REVIEW_PASSED": PrEvent,
+    "REVIEW_DISPUTED": PrEvent,
+    "MERGED": PrEvent,
+    "DEPLOYED_STAGING": Note,
+    "SMOKE_PASSED": Note,
+    "SMOKE_FAILED": Note,
+    "DEPLOYED_PRODUCTION": Note,
+    "VERIFIED": Note,
+    "E2E_PASSED": Note,
+    "E2E_FAILED": Note,
+    "ISSUE_DONE": Note,
+    "HUMAN_GATE_TRIGGERED": Reasoned,
+    "HUMAN_GATE_REMINDER": Note,
+    "ESCALATED": Reasoned,
+    # Conductor-E's own changes to an issue.
+    "ISSUE_WITHDRAWN": Withdrawn,
+    "ISSUE_REQUEUED": Requeued,
+    "PRIORITY_CHANGED": PriorityChanged,
+    # Agents.
+    "HEARTBEAT": Heartbeat,
+    "AGENT_STUCK": AgentStuck,
+    "TOKEN_USAGE": TokenUsage,
+    # Conductor-E's own records.
+    "COORDINATION_RUN_COMPLETED": CoordinationRecord,
+    "COORDINATION_RUN_FAILED": CoordinationRecord,
+    "ADMIN_ACTION_REQUESTED": AdminRecord,
+    "ADMIN_ACTION_CONFIRMED": AdminRecord,
+    "ADMIN_ACTION_DENIED": AdminRecord,
+    "ADMIN_ACTION_CANCELLED": AdminRecord,
+    "ADMIN_ACTION_COMPLETED": AdminRecord,
+    "ADMIN_ACTION_FAILED": AdminRecord,
+    "SUMMARY_POSTED": SummaryRecord,
+    "BUDGET_THRESHOLD_CROSSED": BudgetRecord,
+}
+
+ISSUE_TYPES = frozenset(name for name, model in CATALOGUE.items() if model.stream == "issue")
+
+
+def _field_of(error: dict[str, Any]) -> str:
+    return ".".join(str(part) for part in error.get("loc", ())) or "body"
+
+
+def validate(event_type: Any, payload: dict[str, Any], *, internal: bool = False) -> dict[str, Any]:
+    """Check a payload against its type's schema and return the data to store.
+
+    Raises EventValidationError naming the offending field. `internal` admits the types only
+    Conductor-E records. The returned dict holds the fields as sent (aliases normalised, `type`
+    dropped since it is the event's own column).
+    """
+    if not isinstance(event_type, str) or not event_type:
+        raise EventValidationError("field 'type' is required and must be a string", "type")
+    model = CATALOGUE.get(event_type)
+    if model is None:
+        raise EventValidationError(f"unknown event type {event_type!r}", "type")
+    if not model.public and not internal:
+        raise EventValidationError(
+            f"event type {event_type!r} is recorded by Conductor-E itself, not posted", "type"
+        )
+    body = {key: value for key, value in payload.items() if key != "type"}
+    try:
+        parsed = model.model_validate(body)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False, include_input=False)[0]
+        field = _field_of(error)
+        raise EventValidationError(
+            f"invalid {event_type} payload: field {field!r}: {error['msg']}", field
+        ) from None
+    return parsed.model_dump(mode="json", exclude_unset=True, by_alias=False)
+
+
+def stream_for(event_type: str, data: dict[str, Any]) -> str:
+    """The stream an event belongs to: `owner/repo#N`, the agent id, or a Conductor stream."""
+    kind = CATALOGUE[event_type].stream
+    if kind == "issue":
+        return issue_stream(data["repo"], data["issueNumber"])
+    if kind == "agent":
+        return str(data["agentId"])
+    return kind
+
+
+def issue_stream(repo: str, number: int) -> str:
+    return f"{repo}#{number}"
+
+
+def parse_issue_stream(stream_id: str) -> tuple[str, int] | None:
+    """`owner/repo#12` → ("owner/repo", 12); anything else → None."""
+    match = _ISSUE_STREAM.match(stream_id)
+    if match is None:
+        return None
+    return match.group(1), int(match.group(2))

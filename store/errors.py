@@ -1,0 +1,33 @@
+"""The store's domain errors. The API and the bot map these to user-facing messages."""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base class of everything the store raises on purpose."""
+
+
+class ConcurrencyError(StoreError):
+    """An append's expected version did not match the stream's version; nothing was stored."""
+
+    def __init__(self, stream_id: str, expected: int, actual: int) -> None:
+        super().__init__(f"stream {stream_id} is at version {actual}, not the expected {expected}")
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+
+
+class EventValidationError(StoreError):
+    """An event's type is unknown or its payload breaks the type's schema."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class SchemaTooNewError(StoreError):
+    """The database was migrated by a newer Conductor-E than this one."""
+
+
+class DatabaseUnavailableError(StoreError):
+    """PostgreSQL could not be reached (or dropped the connection mid-request)."""

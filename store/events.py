@@ -1,0 +1,271 @@
+"""Appending and reading events, atomic claims, and following the store live."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from store.database import connect
+from store.errors import ConcurrencyError, DatabaseUnavailableError
+
+log = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "conductor_events"
+CONCURRENCY_SQLSTATE = "CE409"
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    type: str
+    data: dict[str, Any]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    position: int
+    stream_id: str
+    version: int
+    type: str
+    data: dict[str, Any]
+    metadata: dict[str, Any]
+    recorded_at: datetime
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    stream_id: str
+    first_position: int
+    last_position: int
+    version: int
+    recorded_at: datetime
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class Claim:
+    stream_id: str
+    position: int
+
+
+_EVENT_COLUMNS = "position, stream_id, version, type, data, metadata, recorded_at"
+
+
+def _event(row: asyncpg.Record) -> RecordedEvent:
+    return RecordedEvent(
+        position=row["position"],
+        stream_id=row["stream_id"],
+        version=row["version"],
+        type=row["type"],
+        data=row["data"],
+        metadata=row["metadata"],
+        recorded_at=row["recorded_at"],
+    )
+
+
+@contextlib.contextmanager
+def _unavailable_on_connection_loss() -> Any:
+    try:
+        yield
+    except (
+        OSError,
+        asyncpg.exceptions.ConnectionDoesNotExistError,
+        asyncpg.exceptions.CannotConnectNowError,
+        asyncpg.exceptions.InterfaceError,
+    ) as exc:
+        raise DatabaseUnavailableError(f"PostgreSQL is unavailable: {type(exc).__name__}") from exc
+
+
+class EventStore:
+    """The append-only event store. Every write goes through `append` or `claim`."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        *,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> AppendResult:
+        """Append events to one stream, atomically with the projections they update.
+
+        `expected_version` None appends at any version, 0 demands a new stream, n demands the
+        stream be at n (else ConcurrencyError, nothing stored). A repeated `idempotency_key`
+        returns the first append's result with `duplicate=True` and stores nothing.
+        """
+        if not events:
+            raise ValueError("append needs at least one event")
+        with _unavailable_on_connection_loss():
+            try:
+                row = await self.pool.fetchrow(
+                    "SELECT * FROM conductor_append($1, $2, $3, $4, $5, $6)",
+                    stream_id,
+                    expected_version,
+                    idempotency_key,
+                    [e.type for e in events],
+                    [e.data for e in events],
+                    [e.metadata for e in events],
+                )
+            except asyncpg.PostgresError as exc:
+                if exc.sqlstate == CONCURRENCY_SQLSTATE:
+                    actual = int(getattr(exc, "hint", None) or -1)
+                    raise ConcurrencyError(stream_id, expected_version or 0, actual) from None
+                raise
+        assert row is not None
+        return AppendResult(
+            stream_id=stream_id,
+            first_position=row["first_position"],
+            last_position=row["last_position"],
+            version=row["stream_version"],
+            recorded_at=row["recorded_at"],
+            duplicate=row["duplicate"],
+        )
+
+    async def claim(self, kind: str, agent_id: str, metadata: dict[str, Any]) -> Claim | None:
+        """Hand the top of the `issue` or `review` queue to an agent, or None when empty.
+
+        Claims are serialised with every append, so each queued issue goes to one agent only.
+        """
+        with _unavailable_on_connection_loss():
+            row = await self.pool.fetchrow(
+                "SELECT * FROM conductor_claim($1, $2, $3)", kind, agent_id, metadata
+            )
+        if row is None:
+            return None
+        return Claim(stream_id=row["stream_id"], position=row["claim_position"])
+
+    async def read_stream(self, stream_id: str, *, limit: int = 10_000) -> list[RecordedEvent]:
+        """One stream's events, oldest first."""
+        with _unavailable_on_connection_loss():
+            rows = await self.pool.fetch(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE stream_id = $1 "
+                "ORDER BY version LIMIT $2",
+                stream_id,
+                limit,
+            )
+        return [_event(row) for row in rows]
+
+    async def read_all(
+        self,
+        after_position: int = 0,
+        limit: int = 1_000,
+        *,
+        types: Sequence[str] | None = None,
+    ) -> list[RecordedEvent]:
+        """Events after a global position, in order; optionally only some types."""
+        with _unavailable_on_connection_loss():
+            if types:
+                rows = await self.pool.fetch(
+                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE position > $1 "
+                    "AND type = ANY($3::text[]) ORDER BY position LIMIT $2",
+                    after_position,
+                    limit,
+                    list(types),
+                )
+            else:
+                rows = await self.pool.fetch(
+                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE position > $1 "
+                    "ORDER BY position LIMIT $2",
+                    after_position,
+                    limit,
+                )
+        return [_event(row) for row in rows]
+
+    async def read_recent(
+        self, limit: int = 20, *, types: Sequence[str] | None = None
+    ) -> list[RecordedEvent]:
+        """The latest events, newest first."""
+        with _unavailable_on_connection_loss():
+            rows = await self.pool.fetch(
+                f"SELECT {_EVENT_COLUMNS} FROM events "
+                "WHERE ($2::text[] IS NULL OR type = ANY($2::text[])) "
+                "ORDER BY position DESC LIMIT $1",
+                limit,
+                list(types) if types else None,
+            )
+        return [_event(row) for row in rows]
+
+    async def head_position(self) -> int:
+        """The position of the newest event (0 for an empty store)."""
+        with _unavailable_on_connection_loss():
+            value = await self.pool.fetchval("SELECT coalesce(max(position), 0) FROM events")
+        return int(value)
+
+
+class EventFollower:
+    """Yields every event after a position, in order, as it is appended.
+
+    LISTEN/NOTIFY wakes it promptly; catch-up by position means a notification lost to a
+    dropped connection loses nothing: after reconnecting it reads whatever it missed.
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        dsn: str,
+        *,
+        after_position: int = 0,
+        batch_size: int = 500,
+        poll_interval: float = 5.0,
+        reconnect_delay: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.dsn = dsn
+        self.position = after_position
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.reconnect_delay = reconnect_delay
+        self._wake = asyncio.Event()
+        self._conn: asyncpg.Connection | None = None
+
+    def _notified(self, *_: Any) -> None:
+        self._wake.set()
+
+    def _connection_lost(self, *_: Any) -> None:
+        self._wake.set()
+
+    async def _ensure_listening(self) -> None:
+        if self._conn is not None and not self._conn.is_closed():
+            return
+        self._conn = await connect(self.dsn)
+        self._conn.add_termination_listener(self._connection_lost)
+        await self._conn.add_listener(NOTIFY_CHANNEL, self._notified)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=2)
+
+    async def __aiter__(self) -> AsyncIterator[RecordedEvent]:
+        try:
+            while True:
+                try:
+                    await self._ensure_listening()
+                    # Clear before reading: a notify that lands during the read wakes us again.
+                    self._wake.clear()
+                    batch = await self.store.read_all(self.position, self.batch_size)
+                except (DatabaseUnavailableError, OSError, asyncpg.PostgresError) as exc:
+                    log.warning("event follower: %s; retrying in %.1fs", exc, self.reconnect_delay)
+                    await self.close()
+                    await asyncio.sleep(self.reconnect_delay)
+                    continue
+                for event in batch:
+                    self.position = event.position
+                    yield event
+                if len(batch) == self.batch_size:
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+        finally:
+            await self.close()
