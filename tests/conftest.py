@@ -12,13 +12,19 @@ import itertools
 import os
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import asyncpg
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
+from bot.context import AppContext
+from bot.settings import load_settings
+from bot.web.app import create_app
 from store.database import EmbeddedPostgres, connect, create_pool, migrate, with_database
 from store.events import EventStore
 from store.projections import Projections
@@ -109,3 +115,50 @@ def store(pool: asyncpg.Pool) -> EventStore:
 @pytest.fixture
 def projections(pool: asyncpg.Pool) -> Projections:
     return Projections(pool)
+
+
+@pytest.fixture
+async def http_session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+def make_context(
+    database_url: str, pool: asyncpg.Pool, http_session: aiohttp.ClientSession
+) -> Callable[..., AppContext]:
+    """Build an AppContext on this test's database from an environment dict."""
+
+    def build(env: dict[str, str] | None = None, **kwargs: Any) -> AppContext:
+        settings = load_settings({"CONDUCTOR_DATA_DIR": "/nonexistent", **(env or {})})
+        return AppContext.build(settings, database_url, pool, http_session, **kwargs)
+
+    return build
+
+
+@pytest.fixture
+def context(make_context: Callable[..., AppContext]) -> AppContext:
+    return make_context()
+
+
+@pytest.fixture
+async def api_client_factory() -> AsyncIterator[Callable[[AppContext], Awaitable[TestClient]]]:
+    """Serve the real API application for a context on 127.0.0.1; closed after the test."""
+    clients: list[TestClient] = []
+
+    async def start(ctx: AppContext) -> TestClient:
+        client = TestClient(TestServer(create_app(ctx), host="127.0.0.1"))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield start
+    for client in clients:
+        await client.close()
+
+
+@pytest.fixture
+async def api(context: AppContext) -> AsyncIterator[TestClient]:
+    """The API over the default context (no tokens)."""
+    async with TestClient(TestServer(create_app(context), host="127.0.0.1")) as client:
+        yield client

@@ -340,6 +340,47 @@ BEGIN
 END
 $$;
 
+-- Several appends in one transaction: the store batches appends that arrive while one is in
+-- flight, so concurrent writers share a commit (and its WAL flush) instead of queueing for
+-- the append lock one commit at a time. Each append runs in its own subtransaction: one that
+-- fails (a stale expected version) reports its error and leaves the others untouched.
+-- The events of append k are p_types[p_ends[k-1]+1 .. p_ends[k]] (and the same in p_data,
+-- p_metadata).
+CREATE FUNCTION conductor_append_batch(p_streams text[], p_expected integer[], p_keys text[],
+                                       p_ends integer[], p_types text[], p_data jsonb[],
+                                       p_metadata jsonb[])
+RETURNS TABLE (item integer, first_position bigint, last_position bigint,
+               stream_version integer, recorded_at timestamptz, duplicate boolean,
+               error_code text, error_message text, error_hint text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    k       integer;
+    v_start integer := 1;
+    v_row   record;
+    v_state text;
+    v_msg   text;
+    v_hint  text;
+BEGIN
+    PERFORM pg_advisory_xact_lock(7166002);
+    FOR k IN 1 .. cardinality(p_streams) LOOP
+        BEGIN
+            SELECT * INTO v_row FROM conductor_append(
+                p_streams[k], p_expected[k], p_keys[k], p_types[v_start:p_ends[k]],
+                p_data[v_start:p_ends[k]], p_metadata[v_start:p_ends[k]]);
+            RETURN QUERY SELECT k, v_row.first_position, v_row.last_position,
+                                v_row.stream_version, v_row.recorded_at, v_row.duplicate,
+                                NULL::text, NULL::text, NULL::text;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT,
+                                    v_hint = PG_EXCEPTION_HINT;
+            RETURN QUERY SELECT k, NULL::bigint, NULL::bigint, NULL::integer,
+                                NULL::timestamptz, NULL::boolean, v_state, v_msg, v_hint;
+        END;
+        v_start := p_ends[k] + 1;
+    END LOOP;
+END
+$$;
+
 -- Atomically hands the top of a queue to an agent: 'issue' takes the highest-priority queued
 -- issue (ISSUE_ASSIGNED), 'review' the oldest PR waiting for a reviewer (REVIEW_ASSIGNED).
 -- Returns the claimed issue's stream id and the assignment's position, or no row.

@@ -1,0 +1,87 @@
+"""The layering of DESIGN.md, enforced: arrows point one way.
+
+cogs and bot.web → bot.services → bot.integrations and store. store imports neither discord nor
+aiohttp; nothing imports cogs; only bot.integrations imports the SDKs of the outside world.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SDKS = ("gidgethub", "kubernetes_asyncio", "anthropic")
+
+
+def modules() -> dict[str, set[str]]:
+    """Every module of bot/, cogs/ and store/ with the absolute modules it imports."""
+    found: dict[str, set[str]] = {}
+    for package in ("bot", "cogs", "store"):
+        for path in (ROOT / package).rglob("*.py"):
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+            imported: set[str] = set()
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Import):
+                    imported.update(alias.name for alias in node.names)
+                elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    imported.add(node.module)
+            found[name] = imported
+    return found
+
+
+MODULES = modules()
+
+
+def offenders(where: str, forbidden: tuple[str, ...]) -> list[str]:
+    return sorted(
+        f"{module} imports {target}"
+        for module, imports in MODULES.items()
+        if module == where or module.startswith(where + ".")
+        for target in imports
+        if any(target == f or target.startswith(f + ".") for f in forbidden)
+    )
+
+
+@pytest.mark.parametrize(
+    ("layer", "forbidden"),
+    [
+        ("store", ("bot", "cogs", "discord", "aiohttp")),
+        ("bot.services", ("cogs", "bot.web", "discord.ext.commands")),
+        ("bot.integrations", ("cogs", "bot.web", "bot.services", "discord")),
+        ("bot.web", ("cogs", "discord")),
+    ],
+)
+def test_layers_import_only_downwards(layer: str, forbidden: tuple[str, ...]) -> None:
+    assert offenders(layer, forbidden) == []
+
+
+def test_nothing_imports_cogs() -> None:
+    assert [
+        f"{module} imports {target}"
+        for module, imports in MODULES.items()
+        if not module.startswith("cogs")
+        for target in imports
+        if target == "cogs" or target.startswith("cogs.")
+    ] == []
+
+
+def test_only_integrations_import_the_outside_sdks() -> None:
+    assert [
+        f"{module} imports {target}"
+        for module, imports in MODULES.items()
+        if not module.startswith("bot.integrations")
+        for target in imports
+        if target.split(".")[0] in SDKS
+    ] == []
+
+
+def test_sql_and_asyncpg_live_in_store() -> None:
+    # The composition root and context hand the pool around but run no SQL of their own.
+    users = sorted(
+        module
+        for module, imports in MODULES.items()
+        if "asyncpg" in imports and not module.startswith("store")
+    )
+    assert set(users) <= {"bot.context", "bot.__main__"}, users

@@ -1,0 +1,206 @@
+"""The `conductor-e` command as a user runs it: real processes, the embedded PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+COMMAND = [sys.executable, "-m", "bot"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    """A clean environment: embedded PostgreSQL under tmp_path, API on a free port."""
+    os.chmod(tmp_path, 0o755)  # the embedded server runs as its own user when we are root
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("CONDUCTOR_", "DISCORD_", "ANTHROPIC_", "GITHUB_"))
+        and key != "DATABASE_URL"
+    }
+    env.update(
+        CONDUCTOR_DATA_DIR=str(tmp_path / "data"),
+        CONDUCTOR_HTTP_HOST="127.0.0.1",
+        CONDUCTOR_HTTP_PORT=str(free_port()),
+    )
+    return env
+
+
+def http(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def wait_until_up(base: str, process: subprocess.Popen[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"conductor-e exited early:\n{process.stderr.read()}")  # type: ignore[union-attr]
+        try:
+            if http("GET", f"{base}/health")[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("conductor-e did not answer /health in time")
+
+
+def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[int, str]:
+    """Signal a process, wait for it, and return its exit code and stderr (pipes closed)."""
+    if process.poll() is None:
+        process.send_signal(sig)
+    _, stderr = process.communicate(timeout=30)
+    return process.returncode, stderr
+
+
+def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*COMMAND, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+@pytest.fixture
+def running(cli_env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    process = spawn(["run"], cli_env)
+    base = f"http://127.0.0.1:{cli_env['CONDUCTOR_HTTP_PORT']}"
+    try:
+        wait_until_up(base, process)
+        yield base, process
+    finally:
+        stop(process)
+
+
+def test_help_for_every_command(cli_env: dict[str, str]) -> None:
+    for args in (
+        [],
+        ["run"],
+        ["api"],
+        ["bot"],
+        ["migrate"],
+        ["projections", "rebuild"],
+        ["events", "tail"],
+    ):
+        result = subprocess.run(
+            [*COMMAND, *args, "--help"], env=cli_env, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, (args, result.stderr)
+        assert "usage: conductor-e" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "needle"),
+    [
+        ("CONDUCTOR_HTTP_PORT", "eighty", "CONDUCTOR_HTTP_PORT"),
+        ("DATABASE_URL", "mysql://admin:hunter2-secret@db/x", "DATABASE_URL"),
+        ("CONDUCTOR_API_TOKENS", "dev-e-1=tiny7", "CONDUCTOR_API_TOKENS"),
+        ("CONDUCTOR_MANAGED_REPOS", "not-a-repo", "CONDUCTOR_MANAGED_REPOS"),
+    ],
+)
+def test_a_bad_setting_stops_start_up_with_one_line(
+    cli_env: dict[str, str], name: str, value: str, needle: str
+) -> None:
+    result = subprocess.run(
+        [*COMMAND, "run"], env={**cli_env, name: value}, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert needle in lines[0]
+    assert "hunter2" not in result.stderr and "tiny7" not in result.stderr
+
+
+def test_run_serves_logs_each_component_and_stops_cleanly(
+    cli_env: dict[str, str], running: tuple[str, subprocess.Popen[str]]
+) -> None:
+    base, process = running
+    status, body = http(
+        "POST", f"{base}/api/events", {"type": "HEARTBEAT", "agentId": "dev-e-1", "status": "idle"}
+    )
+    assert status == 200, body
+    code, log = stop(process)
+    assert code == 0, log
+    for line in (
+        "database: embedded PostgreSQL ready",
+        "api: listening on 127.0.0.1",
+        "bot: off (DISCORD_BOT_TOKEN is not set)",
+        "api: stopped",
+        "database: embedded PostgreSQL stopped",
+    ):
+        assert line in log, log
+
+    # Events survive a restart: the data lives under CONDUCTOR_DATA_DIR.
+    again = spawn(["api"], cli_env)
+    try:
+        wait_until_up(base, again)
+        status, agents = http("GET", f"{base}/api/agents")
+        assert [a["agentId"] for a in agents["agents"]] == ["dev-e-1"]
+    finally:
+        code, log = stop(again, signal.SIGINT)
+    assert code == 0, log
+
+
+def test_events_tail_prints_new_events(
+    cli_env: dict[str, str], running: tuple[str, subprocess.Popen[str]]
+) -> None:
+    base, _ = running
+    tail = spawn(["events", "tail"], cli_env)
+    try:
+        # Keep appending until tail has printed one: it needs a moment to start listening.
+        deadline = time.monotonic() + 60
+        line = ""
+        while not line and time.monotonic() < deadline:
+            http(
+                "POST",
+                f"{base}/api/events",
+                {"type": "HEARTBEAT", "agentId": "dev-e-7", "status": "working"},
+            )
+            ready, _, _ = select.select([tail.stdout], [], [], 0.5)
+            if ready:
+                line = tail.stdout.readline()  # type: ignore[union-attr]
+        event = json.loads(line)
+        assert event["type"] == "HEARTBEAT"
+        assert event["streamId"] == "dev-e-7"
+        assert event["data"]["status"] == "working"
+    finally:
+        code, log = stop(tail, signal.SIGINT)
+    assert code == 0, log
+
+
+def test_migrate_and_rebuild_report_what_they_did(cli_env: dict[str, str]) -> None:
+    migrate = subprocess.run(
+        [*COMMAND, "migrate"], env=cli_env, capture_output=True, text=True, timeout=120
+    )
+    assert migrate.returncode == 0, migrate.stderr
+    assert "schema is up to date" in migrate.stdout
+    rebuild = subprocess.run(
+        [*COMMAND, "projections", "rebuild"],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert rebuild.returncode == 0, rebuild.stderr
+    assert "rebuilt the projections from 0 events" in rebuild.stderr

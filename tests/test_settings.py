@@ -1,0 +1,74 @@
+"""Settings: names as documented, one clear line per bad value, secrets never shown."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.settings import ConfigError, load_settings
+
+
+def test_defaults_on_an_empty_environment() -> None:
+    settings = load_settings({})
+    assert settings.http_port == 8080
+    assert settings.database_url is None
+    assert settings.github_api_url == "https://api.github.com"
+    assert settings.discord_api_url == "https://discord.com/api/v10"
+    assert settings.agent_ready_label == "agent-ready"
+    assert settings.priority_labels["p0"] == "critical"
+    assert settings.namespace == "conductor-e"
+
+
+def test_lists_and_pairs_are_comma_separated() -> None:
+    settings = load_settings(
+        {
+            "CONDUCTOR_MANAGED_REPOS": "acme/app, acme/api",
+            "CONDUCTOR_ADMIN_ROLE_IDS": "1,2",
+            "CONDUCTOR_PRIORITY_LABELS": "Urgent=critical,nice=normal",
+            "CONDUCTOR_API_TOKENS": "dev-e-1=0123456789abcdef",
+            "CONDUCTOR_FLUX_OBJECTS": "kustomization/conductor-e,helmrelease/conductor-e",
+        }
+    )
+    assert settings.managed_repos == ["acme/app", "acme/api"]
+    assert settings.admin_role_ids == [1, 2]
+    assert settings.priority_labels == {"urgent": "critical", "nice": "normal"}
+    assert settings.api_tokens["dev-e-1"].get_secret_value() == "0123456789abcdef"
+
+
+def test_empty_secret_variables_mean_unset() -> None:
+    settings = load_settings({"DATABASE_URL": "", "DISCORD_BOT_TOKEN": ""})
+    assert settings.database_url is None
+    assert settings.discord_bot_token is None
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"CONDUCTOR_HTTP_PORT": "70000"}, "CONDUCTOR_HTTP_PORT"),
+        ({"CONDUCTOR_GUILD_ID": "general"}, "CONDUCTOR_GUILD_ID"),
+        ({"CONDUCTOR_GITHUB_API_URL": "ftp://x"}, "CONDUCTOR_GITHUB_API_URL"),
+        ({"CONDUCTOR_FLUX_OBJECTS": "deployment/x"}, "CONDUCTOR_FLUX_OBJECTS"),
+        ({"CONDUCTOR_PRIORITY_LABELS": "p0"}, "CONDUCTOR_PRIORITY_LABELS"),
+        ({"CONDUCTOR_LOG_LEVEL": "LOUD"}, "CONDUCTOR_LOG_LEVEL"),
+        ({"CONDUCTOR_LOOP_INTERVAL_SECONDS": "-5"}, "CONDUCTOR_LOOP_INTERVAL_SECONDS"),
+    ],
+)
+def test_a_bad_value_is_one_line_naming_the_setting(env: dict[str, str], names: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(env)
+    message = str(raised.value)
+    assert names in message
+    assert "\n" not in message
+
+
+def test_secret_values_never_show() -> None:
+    settings = load_settings(
+        {
+            "DISCORD_BOT_TOKEN": "discord-secret-value",
+            "DATABASE_URL": "postgresql://u:pw-secret@h/d",
+        }
+    )
+    assert "discord-secret-value" not in repr(settings)
+    assert "pw-secret" not in repr(settings)
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"DATABASE_URL": "mysql://u:pw-secret@h/d"})
+    assert "pw-secret" not in str(raised.value)
