@@ -72,3 +72,15 @@ def test_secret_values_never_show() -> None:
     with pytest.raises(ConfigError) as raised:
         load_settings({"DATABASE_URL": "mysql://u:pw-secret@h/d"})
     assert "pw-secret" not in str(raised.value)
+
+
+def test_the_readme_documents_every_setting() -> None:
+    from pathlib import Path
+
+    from bot.settings import Settings
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    names = {field.alias or name.upper() for name, field in Settings.model_fields.items()}
+    names.add("ANTHROPIC_BASE_URL")
+    missing = sorted(name for name in names if f"`{name}`" not in readme)
+    assert missing == []
