@@ -293,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     configure_logging(settings.log_level)
     try:
-        return asyncio.run(args.func(settings, args))
+        code: int = asyncio.run(args.func(settings, args))
+        return code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except StoreError as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -27,7 +28,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Priority = Literal["critical", "high", "normal"]
 
-DEFAULT_PRIORITY_LABELS = {
+DEFAULT_PRIORITY_LABELS: dict[str, Priority] = {
     "priority:critical": "critical",
     "p0": "critical",
     "critical": "critical",
@@ -83,7 +84,7 @@ class Settings(BaseSettings):
     )
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, *args, **kwargs):  # type: ignore[no-untyped-def,override]
+    def settings_customise_sources(cls, settings_cls, init_settings, *args, **kwargs):  # type: ignore[no-untyped-def]
         # load_settings() hands over the environment itself, so a test's dict is all there is.
         return (init_settings,)
 
@@ -282,7 +283,7 @@ class Settings(BaseSettings):
         return self
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: Mapping[str, Any]) -> str:
     name = ".".join(str(part) for part in error.get("loc", ()) if not isinstance(part, int))
     message = str(error.get("msg", "is invalid"))
     message = message.removeprefix("Value error, ")

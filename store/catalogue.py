@@ -8,6 +8,7 @@ an agent that reports more than we read loses nothing.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
@@ -221,7 +222,7 @@ CATALOGUE: dict[str, type[Payload]] = {
 ISSUE_TYPES = frozenset(name for name, model in CATALOGUE.items() if model.stream == "issue")
 
 
-def _field_of(error: dict[str, Any]) -> str:
+def _field_of(error: Mapping[str, Any]) -> str:
     return ".".join(str(part) for part in error.get("loc", ())) or "body"
 
 

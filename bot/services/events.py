@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,7 @@ class Actor:
     source: str = "api"
 
 
-def priority_from_labels(labels: list[str], mapping: dict[str, str]) -> str:
+def priority_from_labels(labels: list[str], mapping: Mapping[str, str]) -> str:
     """The highest priority any label maps to (labels compare case-insensitively)."""
     ranks = {"critical": 0, "high": 1, "normal": 2}
     found = [mapping[label.lower()] for label in labels if label.lower() in mapping]
