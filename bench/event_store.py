@@ -271,16 +271,21 @@ class Bench:
         return results
 
     async def load_queue(self, count: int) -> None:
-        await self.pool.execute(
-            """
-            SELECT conductor_append('claims/' || $1 || '#' || i, 0, NULL, ARRAY['ISSUE_APPROVED'],
-                   ARRAY[jsonb_build_object('repo', 'claims/' || $1, 'issueNumber', i)],
-                   ARRAY['{}'::jsonb])
-            FROM generate_series(1, $2) AS i
-            """,
-            self.run_id,
-            count,
-        )
+        """Queue `count` issues through conductor_append, a few thousand per statement."""
+        step = 2_000
+        for start in range(1, count + 1, step):
+            await self.pool.execute(
+                """
+                SELECT conductor_append('claims/' || $1 || '#' || i, 0, NULL,
+                       ARRAY['ISSUE_APPROVED'],
+                       ARRAY[jsonb_build_object('repo', 'claims/' || $1, 'issueNumber', i)],
+                       ARRAY['{}'::jsonb])
+                FROM generate_series($2::int, $3::int) AS i
+                """,
+                self.run_id,
+                start,
+                min(start + step - 1, count),
+            )
 
     # --- the large store ------------------------------------------------------------------
     async def load_million(self, issues: int, per_issue: int, queued_every: int) -> None:
@@ -391,7 +396,7 @@ async def main() -> None:
     try:
         await bench.setup()
         print("throughput (interleaved rounds)...", file=sys.stderr)
-        claim_issues = int(args.rounds * args.seconds * 2 * 3000) + 10_000
+        claim_issues = int(args.rounds * args.seconds * 2 * 2500) + 5_000
         results = await bench.throughput(args.rounds, claim_issues)
         medians = {name: statistics.median(v) for name, v in results.items()}
         print("\n== throughput (median of rounds, operations/s) ==")
