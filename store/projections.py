@@ -256,7 +256,6 @@ async def rebuild_projections(
             if progress is not None:
                 progress(done, total, time.monotonic() - started)
             await asyncio.sleep(0)  # a cancellation lands between batches
-        await conn.execute("UPDATE projection_state SET position = $1", head)
     return done
 
 

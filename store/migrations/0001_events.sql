@@ -23,13 +23,6 @@ CREATE TABLE idempotency_keys (
     recorded_at    timestamptz NOT NULL
 );
 
--- Where each projection is up to; written in the same transaction as the projection rows.
-CREATE TABLE projection_state (
-    name     text   PRIMARY KEY,
-    position bigint NOT NULL DEFAULT 0
-);
-INSERT INTO projection_state (name) VALUES ('issues'), ('agents'), ('usage');
-
 -- Small named values the application keeps across restarts: a consumer's last handled
 -- position (the bot's alerts), the hash of the last synced slash commands, ...
 CREATE TABLE app_state (
@@ -38,6 +31,8 @@ CREATE TABLE app_state (
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 
+-- The projections. Every row carries `position`, the global position of the last event applied
+-- to it, written in the same transaction as the event: that is how far the row is tracked.
 CREATE TABLE issues (
     stream_id       text        PRIMARY KEY,
     repo            text        NOT NULL,
@@ -312,7 +307,8 @@ BEGIN
         END IF;
     END IF;
 
-    SELECT coalesce(max(e.version), 0) INTO v_current FROM events e WHERE e.stream_id = p_stream;
+    v_current := coalesce((SELECT e.version FROM events e WHERE e.stream_id = p_stream
+                           ORDER BY e.version DESC LIMIT 1), 0);
     IF p_expected IS NOT NULL AND p_expected <> v_current THEN
         RAISE EXCEPTION 'stream % is at version %, not the expected %',
             p_stream, v_current, p_expected
@@ -327,7 +323,6 @@ BEGIN
         PERFORM conductor_project(v_event);
     END LOOP;
 
-    UPDATE projection_state SET position = v_event.position;
     IF p_key IS NOT NULL THEN
         INSERT INTO idempotency_keys (key, stream_id, first_position, last_position, version,
                                       recorded_at)
@@ -434,7 +429,6 @@ BEGIN
         PERFORM conductor_project(v_event);
         v_count := v_count + 1;
     END LOOP;
-    UPDATE projection_state SET position = p_upto;
     RETURN v_count;
 END
 $$;
