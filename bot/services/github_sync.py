@@ -1,0 +1,284 @@
+"""Keep the issues projection in step with GitHub's agent-ready issues.
+
+One `SyncService.run()` searches GitHub (through `GitHubClient`) and compares what it finds
+with the issues projection:
+
+* an agent-ready issue we do not know → ISSUE_APPROVED, once: the idempotency key is
+  `approved:<node id>:<n>` with n = 1 + the withdrawals the issue has had, so two syncs racing
+  store one approval, and an issue that was withdrawn and is agent-ready again is approved anew;
+* a withdrawn issue that is agent-ready again → ISSUE_APPROVED (the projection moves it back to
+  queued);
+* a queued issue (not yet worked) that the search no longer finds → ISSUE_WITHDRAWN, but only
+  when that issue's repo was searched completely, only for issues we approved because of the
+  label (their recorded labels include it), and only after fetching the issue itself confirms
+  it is closed, unlabelled or gone — the search index lags behind GitHub, a single GET does not;
+* an active issue whose labels now map to another priority → PRIORITY_CHANGED. Only a change of
+  labels on GitHub moves a priority: a priority an agent or person set is left alone while the
+  labels stay as they were.
+
+Every event carries metadata {"actor": "conductor-e", "source": "github-sync"} and passes the
+catalogue's schema before it is appended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.context import AppContext
+from bot.integrations.github import (
+    GitHubClient,
+    GitHubError,
+    GitHubIssue,
+    GitHubNotFound,
+    GitHubUnavailable,
+    SearchReport,
+)
+from store import catalogue
+from store.catalogue import Priority
+from store.errors import EventValidationError
+from store.events import NewEvent
+from store.projections import Issue
+
+log = logging.getLogger(__name__)
+
+METADATA = {"actor": "conductor-e", "source": "github-sync"}
+PRIORITY_RANK: dict[str, int] = {"critical": 0, "high": 1, "normal": 2}
+# States in which a priority still matters: the issue is waiting or being worked.
+ACTIVE_STATES = frozenset({"queued", "assigned", "in_progress", "in_review", "deploying"})
+# At most this many withdrawal candidates are confirmed (one GET each) per run; the rest wait
+# for the next run, so a mass unlabelling cannot burn the rate limit in one go.
+MAX_CONFIRMATIONS = 50
+APPEND_CONCURRENCY = 64
+PROJECTION_PAGE = 5_000
+
+
+def priority_from_labels(labels: Iterable[str], mapping: Mapping[str, str]) -> Priority:
+    """The highest priority any label maps to through `mapping` (lower-cased keys); else normal."""
+    best: Priority = "normal"
+    for label in labels:
+        mapped = mapping.get(label.lower())
+        if mapped in PRIORITY_RANK and PRIORITY_RANK[mapped] < PRIORITY_RANK[best]:
+            best = mapped  # type: ignore[assignment]
+    return best
+
+
+def approval_payload(issue: GitHubIssue, mapping: Mapping[str, str]) -> dict[str, Any]:
+    """The ISSUE_APPROVED payload for a GitHub issue, trimmed to the catalogue's limits."""
+    return {
+        "repo": issue.repo,
+        "issueNumber": issue.number,
+        "title": issue.title[:1_000],
+        "url": issue.url[:1_000],
+        "labels": [label[:100] for label in issue.labels[:100]],
+        "priority": priority_from_labels(issue.labels, mapping),
+    }
+
+
+@dataclass
+class SyncResult:
+    """What one sync did; the lists hold the issue stream ids."""
+
+    approved: list[str] = field(default_factory=list)
+    withdrawn: list[str] = field(default_factory=list)
+    reprioritised: list[str] = field(default_factory=list)
+    found: int = 0  # agent-ready issues GitHub returned
+    requests: int = 0  # HTTP requests sent to GitHub, retries included
+    not_modified: int = 0  # of which answered 304 (free against the rate limit)
+    incomplete: bool = False
+    reasons: list[str] = field(default_factory=list)  # why the search was incomplete
+    errors: list[str] = field(default_factory=list)
+    rate_limit_remaining: int | None = None
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.approved or self.withdrawn or self.reprioritised)
+
+
+@dataclass(frozen=True)
+class _Append:
+    stream_id: str
+    event: NewEvent
+    key: str
+    bucket: str  # which SyncResult list it counts towards
+
+
+class SyncService:
+    """Compares GitHub's agent-ready issues with the issues projection and records the changes."""
+
+    def __init__(self, context: AppContext, github: GitHubClient) -> None:
+        self.context = context
+        self.github = github
+
+    async def run(self) -> SyncResult:
+        """One sync. Safe to repeat: an unchanged GitHub appends nothing."""
+        settings = self.context.settings
+        requests_before = self.github.requests_made
+        result = SyncResult()
+        report = await self.github.find_agent_ready()
+        result.found = len(report.issues)
+        result.incomplete = report.incomplete
+        result.reasons = list(report.reasons)
+        result.not_modified = report.not_modified
+
+        known = await self._known_issues()
+        appends: list[_Append] = []
+        found: set[str] = set()
+        for issue in report.issues:
+            stream = catalogue.issue_stream(issue.repo, issue.number)
+            found.add(stream.lower())
+            current = known.get(stream.lower())
+            if current is None or current.state == "withdrawn":
+                append = await self._approval(issue, stream, current, result)
+                if append is not None:
+                    appends.append(append)
+            elif current.state in ACTIVE_STATES:
+                append = self._priority_change(issue, current, result)
+                if append is not None:
+                    appends.append(append)
+
+        candidates = [
+            current
+            for key, current in known.items()
+            if current.state == "queued"
+            and key not in found
+            and report.complete_for(current.repo)
+            and any(label.lower() == settings.agent_ready_label.lower() for label in current.labels)
+        ]
+        appends.extend(await self._withdrawals(candidates, report, result))
+
+        await self._append_all(appends, result)
+        result.requests = self.github.requests_made - requests_before
+        result.rate_limit_remaining = report.rate_limit_remaining
+        log.info(
+            "github sync: %d found, %d approved, %d withdrawn, %d reprioritised, "
+            "%d requests (%d not modified)%s",
+            result.found,
+            len(result.approved),
+            len(result.withdrawn),
+            len(result.reprioritised),
+            result.requests,
+            result.not_modified,
+            "; incomplete: " + "; ".join(result.reasons) if result.incomplete else "",
+        )
+        return result
+
+    async def _known_issues(self) -> dict[str, Issue]:
+        """Every issue in the projection, keyed by lower-cased stream id."""
+        known: dict[str, Issue] = {}
+        offset = 0
+        while True:
+            page = await self.context.projections.issues(limit=PROJECTION_PAGE, offset=offset)
+            for issue in page:
+                known[issue.stream_id.lower()] = issue
+            if len(page) < PROJECTION_PAGE:
+                return known
+            offset += PROJECTION_PAGE
+
+    async def _withdrawal_count(self, stream_id: str) -> int:
+        events = await self.context.store.read_stream(stream_id)
+        return sum(1 for event in events if event.type == "ISSUE_WITHDRAWN")
+
+    def _event(
+        self, event_type: str, payload: dict[str, Any], result: SyncResult
+    ) -> NewEvent | None:
+        try:
+            data = catalogue.validate(event_type, payload, internal=True)
+        except EventValidationError as exc:
+            result.errors.append(f"{payload.get('repo')}#{payload.get('issueNumber')}: {exc}")
+            return None
+        return NewEvent(event_type, data, dict(METADATA))
+
+    async def _approval(
+        self, issue: GitHubIssue, stream: str, current: Issue | None, result: SyncResult
+    ) -> _Append | None:
+        settings = self.context.settings
+        if current is not None:
+            # Keep the stream the projection knows, whatever case GitHub spells the repo in.
+            stream = current.stream_id
+        epoch = 1 if current is None else 1 + await self._withdrawal_count(stream)
+        payload = approval_payload(issue, settings.priority_labels)
+        if current is not None:
+            payload["repo"], payload["issueNumber"] = current.repo, current.number
+        event = self._event("ISSUE_APPROVED", payload, result)
+        if event is None:
+            return None
+        return _Append(stream, event, f"approved:{issue.node_id or stream}:{epoch}", "approved")
+
+    def _priority_change(
+        self, issue: GitHubIssue, current: Issue, result: SyncResult
+    ) -> _Append | None:
+        mapping = self.context.settings.priority_labels
+        wanted = priority_from_labels(issue.labels, mapping)
+        if wanted == current.priority or wanted == priority_from_labels(current.labels, mapping):
+            return None
+        payload = {
+            "repo": current.repo,
+            "issueNumber": current.number,
+            "priority": wanted,
+            "labels": [label[:100] for label in issue.labels[:100]],
+        }
+        event = self._event("PRIORITY_CHANGED", payload, result)
+        if event is None:
+            return None
+        key = f"priority:{current.stream_id}:{current.position}:{wanted}"
+        return _Append(current.stream_id, event, key, "reprioritised")
+
+    async def _withdrawals(
+        self, candidates: Sequence[Issue], report: SearchReport, result: SyncResult
+    ) -> list[_Append]:
+        label = self.context.settings.agent_ready_label
+        appends: list[_Append] = []
+        if len(candidates) > MAX_CONFIRMATIONS:
+            log.info(
+                "github sync: %d issues left the search; confirming %d this run",
+                len(candidates),
+                MAX_CONFIRMATIONS,
+            )
+        for current in candidates[:MAX_CONFIRMATIONS]:
+            try:
+                now = await self.github.get_issue(current.repo, current.number)
+            except (GitHubError, GitHubUnavailable, GitHubNotFound) as exc:
+                result.errors.append(f"{current.stream_id}: could not confirm: {exc.message}")
+                continue
+            reason = withdrawal_reason(current, now, label)
+            if reason is None:
+                continue  # still open and labelled: the search index has not caught up
+            payload = {"repo": current.repo, "issueNumber": current.number, "reason": reason}
+            event = self._event("ISSUE_WITHDRAWN", payload, result)
+            if event is None:
+                continue
+            epoch = 1 + await self._withdrawal_count(current.stream_id)
+            key = f"withdrawn:{current.stream_id}:{epoch}"
+            appends.append(_Append(current.stream_id, event, key, "withdrawn"))
+        return appends
+
+    async def _append_all(self, appends: Sequence[_Append], result: SyncResult) -> None:
+        # Concurrent appends: the store commits them together in batches.
+        limit = asyncio.Semaphore(APPEND_CONCURRENCY)
+
+        async def one(append: _Append) -> None:
+            async with limit:
+                stored = await self.context.store.append(
+                    append.stream_id, [append.event], idempotency_key=append.key
+                )
+            if not stored.duplicate:
+                getattr(result, append.bucket).append(append.stream_id)
+
+        await asyncio.gather(*(one(append) for append in appends))
+
+
+def withdrawal_reason(current: Issue, now: GitHubIssue | None, label: str) -> str | None:
+    """Why a queued issue is no longer agent-ready, from GitHub's answer; None if it still is."""
+    if now is None:
+        return "the issue no longer exists on GitHub (deleted, or moved out of reach)"
+    if now.repo.lower() != current.repo.lower():
+        return f"the issue was transferred to {now.repo}"
+    if now.state == "closed":
+        return f"closed on GitHub ({now.state_reason or 'completed'}) before it was worked"
+    if not now.has_label(label):
+        return f"the {label!r} label was removed on GitHub"
+    return None

@@ -1,0 +1,352 @@
+"""GitHub webhooks: signature check, delivery → events, and recording them once per delivery.
+
+`verify_signature` and `events_for_delivery` are pure. `events_for_delivery` returns the events
+a delivery implies *on its face*; `WebhookService.handle` then checks each against the issues
+projection (`should_append`) before appending, because whether a closed issue is withdrawn, or
+a PR_CREATED is news, depends on what we already know. What is mapped:
+
+* `issues`: `labeled` with the agent-ready label, or `opened`/`reopened` carrying it →
+  ISSUE_APPROVED (kept only when the issue is new to us or withdrawn); `unlabeled` agent-ready →
+  ISSUE_WITHDRAWN; `closed`, `deleted`, `transferred` → ISSUE_WITHDRAWN (kept only while the
+  issue is still queued: an issue closed by its merged PR is not withdrawn); another label
+  added or removed on an agent-ready issue → PRIORITY_CHANGED (kept when the priority moves).
+* `pull_request`: `opened` whose body says `Closes|Fixes|Resolves #N` (any of GitHub's closing
+  keywords, also `owner/repo#N`) → PR_CREATED on each issue N with prNumber; `closed` with
+  `merged: true` → MERGED. A PR closed unmerged records nothing.
+* `pull_request_review` `submitted`: approved → REVIEW_PASSED, changes_requested →
+  REVIEW_DISPUTED (commented → nothing).
+* `check_suite` `completed`: success → CI_PASSED; failure or timed_out → CI_FAILED; other
+  conclusions (neutral, skipped, cancelled, stale, action_required) → nothing.
+  `check_run` `completed`: failure or timed_out → CI_FAILED; a single run's success records
+  nothing, since other runs of the suite may still fail — the suite's completion reports it.
+* `ping` and everything else → nothing.
+
+Which issue a PR event belongs to: the closing references of the PR body when the payload has
+the body (pull_request, pull_request_review), plus the issues the projection records with that
+PR number (`pr_issues`, looked up by the service); check events carry no PR body, so they rely
+on the projection only. Lifecycle events (PR, review, CI) are kept only for issues the
+projection knows, so a PR that closes an issue Conductor-E never approved adds no row.
+Repos outside the managed repos / org are ignored (when either is configured).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.context import AppContext
+from bot.services.github_sync import ACTIVE_STATES, priority_from_labels
+from bot.settings import Settings
+from store import catalogue
+from store.errors import EventValidationError
+from store.events import NewEvent
+from store.projections import Issue
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_PREFIX = "sha256="
+SOURCE = "github-webhook"
+# GitHub's closing keywords, then `#N` or `owner/repo#N`.
+_CLOSING = re.compile(
+    r"\b(?:close|closes|closed|fix|fixes|fixed|resolve|resolves|resolved)\s*:?\s*"
+    r"(?:([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+))?#([1-9][0-9]{0,9})\b",
+    re.IGNORECASE,
+)
+CI_FAILURES = frozenset({"failure", "timed_out"})
+# Lifecycle events about a PR count only while the issue is being worked or reviewed.
+WORKING_STATES = frozenset({"assigned", "in_progress", "in_review"})
+
+Mapped = tuple[str, NewEvent]
+
+
+def verify_signature(secret: bytes, body: bytes, header: str | None) -> bool:
+    """True when `header` is GitHub's X-Hub-Signature-256 of `body` under `secret`."""
+    if not secret or not header or not header.startswith(SIGNATURE_PREFIX):
+        return False
+    expected = SIGNATURE_PREFIX + hmac.new(secret, body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected.encode(), header.strip().encode())
+
+
+def closing_references(body: str | None, repo: str) -> list[tuple[str, int]]:
+    """(repo, number) of every issue a PR body closes, in order, without repeats."""
+    found: list[tuple[str, int]] = []
+    for match in _CLOSING.finditer(body or ""):
+        ref = (match.group(1) or repo, int(match.group(2)))
+        if ref not in found:
+            found.append(ref)
+    return found
+
+
+def in_scope(repo: str, settings: Settings) -> bool:
+    """A repo we manage; with neither repos nor org configured, any repo (the secret gates)."""
+    if not settings.managed_repos and not settings.github_org:
+        return True
+    lowered = repo.lower()
+    if lowered in {r.lower() for r in settings.managed_repos}:
+        return True
+    org = settings.github_org
+    return org is not None and lowered.split("/")[0] == org.lower()
+
+
+def pull_request_numbers(event_name: str, payload: Mapping[str, Any]) -> list[int]:
+    """The PR numbers a delivery is about, for looking their issues up in the projection."""
+    if event_name in ("pull_request", "pull_request_review"):
+        pr = payload.get("pull_request") or {}
+        return [int(pr["number"])] if pr.get("number") else []
+    if event_name in ("check_suite", "check_run"):
+        check = payload.get(event_name) or {}
+        return [int(pr["number"]) for pr in check.get("pull_requests") or [] if pr.get("number")]
+    return []
+
+
+def _label_names(issue: Mapping[str, Any]) -> list[str]:
+    names = []
+    for label in issue.get("labels") or []:
+        name = label.get("name") if isinstance(label, Mapping) else label
+        if isinstance(name, str):
+            names.append(name)
+    return names
+
+
+def _event(event_type: str, data: dict[str, Any], event_name: str, action: str | None) -> NewEvent:
+    metadata = {"actor": "github", "source": SOURCE, "githubEvent": event_name}
+    if action:
+        metadata["action"] = action
+    return NewEvent(event_type, data, metadata)
+
+
+def _issue_events(payload: Mapping[str, Any], repo: str, settings: Settings) -> list[Mapped]:
+    action = payload.get("action")
+    issue = payload.get("issue") or {}
+    if "pull_request" in issue or not issue.get("number"):
+        return []
+    number = int(issue["number"])
+    stream = catalogue.issue_stream(repo, number)
+    ready = settings.agent_ready_label.lower()
+    labels = _label_names(issue)
+    has_ready = any(name.lower() == ready for name in labels)
+    changed = str((payload.get("label") or {}).get("name") or "")
+    base = {"repo": repo, "issueNumber": number}
+
+    def approved() -> Mapped:
+        data = {
+            **base,
+            "title": str(issue.get("title") or "")[:1_000],
+            "url": str(issue.get("html_url") or "")[:1_000],
+            "labels": [name[:100] for name in labels[:100]],
+            "priority": priority_from_labels(labels, settings.priority_labels),
+        }
+        return stream, _event("ISSUE_APPROVED", data, "issues", action)
+
+    def withdrawn(reason: str) -> Mapped:
+        return stream, _event("ISSUE_WITHDRAWN", {**base, "reason": reason}, "issues", action)
+
+    is_open = issue.get("state", "open") == "open"
+    if action == "labeled" and changed.lower() == ready:
+        return [approved()] if is_open else []
+    if action in ("opened", "reopened") and has_ready:
+        return [approved()]
+    if action == "unlabeled" and changed.lower() == ready:
+        return [withdrawn(f"the {settings.agent_ready_label!r} label was removed on GitHub")]
+    if action in ("labeled", "unlabeled") and has_ready:
+        data = {
+            **base,
+            "priority": priority_from_labels(labels, settings.priority_labels),
+            "labels": [name[:100] for name in labels[:100]],
+        }
+        return [(stream, _event("PRIORITY_CHANGED", data, "issues", action))]
+    if action == "closed":
+        return [withdrawn(f"closed on GitHub ({issue.get('state_reason') or 'completed'})")]
+    if action == "deleted":
+        return [withdrawn("deleted on GitHub")]
+    if action == "transferred":
+        return [withdrawn("transferred to another repository on GitHub")]
+    return []
+
+
+def _pr_targets(
+    pr: Mapping[str, Any], repo: str, pr_issues: Mapping[int, Sequence[int]]
+) -> list[tuple[str, int]]:
+    targets = closing_references(pr.get("body"), repo)
+    for number in pr_issues.get(int(pr.get("number") or 0), ()):
+        if (repo, number) not in targets:
+            targets.append((repo, number))
+    return targets
+
+
+def events_for_delivery(
+    event_name: str,
+    payload: Mapping[str, Any],
+    settings: Settings,
+    *,
+    pr_issues: Mapping[int, Sequence[int]] | None = None,
+) -> list[Mapped]:
+    """The (stream id, event) pairs a delivery implies, before checking the projection.
+
+    `pr_issues` maps PR numbers of the delivery's repo to the issue numbers the projection
+    records for them (see `pull_request_numbers`); without it, PR events rely on the PR body.
+    """
+    repository = payload.get("repository") or {}
+    repo = repository.get("full_name")
+    if not isinstance(repo, str) or not in_scope(repo, settings):
+        return []
+    pr_issues = pr_issues or {}
+    action = payload.get("action")
+    mapped: list[Mapped] = []
+
+    if event_name == "issues":
+        return _issue_events(payload, repo, settings)
+
+    if event_name == "pull_request":
+        pr = payload.get("pull_request") or {}
+        number = int(pr.get("number") or 0)
+        data: dict[str, Any] = {"prNumber": number, "url": str(pr.get("html_url") or "")[:1_000]}
+        if action == "opened":
+            event_type = "PR_CREATED"
+            targets = closing_references(pr.get("body"), repo)
+        elif action == "closed" and pr.get("merged"):
+            event_type = "MERGED"
+            targets = _pr_targets(pr, repo, pr_issues)
+        else:
+            return []
+        for target_repo, issue in targets:
+            if in_scope(target_repo, settings):
+                body = {"repo": target_repo, "issueNumber": issue, **data}
+                stream = catalogue.issue_stream(target_repo, issue)
+                mapped.append((stream, _event(event_type, body, event_name, action)))
+        return mapped
+
+    if event_name == "pull_request_review":
+        if action != "submitted":
+            return []
+        state = str((payload.get("review") or {}).get("state") or "").lower()
+        event_type = {"approved": "REVIEW_PASSED", "changes_requested": "REVIEW_DISPUTED"}.get(
+            state, ""
+        )
+        if not event_type:
+            return []
+        pr = payload.get("pull_request") or {}
+        data = {"prNumber": int(pr.get("number") or 0), "url": str(pr.get("html_url") or "")}
+        for target_repo, issue in _pr_targets(pr, repo, pr_issues):
+            if in_scope(target_repo, settings):
+                body = {"repo": target_repo, "issueNumber": issue, **data}
+                stream = catalogue.issue_stream(target_repo, issue)
+                mapped.append((stream, _event(event_type, body, event_name, action)))
+        return mapped
+
+    if event_name in ("check_suite", "check_run"):
+        if action != "completed":
+            return []
+        check = payload.get(event_name) or {}
+        conclusion = str(check.get("conclusion") or "")
+        if conclusion in CI_FAILURES:
+            event_type = "CI_FAILED"
+        elif conclusion == "success" and event_name == "check_suite":
+            event_type = "CI_PASSED"
+        else:
+            return []
+        for pr in check.get("pull_requests") or []:
+            pr_number = int(pr.get("number") or 0)
+            for issue in pr_issues.get(pr_number, ()):
+                body = {"repo": repo, "issueNumber": issue, "prNumber": pr_number}
+                stream = catalogue.issue_stream(repo, issue)
+                mapped.append((stream, _event(event_type, body, event_name, action)))
+        return mapped
+
+    return []  # ping and every event we do not follow
+
+
+def should_append(event: NewEvent, issue: Issue | None) -> bool:
+    """Whether a mapped event is news, given the issue as the projection has it."""
+    kind = event.type
+    if kind == "ISSUE_APPROVED":
+        return issue is None or issue.state == "withdrawn"
+    if issue is None:
+        return False  # we follow only issues we know
+    if kind == "ISSUE_WITHDRAWN":
+        return issue.state == "queued"
+    if kind == "PRIORITY_CHANGED":
+        return issue.state in ACTIVE_STATES and issue.priority != event.data.get("priority")
+    pr_number = event.data.get("prNumber")
+    if kind == "PR_CREATED":
+        return (
+            issue.state not in ("done", "withdrawn", "deploying") and issue.pr_number != pr_number
+        )
+    if kind == "MERGED":
+        return issue.state in WORKING_STATES
+    # Reviews and CI: about this issue's current PR, while it is worked, and not a fact an
+    # agent has just posted itself.
+    if issue.pr_number is not None and pr_number is not None and issue.pr_number != pr_number:
+        return False
+    return issue.state in WORKING_STATES and issue.last_event_type != kind
+
+
+@dataclass
+class WebhookResult:
+    appended: list[tuple[str, str]] = field(default_factory=list)  # (stream id, type)
+    duplicates: int = 0  # already recorded from an earlier delivery of the same id
+    skipped: int = 0  # not news, given the projection
+
+
+class WebhookService:
+    """Records what a GitHub delivery implies, once: a redelivery changes nothing."""
+
+    def __init__(self, context: AppContext) -> None:
+        self.context = context
+
+    async def handle(
+        self, event_name: str, delivery_id: str, payload: Mapping[str, Any]
+    ) -> WebhookResult:
+        """Map a (verified) delivery to events and append the new ones.
+
+        Each mapped event's idempotency key is `delivery:<delivery id>:<index>`.
+        """
+        result = WebhookResult()
+        repo = (payload.get("repository") or {}).get("full_name")
+        pr_issues: dict[int, list[int]] = {}
+        numbers = pull_request_numbers(event_name, payload)
+        if numbers and isinstance(repo, str):
+            pr_issues = await self._issues_for_prs(repo, numbers)
+        mapped = events_for_delivery(
+            event_name, payload, self.context.settings, pr_issues=pr_issues
+        )
+        for index, (stream_id, event) in enumerate(mapped):
+            current = await self.context.projections.issue(stream_id)
+            if not should_append(event, current):
+                result.skipped += 1
+                continue
+            try:
+                data = catalogue.validate(event.type, event.data, internal=True)
+            except EventValidationError as exc:
+                log.warning("webhook %s: %s dropped: %s", delivery_id, event.type, exc)
+                result.skipped += 1
+                continue
+            stored = await self.context.store.append(
+                stream_id,
+                [NewEvent(event.type, data, {**event.metadata, "deliveryId": delivery_id})],
+                idempotency_key=f"delivery:{delivery_id}:{index}",
+            )
+            if stored.duplicate:
+                result.duplicates += 1
+            else:
+                result.appended.append((stream_id, event.type))
+        return result
+
+    async def _issues_for_prs(self, repo: str, numbers: Sequence[int]) -> dict[int, list[int]]:
+        """Issues the projection links to these PRs of `repo`.
+
+        Scans the states in which an issue has a PR; an indexed lookup by PR number in the
+        projections would serve this better.
+        """
+        wanted = set(numbers)
+        found: dict[int, list[int]] = {}
+        for state in ("in_progress", "in_review", "assigned", "deploying"):
+            for issue in await self.context.projections.issues(state=state, limit=10_000):
+                if issue.repo.lower() == repo.lower() and issue.pr_number in wanted:
+                    found.setdefault(issue.pr_number, []).append(issue.number)
+        return found

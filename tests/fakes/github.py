@@ -1,0 +1,786 @@
+"""A fake GitHub REST API for gidgethub to talk to over HTTP on 127.0.0.1, and webhook helpers.
+
+It serves, in GitHub's documented shapes:
+
+* `GET /search/issues` — `q` with `repo:`, `org:`, `user:`, `label:` (quoted or not), `is:issue`,
+  `is:pr`, `is:open`, `is:closed`, `state:`; `sort=created|updated`, `order`, `per_page`
+  (max 100), `page`; `total_count`, `incomplete_results`, `items`. A query over 256 characters
+  or with more than five AND/OR/NOT operators is a 422 "Validation Failed", as is a `repo:`
+  that does not exist (`unsearchable`), and asking past the first 1,000 results;
+* `GET /repos/{owner}/{repo}/issues/{number}` and `GET /repos/{owner}/{repo}/issues` (labels,
+  state, per_page, page), pull requests included with their `pull_request` key, as GitHub does;
+* `Link` pagination (rel next/last, and prev/first after page one) with absolute URLs;
+* strong ETags over the body, and 304 Not Modified on a matching `If-None-Match` (a 304 does
+  not count against the rate limit, as GitHub documents for authorised requests);
+* `X-RateLimit-Limit/Remaining/Reset/Used/Resource` per resource (core: 5,000 an hour; search:
+  30 a minute by default); a spent window answers 403 with GitHub's primary-limit message;
+* `Authorization: token …` / `Bearer …` checked when a token is set (401 "Bad credentials").
+
+Faults the test controls: `fail()` (any status, e.g. 500), `secondary_rate_limit()` (403 with
+Retry-After and GitHub's message), `too_many_requests()` (429), `incomplete()` (next searches
+say incomplete_results and drop their last item), `hang()` (requests wait until `release()`:
+for client timeouts without sleeping). Every request is recorded in `requests`.
+
+Webhook helpers: `sign()` signs exactly like GitHub (`sha256=` + hex HMAC-SHA256 of the raw
+body), `delivery_headers()` builds the headers of a delivery, and the `*_payload` builders give
+documented payload shapes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import itertools
+import json
+import re
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+MAX_QUERY_LENGTH = 256
+MAX_OPERATORS = 5
+SEARCH_CAP = 1000
+DOCS = "https://docs.github.com/rest"
+SECONDARY_MESSAGE = (
+    "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. "
+    "If you reach out to GitHub Support for help, please include the request ID {rid}."
+)
+PRIMARY_MESSAGE = (
+    "API rate limit exceeded for user ID 1. If you reach out to GitHub Support for help, "
+    "please include the request ID {rid}."
+)
+_TOKEN = re.compile(r'(?:[^\s"]+:"[^"]*"|"[^"]*"|\S+)')
+
+
+def iso(at: datetime) -> str:
+    return at.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-cased names
+    status: int = 0
+
+
+@dataclass
+class Fault:
+    status: int
+    times: int
+    path: str  # a prefix of the request path
+    headers: dict[str, str] = field(default_factory=dict)
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RateWindow:
+    limit: int
+    seconds: int
+    remaining: int = -1
+    reset: int = 0
+    used: int = 0
+
+    def current(self, now: float) -> RateWindow:
+        if self.remaining < 0 or now >= self.reset:
+            self.remaining, self.used, self.reset = self.limit, 0, int(now) + self.seconds
+        return self
+
+
+def _repository(full_name: str, api_url: str) -> dict[str, Any]:
+    owner, name = full_name.split("/", 1)
+    ident = int(hashlib.sha1(full_name.encode()).hexdigest()[:8], 16)
+    return {
+        "id": ident,
+        "node_id": f"R_{ident:x}",
+        "name": name,
+        "full_name": full_name,
+        "private": False,
+        "owner": {"login": owner, "id": ident + 1, "type": "Organization"},
+        "html_url": f"https://github.com/{full_name}",
+        "url": f"{api_url}/repos/{full_name}",
+    }
+
+
+class FakeGitHub:
+    """GitHub's REST API as far as Conductor-E uses it, on 127.0.0.1 at a random port."""
+
+    def __init__(self, token: str | None = "ghp_fake_token", *, search_limit: int = 30) -> None:
+        self.token = token
+        self.url = ""
+        self.requests: list[RecordedRequest] = []
+        self.issues: dict[tuple[str, int], dict[str, Any]] = {}
+        self.unsearchable: set[str] = set()  # repos a search refuses (422), lower-cased
+        # Issues the search index has not caught up with: searches miss them, GETs do not.
+        self.search_lag: set[tuple[str, int]] = set()
+        self.faults: list[Fault] = []
+        self.windows = {"core": RateWindow(5000, 3600), "search": RateWindow(search_limit, 60)}
+        self._incomplete = 0
+        self._hanging = 0
+        self._release = asyncio.Event()
+        self._numbers: dict[str, itertools.count[int]] = {}
+        self._clock = itertools.count(1)
+        self._base_time = datetime(2025, 1, 1, tzinfo=UTC)
+        self._runner: web.AppRunner | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_get("/search/issues", self._search)
+        app.router.add_get("/repos/{owner}/{repo}/issues", self._list_issues)
+        app.router.add_get("/repos/{owner}/{repo}/issues/{number:\\d+}", self._get_issue)
+        app.middlewares.append(self._middleware)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        return self.url
+
+    async def stop(self) -> None:
+        self._release.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeGitHub:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # --- the data -----------------------------------------------------------------------------
+
+    def _tick(self) -> datetime:
+        """A strictly increasing time, so updated_at orders edits like GitHub's clock would."""
+        return self._base_time + timedelta(seconds=next(self._clock))
+
+    def add_issue(
+        self,
+        repo: str,
+        number: int | None = None,
+        *,
+        title: str | None = None,
+        labels: Iterable[str] = (),
+        state: str = "open",
+        pull_request: bool = False,
+        body: str | None = None,
+    ) -> dict[str, Any]:
+        """Create an issue (or a pull request) and return its GitHub object."""
+        counter = self._numbers.setdefault(repo.lower(), itertools.count(1))
+        if number is None:
+            number = next(counter)
+            while (repo.lower(), number) in self.issues:
+                number = next(counter)
+        at = self._tick()
+        ident = int(hashlib.sha1(f"{repo}#{number}".encode()).hexdigest()[:10], 16)
+        kind = "pull" if pull_request else "issues"
+        issue: dict[str, Any] = {
+            "id": ident,
+            "node_id": f"{'PR' if pull_request else 'I'}_kw{ident:x}",
+            "number": number,
+            "title": title or f"Issue {number} of {repo}",
+            "body": body,
+            "state": state,
+            "state_reason": None if state == "open" else "completed",
+            "locked": False,
+            "labels": [],
+            "user": {"login": "octocat", "id": 1, "type": "User"},
+            "assignees": [],
+            "comments": 0,
+            "created_at": iso(at),
+            "updated_at": iso(at),
+            "closed_at": None if state == "open" else iso(at),
+            "html_url": f"https://github.com/{repo}/{kind}/{number}",
+            "url": f"{self.url}/repos/{repo}/issues/{number}",
+            "repository_url": f"{self.url}/repos/{repo}",
+        }
+        self._set_labels(issue, labels)
+        if pull_request:
+            issue["pull_request"] = {
+                "url": f"{self.url}/repos/{repo}/pulls/{number}",
+                "html_url": f"https://github.com/{repo}/pull/{number}",
+                "merged_at": None,
+            }
+        self.issues[(repo.lower(), number)] = issue
+        return issue
+
+    def _set_labels(self, issue: dict[str, Any], labels: Iterable[str]) -> None:
+        issue["labels"] = [
+            {
+                "id": int(hashlib.sha1(name.encode()).hexdigest()[:8], 16),
+                "node_id": f"LA_{name}",
+                "name": name,
+                "color": "ededed",
+                "default": False,
+                "description": None,
+            }
+            for name in labels
+        ]
+
+    def issue(self, repo: str, number: int) -> dict[str, Any]:
+        return self.issues[(repo.lower(), number)]
+
+    def _touch(self, issue: dict[str, Any]) -> None:
+        issue["updated_at"] = iso(self._tick())
+
+    def set_labels(self, repo: str, number: int, labels: Iterable[str]) -> dict[str, Any]:
+        issue = self.issue(repo, number)
+        self._set_labels(issue, labels)
+        self._touch(issue)
+        return issue
+
+    def add_label(self, repo: str, number: int, label: str) -> dict[str, Any]:
+        names = [entry["name"] for entry in self.issue(repo, number)["labels"]]
+        return self.set_labels(repo, number, [*names, label])
+
+    def remove_label(self, repo: str, number: int, label: str) -> dict[str, Any]:
+        names = [entry["name"] for entry in self.issue(repo, number)["labels"]]
+        return self.set_labels(repo, number, [n for n in names if n.lower() != label.lower()])
+
+    def close(self, repo: str, number: int, reason: str = "completed") -> dict[str, Any]:
+        issue = self.issue(repo, number)
+        issue.update(state="closed", state_reason=reason, closed_at=iso(self._tick()))
+        self._touch(issue)
+        return issue
+
+    def reopen(self, repo: str, number: int) -> dict[str, Any]:
+        issue = self.issue(repo, number)
+        issue.update(state="open", state_reason="reopened", closed_at=None)
+        self._touch(issue)
+        return issue
+
+    def delete(self, repo: str, number: int) -> None:
+        del self.issues[(repo.lower(), number)]
+
+    # --- faults -------------------------------------------------------------------------------
+
+    def fail(
+        self,
+        status: int,
+        *,
+        times: int = 1,
+        path: str = "/",
+        headers: dict[str, str] | None = None,
+        message: str | None = None,
+    ) -> None:
+        """The next `times` requests under `path` answer `status`."""
+        body = {"message": message or _default_message(status), "documentation_url": DOCS}
+        self.faults.append(Fault(status, times, path, dict(headers or {}), body))
+
+    def secondary_rate_limit(
+        self, *, retry_after: int | None = 60, times: int = 1, path: str = "/search/"
+    ) -> None:
+        """403 with GitHub's secondary-limit message (and Retry-After, unless None)."""
+        headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
+        self.faults.append(
+            Fault(
+                403,
+                times,
+                path,
+                headers,
+                {
+                    "message": SECONDARY_MESSAGE.format(rid=_request_id()),
+                    "documentation_url": f"{DOCS}/overview/rate-limits-for-the-rest-api"
+                    "#about-secondary-rate-limits",
+                },
+            )
+        )
+
+    def too_many_requests(
+        self, *, retry_after: int = 30, times: int = 1, path: str = "/search/"
+    ) -> None:
+        self.faults.append(
+            Fault(
+                429,
+                times,
+                path,
+                {"Retry-After": str(retry_after)},
+                {"message": SECONDARY_MESSAGE.format(rid=_request_id()), "documentation_url": DOCS},
+            )
+        )
+
+    def spend_rate_limit(self, resource: str = "search", *, reset_in: int = 30) -> None:
+        """Use up a resource's window; it resets `reset_in` seconds from now."""
+        window = self.windows[resource].current(time.time())
+        window.used += window.remaining
+        window.remaining = 0
+        window.reset = int(time.time()) + reset_in
+
+    def incomplete(self, times: int = 1) -> None:
+        """The next `times` searches report incomplete_results and miss their last item."""
+        self._incomplete += times
+
+    def hang(self, times: int = 1) -> None:
+        """The next `times` requests wait until `release()` (or stop): a client timeout."""
+        self._hanging += times
+        self._release.clear()
+
+    def release(self) -> None:
+        self._release.set()
+
+    # --- assertions helpers -------------------------------------------------------------------
+
+    def searches(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path == "/search/issues"]
+
+    def search_queries(self) -> list[str]:
+        return [r.query.get("q", "") for r in self.searches()]
+
+    # --- HTTP ---------------------------------------------------------------------------------
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        response = await self._answer(request, handler, headers)
+        self.requests.append(
+            RecordedRequest(
+                request.method, request.path, dict(request.query), headers, response.status
+            )
+        )
+        return response
+
+    async def _answer(
+        self, request: web.Request, handler: Any, headers: dict[str, str]
+    ) -> web.StreamResponse:
+        if self._hanging > 0:
+            self._hanging -= 1
+            await self._release.wait()
+        resource = "search" if request.path.startswith("/search/") else "core"
+        window = self.windows[resource].current(time.time())
+        if self.token is not None:
+            auth = headers.get("authorization", "")
+            if auth not in (f"token {self.token}", f"Bearer {self.token}"):
+                return self._json(
+                    {"message": "Bad credentials", "documentation_url": DOCS}, 401, resource
+                )
+        for fault in self.faults:
+            if fault.times > 0 and request.path.startswith(fault.path):
+                fault.times -= 1
+                response = self._json(fault.body, fault.status, resource)
+                response.headers.update(fault.headers)
+                return response
+        if window.remaining <= 0:
+            return self._json(
+                {"message": PRIMARY_MESSAGE.format(rid=_request_id()), "documentation_url": DOCS},
+                403,
+                resource,
+            )
+        response = await handler(request)
+        if response.status == 200:
+            etag = '"' + hashlib.sha256(response.body).hexdigest()[:40] + '"'
+            response.headers["ETag"] = etag
+            if etag in [tag.strip() for tag in headers.get("if-none-match", "").split(",")]:
+                # Not counted against the rate limit, as GitHub documents for 304s.
+                not_modified = web.Response(status=304)
+                not_modified.headers["ETag"] = etag
+                self._rate_headers(not_modified, resource)
+                return not_modified
+        window.remaining -= 1
+        window.used += 1
+        self._rate_headers(response, resource)
+        return response
+
+    def _rate_headers(self, response: web.StreamResponse, resource: str) -> None:
+        window = self.windows[resource]
+        response.headers.update(
+            {
+                "X-RateLimit-Limit": str(window.limit),
+                "X-RateLimit-Remaining": str(max(window.remaining, 0)),
+                "X-RateLimit-Reset": str(window.reset),
+                "X-RateLimit-Used": str(window.used),
+                "X-RateLimit-Resource": resource,
+                "X-GitHub-Request-Id": _request_id(),
+            }
+        )
+
+    def _json(self, body: Any, status: int = 200, resource: str | None = None) -> web.Response:
+        response = web.Response(
+            body=json.dumps(body).encode(),
+            status=status,
+            content_type="application/json",
+            charset="utf-8",
+        )
+        if resource is not None:
+            self._rate_headers(response, resource)
+        return response
+
+    def _page(
+        self, request: web.Request, items: list[Any], *, cap: int | None = None
+    ) -> tuple[list[Any], dict[str, str]] | web.Response:
+        try:
+            per_page = min(100, max(1, int(request.query.get("per_page", "30"))))
+            page = max(1, int(request.query.get("page", "1")))
+        except ValueError:
+            return self._json({"message": "Invalid page", "documentation_url": DOCS}, 422)
+        reachable = len(items) if cap is None else min(len(items), cap)
+        if cap is not None and (page - 1) * per_page >= cap:
+            return self._json(
+                {
+                    "message": "Only the first 1000 search results are available",
+                    "documentation_url": DOCS,
+                },
+                422,
+            )
+        last = max(1, -(-reachable // per_page))
+        links = []
+
+        def link(number: int, rel: str) -> str:
+            query = {**request.query, "per_page": str(per_page), "page": str(number)}
+            return f'<{self.url}{request.path}?{urlencode(query)}>; rel="{rel}"'
+
+        if page > 1:
+            links += [link(page - 1, "prev"), link(1, "first")]
+        if page < last:
+            links += [link(page + 1, "next"), link(last, "last")]
+        headers = {"Link": ", ".join(links)} if links else {}
+        start = (page - 1) * per_page
+        return items[start : min(start + per_page, reachable)], headers
+
+    async def _search(self, request: web.Request) -> web.Response:
+        q = request.query.get("q", "")
+        if not q.strip():
+            return self._validation("q", "missing")
+        if len(q) > MAX_QUERY_LENGTH:
+            return self._validation("q", "invalid", "The search is longer than 256 characters.")
+        tokens = _TOKEN.findall(q)
+        if sum(1 for t in tokens if t in ("AND", "OR", "NOT")) > MAX_OPERATORS:
+            return self._validation(
+                "q", "invalid", "The search contains more than 5 AND / OR / NOT operators."
+            )
+        repos, owners, labels, kinds, states = set(), set(), [], set(), set()
+        for token in tokens:
+            key, sep, value = token.partition(":")
+            value = value.strip('"').lower()
+            if not sep:
+                continue
+            if key == "repo":
+                repos.add(value)
+            elif key in ("org", "user"):
+                owners.add(value)
+            elif key == "label":
+                labels.append(value)
+            elif key in ("is", "type", "state"):
+                if value in ("issue", "pr"):
+                    kinds.add(value)
+                elif value in ("open", "closed"):
+                    states.add(value)
+        missing = sorted(r for r in repos if r in self.unsearchable)
+        if missing:
+            return self._validation(
+                "q",
+                "invalid",
+                "The listed users and repositories cannot be searched either because the "
+                "resources do not exist or you do not have permission to view them.",
+            )
+        found = []
+        for (repo, number), issue in self.issues.items():
+            if (repo, number) in self.search_lag:
+                continue
+            if (repos or owners) and not (repo in repos or repo.split("/")[0] in owners):
+                continue
+            names = {entry["name"].lower() for entry in issue["labels"]}
+            if any(label not in names for label in labels):
+                continue
+            is_pr = "pull_request" in issue
+            if kinds and ("pr" if is_pr else "issue") not in kinds:
+                continue
+            if states and issue["state"] not in states:
+                continue
+            found.append(issue)
+        sort = request.query.get("sort")
+        reverse = request.query.get("order", "desc") == "desc"
+        if sort in ("created", "updated"):
+            found.sort(key=lambda i: (i[f"{sort}_at"], i["id"]), reverse=reverse)
+        else:
+            found.sort(key=lambda i: i["id"])
+        paged = self._page(request, found, cap=SEARCH_CAP)
+        if isinstance(paged, web.Response):
+            return paged
+        items, headers = paged
+        incomplete = False
+        if self._incomplete > 0:
+            self._incomplete -= 1
+            incomplete = True
+            items = items[:-1]
+        body = {
+            "total_count": len(found),
+            "incomplete_results": incomplete,
+            "items": [{**item, "score": 1.0} for item in items],
+        }
+        response = self._json(body)
+        response.headers.update(headers)
+        return response
+
+    async def _get_issue(self, request: web.Request) -> web.Response:
+        repo = f"{request.match_info['owner']}/{request.match_info['repo']}".lower()
+        issue = self.issues.get((repo, int(request.match_info["number"])))
+        if issue is None:
+            return self._json({"message": "Not Found", "documentation_url": DOCS}, 404)
+        return self._json(issue)
+
+    async def _list_issues(self, request: web.Request) -> web.Response:
+        repo = f"{request.match_info['owner']}/{request.match_info['repo']}".lower()
+        state = request.query.get("state", "open")
+        wanted = [n.strip().lower() for n in request.query.get("labels", "").split(",") if n]
+        found = [
+            issue
+            for (issue_repo, _), issue in sorted(self.issues.items())
+            if issue_repo == repo
+            and (state == "all" or issue["state"] == state)
+            and all(w in {e["name"].lower() for e in issue["labels"]} for w in wanted)
+        ]
+        paged = self._page(request, found)
+        if isinstance(paged, web.Response):
+            return paged
+        items, headers = paged
+        response = self._json(items)
+        response.headers.update(headers)
+        return response
+
+    def _validation(self, field_name: str, code: str, message: str | None = None) -> web.Response:
+        error: dict[str, Any] = {"resource": "Search", "field": field_name, "code": code}
+        if message:
+            error["message"] = message
+        return self._json(
+            {"message": "Validation Failed", "errors": [error], "documentation_url": DOCS}, 422
+        )
+
+
+def _default_message(status: int) -> str:
+    return {
+        400: "Bad Request",
+        401: "Bad credentials",
+        403: "Forbidden",
+        404: "Not Found",
+        422: "Validation Failed",
+        500: "Server Error",
+        502: "Server Error",
+        503: "Service Unavailable",
+    }.get(status, "Error")
+
+
+def _request_id() -> str:
+    return uuid.uuid4().hex[:16].upper()
+
+
+# --- webhooks -------------------------------------------------------------------------------------
+
+
+def sign(secret: bytes, body: bytes) -> str:
+    """The X-Hub-Signature-256 value GitHub sends: `sha256=` + hex HMAC-SHA256 of the raw body."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def encode(payload: dict[str, Any]) -> bytes:
+    """A payload's raw body as GitHub sends it (JSON, application/json)."""
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def delivery_headers(
+    event: str, body: bytes, secret: bytes | None, delivery_id: str | None = None
+) -> dict[str, str]:
+    """The headers of a webhook delivery, signed with `secret` when given."""
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "GitHub-Hookshot/6c1b7e8",
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery_id or str(uuid.uuid4()),
+        "X-GitHub-Hook-ID": "4242",
+    }
+    if secret is not None:
+        headers["X-Hub-Signature-256"] = sign(secret, body)
+    return headers
+
+
+def _sender() -> dict[str, Any]:
+    return {"login": "octocat", "id": 1, "type": "User"}
+
+
+def _label(name: str) -> dict[str, Any]:
+    return {"id": 1, "node_id": f"LA_{name}", "name": name, "color": "ededed", "default": False}
+
+
+API = "https://api.github.com"
+
+
+def issue_object(
+    repo: str,
+    number: int,
+    *,
+    labels: Iterable[str] = (),
+    state: str = "open",
+    title: str | None = None,
+    node_id: str | None = None,
+) -> dict[str, Any]:
+    """An issue as webhook payloads carry it."""
+    return {
+        "id": 1000 + number,
+        "node_id": node_id or f"I_kw{repo.replace('/', '_')}_{number}",
+        "number": number,
+        "title": title or f"Issue {number}",
+        "state": state,
+        "state_reason": None if state == "open" else "completed",
+        "labels": [_label(name) for name in labels],
+        "html_url": f"https://github.com/{repo}/issues/{number}",
+        "url": f"{API}/repos/{repo}/issues/{number}",
+        "repository_url": f"{API}/repos/{repo}",
+        "user": _sender(),
+        "body": None,
+        "created_at": "2025-01-01T00:00:00Z",
+        "updated_at": "2025-01-01T00:00:01Z",
+    }
+
+
+def issues_payload(
+    action: str,
+    repo: str,
+    number: int,
+    *,
+    labels: Iterable[str] = (),
+    label: str | None = None,
+    state: str | None = None,
+    title: str | None = None,
+) -> dict[str, Any]:
+    """`issues` event: opened, labeled, unlabeled, closed, reopened, …"""
+    if state is None:
+        state = "closed" if action == "closed" else "open"
+    payload: dict[str, Any] = {
+        "action": action,
+        "issue": issue_object(repo, number, labels=labels, state=state, title=title),
+        "repository": _repository(repo, API),
+        "sender": _sender(),
+    }
+    if label is not None:
+        payload["label"] = _label(label)
+    return payload
+
+
+def pull_request_object(
+    repo: str, number: int, *, body: str | None = None, merged: bool = False, state: str = "open"
+) -> dict[str, Any]:
+    return {
+        "id": 5000 + number,
+        "node_id": f"PR_kw{number}",
+        "number": number,
+        "title": f"Pull request {number}",
+        "body": body,
+        "state": state,
+        "merged": merged,
+        "merged_at": "2025-01-02T00:00:00Z" if merged else None,
+        "html_url": f"https://github.com/{repo}/pull/{number}",
+        "url": f"{API}/repos/{repo}/pulls/{number}",
+        "user": {"login": "dev-e[bot]", "id": 2, "type": "Bot"},
+        "head": {"ref": f"issue-{number}", "sha": "a" * 40},
+        "base": {"ref": "main", "sha": "b" * 40},
+        "labels": [],
+    }
+
+
+def pull_request_payload(
+    action: str, repo: str, number: int, *, body: str | None = None, merged: bool = False
+) -> dict[str, Any]:
+    """`pull_request` event: opened, closed (with merged true/false), …"""
+    state = "closed" if action == "closed" else "open"
+    return {
+        "action": action,
+        "number": number,
+        "pull_request": pull_request_object(repo, number, body=body, merged=merged, state=state),
+        "repository": _repository(repo, API),
+        "sender": _sender(),
+    }
+
+
+def pull_request_review_payload(
+    repo: str, pr_number: int, state: str, *, body: str | None = None, action: str = "submitted"
+) -> dict[str, Any]:
+    """`pull_request_review` event; `state` is approved, changes_requested or commented."""
+    return {
+        "action": action,
+        "review": {
+            "id": 9000 + pr_number,
+            "node_id": f"PRR_kw{pr_number}",
+            "user": {"login": "review-e[bot]", "id": 3, "type": "Bot"},
+            "body": None,
+            "state": state,
+            "html_url": f"https://github.com/{repo}/pull/{pr_number}#pullrequestreview-1",
+            "submitted_at": "2025-01-02T00:00:00Z",
+        },
+        "pull_request": pull_request_object(repo, pr_number, body=body),
+        "repository": _repository(repo, API),
+        "sender": _sender(),
+    }
+
+
+def _pr_refs(repo: str, pr_numbers: Iterable[int]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": 5000 + number,
+            "number": number,
+            "url": f"{API}/repos/{repo}/pulls/{number}",
+            "head": {"ref": f"issue-{number}", "sha": "a" * 40, "repo": {"name": repo}},
+            "base": {"ref": "main", "sha": "b" * 40, "repo": {"name": repo}},
+        }
+        for number in pr_numbers
+    ]
+
+
+def check_suite_payload(
+    repo: str, conclusion: str, pr_numbers: Iterable[int], *, action: str = "completed"
+) -> dict[str, Any]:
+    """`check_suite` event; `conclusion` success, failure, timed_out, cancelled, neutral, …"""
+    return {
+        "action": action,
+        "check_suite": {
+            "id": 7000,
+            "head_branch": "issue",
+            "head_sha": "a" * 40,
+            "status": "completed" if action == "completed" else "queued",
+            "conclusion": conclusion if action == "completed" else None,
+            "pull_requests": _pr_refs(repo, pr_numbers),
+            "app": {"id": 15368, "slug": "github-actions", "name": "GitHub Actions"},
+        },
+        "repository": _repository(repo, API),
+        "sender": _sender(),
+    }
+
+
+def check_run_payload(
+    repo: str, conclusion: str, pr_numbers: Iterable[int], *, action: str = "completed"
+) -> dict[str, Any]:
+    """`check_run` event for one run of a suite."""
+    return {
+        "action": action,
+        "check_run": {
+            "id": 8000,
+            "name": "tests",
+            "head_sha": "a" * 40,
+            "status": "completed" if action == "completed" else "in_progress",
+            "conclusion": conclusion if action == "completed" else None,
+            "html_url": f"https://github.com/{repo}/runs/8000",
+            "pull_requests": _pr_refs(repo, pr_numbers),
+            "check_suite": {"id": 7000},
+            "app": {"id": 15368, "slug": "github-actions", "name": "GitHub Actions"},
+        },
+        "repository": _repository(repo, API),
+        "sender": _sender(),
+    }
+
+
+def ping_payload(hook_id: int = 4242) -> dict[str, Any]:
+    return {
+        "zen": "Keep it logically awesome.",
+        "hook_id": hook_id,
+        "hook": {"type": "Repository", "id": hook_id, "events": ["issues", "pull_request"]},
+        "sender": _sender(),
+    }
