@@ -8,7 +8,7 @@ an agent that reports more than we read loses nothing.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
@@ -17,6 +17,7 @@ from store.errors import EventValidationError
 
 Priority = Literal["critical", "high", "normal"]
 PRIORITIES: tuple[Priority, ...] = ("critical", "high", "normal")
+PRIORITY_RANK: dict[str, int] = {"critical": 0, "high": 1, "normal": 2}
 
 REPO_PATTERN = r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$"
 AGENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
@@ -220,6 +221,16 @@ CATALOGUE: dict[str, type[Payload]] = {
 }
 
 ISSUE_TYPES = frozenset(name for name, model in CATALOGUE.items() if model.stream == "issue")
+
+
+def priority_from_labels(labels: Iterable[str], mapping: Mapping[str, str]) -> Priority:
+    """The highest priority any label maps to through `mapping` (lower-cased keys); else normal."""
+    best: Priority = "normal"
+    for label in labels:
+        mapped = mapping.get(label.lower())
+        if mapped in PRIORITY_RANK and PRIORITY_RANK[mapped] < PRIORITY_RANK[best]:
+            best = mapped  # type: ignore[assignment]
+    return best
 
 
 def _field_of(error: Mapping[str, Any]) -> str:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from bot.context import AppContext
 from bot.errors import Forbidden, InvalidInput
 from store import catalogue
-from store.catalogue import AGENT_PATTERN
+from store.catalogue import AGENT_PATTERN, priority_from_labels
 from store.events import AppendResult, NewEvent
 from store.projections import Issue
 
@@ -24,13 +23,6 @@ class Actor:
     name: str | None
     authenticated: bool
     source: str = "api"
-
-
-def priority_from_labels(labels: list[str], mapping: Mapping[str, str]) -> str:
-    """The highest priority any label maps to (labels compare case-insensitively)."""
-    ranks = {"critical": 0, "high": 1, "normal": 2}
-    found = [mapping[label.lower()] for label in labels if label.lower() in mapping]
-    return min(found, key=ranks.__getitem__, default="normal")
 
 
 def check_agent_id(agent_id: str | None) -> str:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +38,7 @@ from bot.integrations.github import (
     SearchReport,
 )
 from store import catalogue
-from store.catalogue import Priority
+from store.catalogue import priority_from_labels
 from store.errors import EventValidationError
 from store.events import NewEvent
 from store.projections import Issue
@@ -46,7 +46,6 @@ from store.projections import Issue
 log = logging.getLogger(__name__)
 
 METADATA = {"actor": "conductor-e", "source": "github-sync"}
-PRIORITY_RANK: dict[str, int] = {"critical": 0, "high": 1, "normal": 2}
 # States in which a priority still matters: the issue is waiting or being worked.
 ACTIVE_STATES = frozenset({"queued", "assigned", "in_progress", "in_review", "deploying"})
 # At most this many withdrawal candidates are confirmed (one GET each) per run; the rest wait
@@ -54,16 +53,6 @@ ACTIVE_STATES = frozenset({"queued", "assigned", "in_progress", "in_review", "de
 MAX_CONFIRMATIONS = 50
 APPEND_CONCURRENCY = 64
 PROJECTION_PAGE = 5_000
-
-
-def priority_from_labels(labels: Iterable[str], mapping: Mapping[str, str]) -> Priority:
-    """The highest priority any label maps to through `mapping` (lower-cased keys); else normal."""
-    best: Priority = "normal"
-    for label in labels:
-        mapped = mapping.get(label.lower())
-        if mapped in PRIORITY_RANK and PRIORITY_RANK[mapped] < PRIORITY_RANK[best]:
-            best = mapped  # type: ignore[assignment]
-    return best
 
 
 def approval_payload(issue: GitHubIssue, mapping: Mapping[str, str]) -> dict[str, Any]:
