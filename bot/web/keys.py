@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -19,3 +20,5 @@ CONTEXT = web.AppKey("context", AppContext)
 EVENTS = web.AppKey("events", EventService)
 HEALTH = web.AppKey("health", HealthService)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+# Work that outlives its request (webhook deliveries), awaited on shutdown.
+BACKGROUND: web.AppKey[set[asyncio.Task[object]]] = web.AppKey("background")
