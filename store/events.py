@@ -108,6 +108,7 @@ class EventStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
         self._pending: list[_PendingAppend] = []
+        self._busy = False
         self._writer: asyncio.Task[None] | None = None
 
     async def append(
@@ -133,54 +134,78 @@ class EventStore:
             idempotency_key,
             asyncio.get_running_loop().create_future(),
         )
-        self._pending.append(pending)
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_pending(), name="event-store-writer")
-        # Shielded: a caller that gives up (a dropped HTTP request) must not cancel the batch
-        # that carries other callers' appends.
-        return await asyncio.shield(pending.result)
+        if self._busy:
+            # Another append is in flight: ride along in the next batch. Shielded, so a
+            # caller that gives up (a dropped request) cannot cancel other callers' appends.
+            self._pending.append(pending)
+            return await asyncio.shield(pending.result)
+        # Nobody is writing: write this one here, then hand what queued meanwhile to a writer.
+        self._busy = True
+        try:
+            await self._run_batch([pending])
+        finally:
+            self._hand_over()
+        return pending.result.result()
 
-    async def _write_pending(self) -> None:
-        while self._pending:
-            batch = self._pending[: self.MAX_BATCH]
-            del self._pending[: self.MAX_BATCH]
-            try:
-                rows = await self._write(batch)
-            except BaseException as exc:
-                failure = exc
-                if isinstance(exc, _CONNECTION_ERRORS):
-                    failure = DatabaseUnavailableError(
-                        f"PostgreSQL is unavailable: {type(exc).__name__}"
-                    )
-                for pending in batch:
-                    if not pending.result.done():
-                        pending.result.set_exception(failure)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
+    def _hand_over(self) -> None:
+        if self._pending:
+            self._writer = asyncio.create_task(self._drain(), name="event-store-writer")
+        else:
+            self._busy = False
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                batch = self._pending[: self.MAX_BATCH]
+                del self._pending[: self.MAX_BATCH]
+                await self._run_batch(batch)
+        finally:
+            for pending in self._pending:
+                pending.result.cancel()
+            self._pending.clear()
+            self._busy = False
+
+    async def _run_batch(self, batch: list[_PendingAppend]) -> None:
+        """Write a batch and settle each append's future with its result or its error."""
+        try:
+            rows = await self._write(batch)
+        except asyncio.CancelledError:
+            for pending in batch:
+                pending.result.cancel()
+            raise
+        except BaseException as exc:
+            failure = exc
+            if isinstance(exc, _CONNECTION_ERRORS):
+                failure = DatabaseUnavailableError(
+                    f"PostgreSQL is unavailable: {type(exc).__name__}"
+                )
+            for pending in batch:
+                if not pending.result.done():
+                    pending.result.set_exception(failure)
+            return
+        for pending, row in zip(batch, rows, strict=True):
+            if pending.result.done():
                 continue
-            for pending, row in zip(batch, rows, strict=True):
-                if pending.result.done():
-                    continue
-                if row["error_code"] is None:
-                    pending.result.set_result(
-                        AppendResult(
-                            stream_id=pending.stream_id,
-                            first_position=row["first_position"],
-                            last_position=row["last_position"],
-                            version=row["stream_version"],
-                            recorded_at=row["recorded_at"],
-                            duplicate=row["duplicate"],
-                        )
+            if row["error_code"] is None:
+                pending.result.set_result(
+                    AppendResult(
+                        stream_id=pending.stream_id,
+                        first_position=row["first_position"],
+                        last_position=row["last_position"],
+                        version=row["stream_version"],
+                        recorded_at=row["recorded_at"],
+                        duplicate=row["duplicate"],
                     )
-                elif row["error_code"] == CONCURRENCY_SQLSTATE:
-                    actual = int(row["error_hint"] or -1)
-                    pending.result.set_exception(
-                        ConcurrencyError(pending.stream_id, pending.expected_version or 0, actual)
-                    )
-                else:
-                    pending.result.set_exception(
-                        StoreError(f"append to {pending.stream_id} failed: {row['error_message']}")
-                    )
+                )
+            elif row["error_code"] == CONCURRENCY_SQLSTATE:
+                actual = int(row["error_hint"] or -1)
+                pending.result.set_exception(
+                    ConcurrencyError(pending.stream_id, pending.expected_version or 0, actual)
+                )
+            else:
+                pending.result.set_exception(
+                    StoreError(f"append to {pending.stream_id} failed: {row['error_message']}")
+                )
 
     async def _write(self, batch: list[_PendingAppend]) -> list[Any]:
         if len(batch) == 1:

@@ -93,3 +93,19 @@ async def test_read_all_is_in_global_order_and_pages(store: EventStore) -> None:
 async def test_an_empty_append_is_refused(store: EventStore) -> None:
     with pytest.raises(ValueError, match="at least one event"):
         await store.append("acme/app#1", [])
+
+
+async def test_a_caller_that_gives_up_does_not_cancel_the_appends_batched_with_it(
+    store: EventStore,
+) -> None:
+    tasks = [
+        asyncio.create_task(store.append(f"acme/app#{n}", [approved(n)])) for n in range(1, 11)
+    ]
+    await asyncio.sleep(0)  # the first writes inline; the others queue behind it
+    tasks[5].cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(results[5], asyncio.CancelledError)
+    stored = [r for i, r in enumerate(results) if i != 5]
+    assert all(not isinstance(r, BaseException) for r in stored), stored
+    # The cancelled caller's append was already on its way: it lands too, once.
+    assert await store.head_position() == 10
