@@ -160,10 +160,10 @@ class Projections:
     async def queue_rank(self, stream_id: str) -> int | None:
         """1-based place of a queued issue in the queue, or None when it is not queued."""
         rows = await self._fetch(
-            "SELECT count(*)::int + 1 AS rank FROM issues q, issues i "
-            "WHERE i.stream_id = $1 AND i.state = 'queued' AND q.state = 'queued' "
+            "SELECT (SELECT count(*)::int + 1 FROM issues q WHERE q.state = 'queued' "
             "AND (q.priority_rank, q.approved_at, q.stream_id) "
-            "< (i.priority_rank, i.approved_at, i.stream_id) GROUP BY i.stream_id",
+            "< (i.priority_rank, i.approved_at, i.stream_id)) AS rank "
+            "FROM issues i WHERE i.stream_id = $1 AND i.state = 'queued'",
             stream_id,
         )
         return rows[0]["rank"] if rows else None

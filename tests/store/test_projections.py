@@ -90,6 +90,8 @@ async def test_queue_is_priority_then_oldest_first(
     assert [i.number for i in queue] == [3, 2, 4, 1, 5]
     assert await projections.queue_depth() == {"critical": 1, "high": 2, "normal": 2}
     assert await projections.queue_rank(f"{REPO}#4") == 3
+    assert await projections.queue_rank(f"{REPO}#3") == 1
+    assert await projections.queue_rank(f"{REPO}#99") is None
     await put(store, 1, "PRIORITY_CHANGED", priority="critical")
     # Both critical now: the older approval (#1) goes first.
     assert [i.number for i in await projections.queue(limit=2)] == [1, 3]

@@ -1,0 +1,217 @@
+"""Live alerts: which events are worth a message in which channel, and delivering them.
+
+`AlertService.run` follows the store from the last delivered position (kept in AppState) and
+hands each alert to a poster (the bot's Discord side). Delivery is at least once from the
+store's point of view and exactly once in Discord: an alert that fails is retried with backoff
+(never skipped, so later alerts wait behind it), the position advances only after a post, and
+each alert carries a nonce derived from its event position that Discord de-duplicates
+(`enforce_nonce`), so a crash between posting and recording the position never posts twice.
+On the very first start the service begins at the head of the store instead of replaying
+history into the channels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bot.context import AppContext
+from store.events import EventFollower, RecordedEvent
+
+log = logging.getLogger(__name__)
+
+POSITION_KEY = "discord.alerts.position"
+NONCE_PREFIX = "ce-alert-"  # a Discord nonce is at most 25 characters
+MESSAGE_LIMIT = 2_000
+THREAD_NAME_LIMIT = 100
+# Without an alert, the position is saved at most this often (replaying a few non-alert
+# events after a restart costs nothing).
+SAVE_EVERY_EVENTS = 200
+SAVE_EVERY_SECONDS = 5.0
+
+ADMIN_TYPES = frozenset(
+    {
+        "ESCALATED",
+        "AGENT_STUCK",
+        "CI_FAILED",
+        "SMOKE_FAILED",
+        "E2E_FAILED",
+        "COORDINATION_RUN_FAILED",
+        "BUDGET_THRESHOLD_CROSSED",
+    }
+)
+TASK_TYPES = frozenset({"ISSUE_ASSIGNED"})
+
+
+@dataclass(frozen=True)
+class Alert:
+    position: int
+    event_type: str
+    channel_id: int
+    text: str
+    thread_name: str | None = None
+
+    @property
+    def nonce(self) -> str:
+        return f"{NONCE_PREFIX}{self.position}"
+
+
+Poster = Callable[[Alert], Awaitable[None]]
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _ref(data: dict[str, object]) -> str | None:
+    repo, number = data.get("repo"), data.get("issueNumber")
+    if repo and number:
+        return f"{repo}#{number}"
+    return None
+
+
+def _sanitise(text: object) -> str:
+    # Alerts are posted without mentions; this keeps the text from even looking like one.
+    return str(text).replace("@", "@\u200b")
+
+
+def alert_for(
+    event: RecordedEvent,
+    *,
+    tasks_channel_id: int | None,
+    admin_channel_id: int | None,
+    threads: bool = True,
+    title: str | None = None,
+) -> Alert | None:
+    """The alert an event calls for, or None (not alert-worthy, or its channel is not set)."""
+    data = event.data
+    ref = _ref(data)
+    where = f" on `{ref}`" if ref else ""
+    if event.type in TASK_TYPES and tasks_channel_id is not None:
+        agent = _sanitise(data.get("agentId", "an agent"))
+        named = f" — {_sanitise(title)}" if title else ""
+        text = f"📋 `{ref}`{named} was assigned to **{agent}**."
+        thread = _cut(f"{ref} {title or ''}".strip(), THREAD_NAME_LIMIT) if threads else None
+        return Alert(
+            event.position, event.type, tasks_channel_id, _cut(text, MESSAGE_LIMIT), thread
+        )
+    if event.type not in ADMIN_TYPES or admin_channel_id is None:
+        return None
+    reason = data.get("reason") or data.get("details") or data.get("error") or data.get("result")
+    because = f": {_sanitise(reason)}" if reason else "."
+    if event.type == "ESCALATED":
+        text = f"🚨 `{ref}` was escalated{because}"
+    elif event.type == "AGENT_STUCK":
+        text = f"⚠️ Agent **{_sanitise(data.get('agentId'))}** is stuck{where}{because}"
+    elif event.type == "CI_FAILED":
+        pr = f" (PR #{data['prNumber']})" if data.get("prNumber") else ""
+        text = f"❌ CI failed{where}{pr}{because}"
+    elif event.type in ("SMOKE_FAILED", "E2E_FAILED"):
+        kind = "Smoke tests" if event.type == "SMOKE_FAILED" else "End-to-end tests"
+        env = f" in {_sanitise(data['environment'])}" if data.get("environment") else ""
+        text = f"❌ {kind} failed{where}{env}{because}"
+    elif event.type == "COORDINATION_RUN_FAILED":
+        text = f"❌ A coordination run failed{because}"
+    else:  # BUDGET_THRESHOLD_CROSSED
+        text = (
+            f"💸 Agent **{_sanitise(data.get('agentId'))}** crossed "
+            f"{data.get('threshold')}% of its daily budget."
+        )
+    return Alert(event.position, event.type, admin_channel_id, _cut(text, MESSAGE_LIMIT))
+
+
+class AlertService:
+    """Follows the store and delivers every alert once, in order."""
+
+    def __init__(
+        self,
+        context: AppContext,
+        poster: Poster,
+        *,
+        threads: bool = True,
+        retry_delay: float = 1.0,
+        max_retry_delay: float = 60.0,
+    ) -> None:
+        self.context = context
+        self.poster = poster
+        self.threads = threads
+        self.retry_delay = retry_delay
+        self.max_retry_delay = max_retry_delay
+        self.delivered = 0
+
+    @property
+    def enabled(self) -> bool:
+        settings = self.context.settings
+        return settings.tasks_channel_id is not None or settings.admin_channel_id is not None
+
+    async def start_position(self) -> int:
+        """The last handled position; on the first start, the head of the store."""
+        stored = await self.context.state.get(POSITION_KEY)
+        if stored is not None:
+            return int(stored)
+        head = await self.context.store.head_position()
+        await self.context.state.advance_position(POSITION_KEY, head)
+        log.info("alerts: first start; following new events after position %d", head)
+        return head
+
+    async def run(self) -> None:
+        """Deliver alerts until cancelled."""
+        position = await self.start_position()
+        follower = EventFollower(self.context.store, self.context.dsn, after_position=position)
+        unsaved = 0
+        saved_at = time.monotonic()
+        async for event in follower:
+            alert = await self.alert_for(event)
+            if alert is not None:
+                await self.deliver(alert)
+            unsaved += 1
+            if (
+                alert is not None
+                or unsaved >= SAVE_EVERY_EVENTS
+                or time.monotonic() - saved_at > SAVE_EVERY_SECONDS
+            ):
+                await self.context.state.advance_position(POSITION_KEY, event.position)
+                unsaved, saved_at = 0, time.monotonic()
+
+    async def alert_for(self, event: RecordedEvent) -> Alert | None:
+        settings = self.context.settings
+        title = None
+        if event.type in TASK_TYPES:
+            ref = _ref(event.data)
+            issue = await self.context.projections.issue(ref) if ref else None
+            title = issue.title if issue is not None else None
+        return alert_for(
+            event,
+            tasks_channel_id=settings.tasks_channel_id,
+            admin_channel_id=settings.admin_channel_id,
+            threads=self.threads,
+            title=title,
+        )
+
+    async def deliver(self, alert: Alert) -> None:
+        """Post one alert, retrying with backoff until it is posted."""
+        delay = self.retry_delay
+        attempt = 1
+        while True:
+            try:
+                await self.poster(alert)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "alerts: posting %s (position %d) failed (attempt %d: %s); retrying in %.1fs",
+                    alert.event_type,
+                    alert.position,
+                    attempt,
+                    type(exc).__name__,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_retry_delay)
+                attempt += 1
+                continue
+            self.delivered += 1
+            return

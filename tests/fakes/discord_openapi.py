@@ -1,0 +1,131 @@
+"""Discord's own OpenAPI description, used by the fake Discord to check every request it gets.
+
+`DiscordSpec.match(method, path)` finds the operation a request is for (the most literal path
+template wins, so `/messages/@original` beats `/messages/{message_id}`), and `validate` checks a
+JSON body against that operation's request schema with jsonschema (Draft 2020-12, which OpenAPI
+3.1 schemas are). The schemas' `$ref`s resolve inside the one document through a `referencing`
+registry, and one validator is built per operation and kept.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import referencing
+from referencing.jsonschema import DRAFT202012
+
+SPEC_PATH = Path(__file__).resolve().parents[3] / "shared" / "specs" / "discord-openapi.json"
+_SPEC_URI = "urn:discord-openapi"
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    template: str
+    params: dict[str, str]
+    operation_id: str
+
+
+def _pointer(*parts: str) -> str:
+    return "/".join(part.replace("~", "~0").replace("/", "~1") for part in parts)
+
+
+class DiscordSpec:
+    """The operations and request schemas of Discord's REST API."""
+
+    def __init__(self, path: Path = SPEC_PATH) -> None:
+        self.document: dict[str, Any] = json.loads(path.read_text())
+        self._validators: dict[tuple[str, str, str], jsonschema.protocols.Validator | None] = {}
+        self._routes: list[tuple[int, int, re.Pattern[str], str]] = []
+        for template in self.document["paths"]:
+            segments = template.strip("/").split("/")
+            literal = sum(1 for s in segments if not s.startswith("{"))
+            pattern = "^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(template)) + "$"
+            self._routes.append((literal, len(segments), re.compile(pattern), template))
+        # Most literal segments first, so fixed names beat parameters.
+        self._routes.sort(key=lambda r: (-r[0], -r[1]))
+
+    @cached_property
+    def registry(self) -> referencing.Registry:
+        resource = DRAFT202012.create_resource(self.document)
+        return referencing.Registry().with_resource(_SPEC_URI, resource)
+
+    def match(self, method: str, path: str) -> Operation | None:
+        """The documented operation for a request path (without the /api/v10 prefix)."""
+        method = method.lower()
+        for _, _, pattern, template in self._routes:
+            found = pattern.match(path)
+            if found is None:
+                continue
+            operation = self.document["paths"][template].get(method)
+            if operation is None:
+                continue
+            return Operation(method, template, found.groupdict(), operation.get("operationId", ""))
+        return None
+
+    def validator(
+        self, operation: Operation, content_type: str = "application/json"
+    ) -> jsonschema.protocols.Validator | None:
+        key = (operation.method, operation.template, content_type)
+        if key not in self._validators:
+            op = self.document["paths"][operation.template][operation.method]
+            content = op.get("requestBody", {}).get("content", {})
+            if content_type not in content:
+                self._validators[key] = None
+            else:
+                ref = "#/" + _pointer(
+                    "paths",
+                    operation.template,
+                    operation.method,
+                    "requestBody",
+                    "content",
+                    content_type,
+                    "schema",
+                )
+                schema = {"$ref": _SPEC_URI + ref}
+                cls = jsonschema.validators.validator_for(
+                    {}, default=jsonschema.Draft202012Validator
+                )
+                self._validators[key] = cls(schema, registry=self.registry)
+        return self._validators[key]
+
+    def has_body(self, operation: Operation) -> bool:
+        op = self.document["paths"][operation.template][operation.method]
+        return "requestBody" in op
+
+    def validate(self, operation: Operation, body: Any) -> list[str]:
+        """Schema errors of a JSON request body ([] when it conforms)."""
+        validator = self.validator(operation)
+        if validator is None:
+            if body is None:
+                return []
+            return [f"{operation.method.upper()} {operation.template} takes no JSON body"]
+        errors = sorted(validator.iter_errors(body), key=lambda e: list(e.absolute_path))
+        return [_describe(error) for error in errors]
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    # anyOf/oneOf failures say little on their own; the deepest sub-error names the field.
+    best = error
+    for candidate in _leaves(error):
+        if len(candidate.absolute_path) > len(best.absolute_path):
+            best = candidate
+    where = "/".join(str(p) for p in best.absolute_path) or "(body)"
+    message = best.message
+    if len(message) > 200:  # the message quotes the whole value; name the rule instead
+        message = f"breaks {best.validator}={best.validator_value!r}"
+    return f"{where}: {message}"
+
+
+def _leaves(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
+    found = []
+    for sub in error.context or []:
+        found.append(sub)
+        found.extend(_leaves(sub))
+    return found
