@@ -140,6 +140,8 @@ class TokenUsage(Payload):
     cacheCreationTokens: Tokens = Field(
         0, validation_alias=AliasChoices("cacheCreationTokens", "cacheCreationInputTokens")
     )
+    # The part of cacheCreationTokens written to the 1-hour cache (priced apart from 5-minute).
+    cacheCreation1hTokens: Tokens = 0
     costUsd: Annotated[float, Field(ge=0, le=1_000_000)] | None = None
     repo: Repo | None = None
     issueNumber: Number | None = None
@@ -172,6 +174,9 @@ class BudgetRecord(ConductorRecord):
     stream: ClassVar[str] = BUDGET_STREAM
     agentId: AgentId
     threshold: Annotated[int, Field(ge=1, le=1000)]
+    day: Annotated[str, Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+    spent: Annotated[float, Field(ge=0)]
+    budget: Annotated[float, Field(gt=0)]
 
 
 CATALOGUE: dict[str, type[Payload]] = {

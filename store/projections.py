@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -106,6 +106,130 @@ _USAGE_SUMS = (
     "sum(cache_creation_tokens)::bigint AS cache_creation_tokens, "
     "sum(cost_usd) AS cost_usd"
 )
+
+
+@dataclass(frozen=True)
+class UsageDay:
+    """Usage of one agent and model on one UTC day (all repos)."""
+
+    day: date
+    agent_id: str
+    model: str
+    events: int
+    reported_events: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_creation_tokens: int
+    cache_creation_1h_tokens: int
+    cost_usd: Decimal
+
+
+@dataclass(frozen=True)
+class IssueUsageDay:
+    """Usage on one issue by one agent and model on one UTC day."""
+
+    stream_id: str
+    day: date
+    agent_id: str
+    model: str
+    events: int
+    reported_events: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_creation_tokens: int
+    cache_creation_1h_tokens: int
+    cost_usd: Decimal
+
+
+@dataclass(frozen=True)
+class IssueCostRow:
+    """One issue's totals within a window, priced by the rates the caller passed."""
+
+    stream_id: str
+    events: int
+    reported_events: int
+    tokens: int
+    cost_usd: Decimal
+    computed_usd: Decimal | None
+    unpriced_events: int
+
+
+# (model as recorded, first day, first day of the next price, USD per million tokens of:
+#  input, output, 5-minute cache writes, 1-hour cache writes, cache reads)
+Rate = tuple[str, date, date, Decimal, Decimal, Decimal, Decimal, Decimal]
+
+_SUMS = (
+    "sum(events)::int AS events, sum(reported_events)::int AS reported_events, "
+    "sum(input_tokens)::bigint AS input_tokens, sum(output_tokens)::bigint AS output_tokens, "
+    "sum(cache_read_tokens)::bigint AS cache_read_tokens, "
+    "sum(cache_creation_tokens)::bigint AS cache_creation_tokens, "
+    "sum(cache_creation_1h_tokens)::bigint AS cache_creation_1h_tokens, "
+    "sum(cost_usd) AS cost_usd"
+)
+
+USAGE_BY_DAY = f"""
+SELECT day, agent_id, model, {_SUMS}
+FROM usage_daily
+WHERE day >= $1 AND day <= $2 AND ($3::text IS NULL OR agent_id = $3)
+GROUP BY day, agent_id, model
+ORDER BY day, agent_id, model
+"""
+
+ISSUE_USAGE_BY_DAY = """
+SELECT stream_id, day, agent_id, model, events, reported_events, input_tokens, output_tokens,
+       cache_read_tokens, cache_creation_tokens, cache_creation_1h_tokens, cost_usd
+FROM usage_by_issue WHERE stream_id = $1
+ORDER BY day, agent_id, model
+"""
+
+# Issues ranked by cost within [since, until]: priced in the query with the caller's rates
+# (a row whose model and day match no rate is "unpriced"), ranked by the larger of the computed
+# and the reported cost, so an issue whose model is unknown still shows up. The ranking runs
+# in float8 over every issue of the window (cheap, and small enough to aggregate in memory);
+# only the `limit` issues it picks are then summed exactly in numeric.
+TOP_ISSUES = """
+WITH rates AS (
+    SELECT * FROM unnest($4::text[], $5::date[], $6::date[], $7::numeric[], $8::numeric[],
+                         $9::numeric[], $10::numeric[], $11::numeric[])
+        AS r(model, valid_from, valid_to, input, output, write_5m, write_1h, read)
+), ranked AS (
+    SELECT u.stream_id
+    FROM usage_by_issue u
+    LEFT JOIN rates r ON r.model = u.model AND u.day >= r.valid_from AND u.day < r.valid_to
+    WHERE u.day >= $1 AND u.day <= $2 AND ($3::text IS NULL OR u.agent_id = $3)
+    GROUP BY u.stream_id
+    ORDER BY greatest(
+        coalesce(sum((u.input_tokens * r.input::float8 + u.output_tokens * r.output::float8
+                      + (u.cache_creation_tokens - u.cache_creation_1h_tokens)
+                        * r.write_5m::float8
+                      + u.cache_creation_1h_tokens * r.write_1h::float8
+                      + u.cache_read_tokens * r.read::float8) / 1000000), 0),
+        sum(u.cost_usd::float8)) DESC, u.stream_id
+    LIMIT $12
+), priced AS (
+    SELECT u.stream_id, u.events, u.reported_events, u.cost_usd,
+           u.input_tokens + u.output_tokens + u.cache_read_tokens + u.cache_creation_tokens
+               AS tokens,
+           (u.input_tokens * r.input + u.output_tokens * r.output
+            + (u.cache_creation_tokens - u.cache_creation_1h_tokens) * r.write_5m
+            + u.cache_creation_1h_tokens * r.write_1h
+            + u.cache_read_tokens * r.read) / 1000000 AS computed,
+           r.model IS NULL AS unpriced
+    FROM usage_by_issue u
+    JOIN ranked USING (stream_id)
+    LEFT JOIN rates r ON r.model = u.model AND u.day >= r.valid_from AND u.day < r.valid_to
+    WHERE u.day >= $1 AND u.day <= $2 AND ($3::text IS NULL OR u.agent_id = $3)
+)
+SELECT stream_id, sum(events)::int AS events, sum(reported_events)::int AS reported_events,
+       sum(tokens)::bigint AS tokens, sum(cost_usd) AS cost_usd,
+       CASE WHEN bool_or(unpriced) THEN NULL ELSE sum(computed) END AS computed_usd,
+       coalesce(sum(events) FILTER (WHERE unpriced), 0)::int AS unpriced_events
+FROM priced
+GROUP BY stream_id
+ORDER BY greatest(coalesce(sum(computed), 0), sum(cost_usd)) DESC, stream_id
+"""
 
 
 class Projections:
@@ -223,6 +347,33 @@ class Projections:
             stream_id,
         )
         return [_usage(row) for row in rows]
+
+    async def usage_by_day(
+        self, since: date, until: date, agent_id: str | None = None
+    ) -> list[UsageDay]:
+        """Usage per UTC day, agent and model in [since, until], optionally of one agent."""
+        rows = await self._fetch(USAGE_BY_DAY, since, until, agent_id)
+        return [UsageDay(**dict(row.items())) for row in rows]
+
+    async def issue_usage_by_day(self, stream_id: str) -> list[IssueUsageDay]:
+        """One issue's usage per day, agent and model, oldest first."""
+        rows = await self._fetch(ISSUE_USAGE_BY_DAY, stream_id)
+        return [IssueUsageDay(**dict(row.items())) for row in rows]
+
+    async def top_issues(
+        self,
+        since: date,
+        until: date,
+        rates: Sequence[Rate],
+        *,
+        limit: int = 10,
+        agent_id: str | None = None,
+    ) -> list[IssueCostRow]:
+        """The issues that cost most in [since, until], priced with `rates`."""
+        # One array per rate field (model, valid_from, ..., read), as unnest() wants them.
+        columns: list[list[Any]] = [[rate[i] for rate in rates] for i in range(8)]
+        rows = await self._fetch(TOP_ISSUES, since, until, agent_id, *columns, limit)
+        return [IssueCostRow(**dict(row.items())) for row in rows]
 
 
 PROJECTION_TABLES = ("issues", "agents", "usage_daily", "usage_by_issue")

@@ -118,7 +118,8 @@ def alert_for(
     else:  # BUDGET_THRESHOLD_CROSSED
         text = (
             f"💸 Agent **{_sanitise(data.get('agentId'))}** crossed "
-            f"{data.get('threshold')}% of its daily budget."
+            f"{data.get('threshold')}% of its daily budget "
+            f"(${float(data.get('spent', 0)):.2f} of ${float(data.get('budget', 0)):.2f})."
         )
     return Alert(event.position, event.type, admin_channel_id, _cut(text, MESSAGE_LIMIT))
 

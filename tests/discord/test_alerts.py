@@ -34,14 +34,23 @@ async def test_failures_and_escalations_go_to_admin(harness: Harness) -> None:
     await harness.append("ESCALATED", repo="acme/api", issueNumber=5, reason="@everyone look")
     await harness.append("AGENT_STUCK", agentId="dev-e-1", reason="no output for 30m")
     await harness.append("SMOKE_FAILED", repo="acme/api", issueNumber=5, environment="staging")
-    await harness.append("BUDGET_THRESHOLD_CROSSED", agentId="dev-e-1", threshold=80)
+    await harness.append(
+        "BUDGET_THRESHOLD_CROSSED",
+        agentId="dev-e-1",
+        threshold=80,
+        day="2026-03-10",
+        spent=8.0,
+        budget=10.0,
+    )
     messages = await posted(harness, ADMIN_CHANNEL, 4)
     contents = [m["content"] for m in messages]
     assert contents[0].startswith("🚨 `acme/api#5` was escalated")
     assert "@everyone" not in contents[0]  # mentions are defused
     assert contents[1] == "⚠️ Agent **dev-e-1** is stuck: no output for 30m"
     assert contents[2] == "❌ Smoke tests failed on `acme/api#5` in staging."
-    assert contents[3] == "💸 Agent **dev-e-1** crossed 80% of its daily budget."
+    assert contents[3] == (
+        "💸 Agent **dev-e-1** crossed 80% of its daily budget ($8.00 of $10.00)."
+    )
     assert harness.fake.channel_messages(TASKS_CHANNEL) == []
     assert all(m["nonce"].startswith("ce-alert-") for m in messages)
 

@@ -1,0 +1,64 @@
+"""Session-level advisory locks: one holder at a time across every process and pod.
+
+`try_run_lock` takes one connection from the pool and keeps it for as long as the lock is held:
+a session-level advisory lock belongs to the connection that took it, so handing that
+connection back to the pool mid-run would hand the lock to whoever borrows it next.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import asyncpg
+
+from store.events import _unavailable_on_connection_loss
+
+log = logging.getLogger(__name__)
+
+# Keys of the advisory locks Conductor-E takes (7166001 migrations, 7166002 appends).
+COORDINATION_RUN_LOCK = 7166003
+
+
+@contextlib.asynccontextmanager
+async def try_run_lock(pool: asyncpg.Pool, key: int) -> AsyncIterator[bool]:
+    """Try to take advisory lock `key` without waiting; yield whether it was taken.
+
+    The lock is held on a dedicated connection until the block ends, then released before the
+    connection goes back to the pool. If the connection is lost mid-block the server drops the
+    lock with the session, so a crashed holder never blocks the next run. Raises
+    DatabaseUnavailableError when PostgreSQL cannot be reached to try.
+    """
+    with _unavailable_on_connection_loss():
+        conn = await pool.acquire()
+    try:
+        with _unavailable_on_connection_loss():
+            taken = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
+        try:
+            yield taken
+        finally:
+            if taken:
+                await _unlock(conn, key)
+    finally:
+        try:
+            await pool.release(conn)
+        except Exception as exc:
+            # The pool has already closed a connection it could not reset; nothing is held.
+            log.warning("could not return the lock connection to the pool (%s)", type(exc).__name__)
+
+
+async def _unlock(conn: asyncpg.Connection, key: int) -> None:
+    try:
+        await conn.execute("SELECT pg_advisory_unlock($1)", key)
+    except Exception as exc:
+        # The session is gone (the server dropped it, and the lock with it) or in doubt. A
+        # connection that may still hold the lock must not be reused: close it, and the
+        # server releases every lock of the session.
+        log.warning(
+            "could not release advisory lock %d (%s); closing its connection",
+            key,
+            type(exc).__name__,
+        )
+        with contextlib.suppress(Exception):
+            conn.terminate()
