@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from bot.context import AppContext
+from bot.services.coordination import CoordinationService
 from bot.settings import ConfigError, Settings, load_settings
 from store.database import EmbeddedPostgres, check_schema, connect, create_pool, migrate
 from store.errors import StoreError
@@ -141,6 +142,51 @@ async def _run_bot(context: AppContext) -> None:
     await run_bot(context)
 
 
+@contextlib.asynccontextmanager
+async def open_coordination(context: AppContext) -> AsyncIterator[CoordinationService]:
+    """The coordination service with the process's one GitHub and Anthropic clients."""
+    from bot.integrations.anthropic_messages import MessagesClient
+    from bot.integrations.github import GitHubClient
+
+    settings = context.settings
+    github = GitHubClient(context.http, settings) if settings.github_token else None
+    messages = MessagesClient.from_settings(settings) if settings.anthropic_api_key else None
+    try:
+        yield CoordinationService.build(context, github=github, messages=messages)
+    finally:
+        if messages is not None:
+            await messages.close()
+
+
+async def cmd_coordinate(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.services.coordination import format_line
+
+    async with (
+        open_context(settings, apply_migrations=False) as context,
+        open_coordination(context) as service,
+    ):
+        if not args.once and not args.dry_run:
+            await run_loop(service, settings.loop_interval_seconds, stop_on_signals())
+            return EXIT_OK
+        result = await service.run(dry_run=args.dry_run)
+    if args.dry_run and result.summary_text:
+        print(result.summary_text)
+    print(format_line(result))
+    return int(result.exit_code)
+
+
+async def run_loop(service: CoordinationService, interval: float, stop: asyncio.Event) -> None:
+    """Run the coordination every `interval` seconds until `stop` is set. A run never raises
+    (a failed run is recorded as such), so a database blip costs one run, not the loop."""
+    from bot.services.coordination import format_line
+
+    while not stop.is_set():
+        result = await service.run()
+        log.info("coordination: %s", format_line(result))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+
+
 async def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     async with open_database(settings, apply_migrations=True):
         pass
@@ -243,6 +289,19 @@ def build_parser() -> argparse.ArgumentParser:
     command("api", lambda s, a: serve(s, api=True, bot=False), "Run the HTTP API only.")
     command("bot", lambda s, a: serve(s, api=False, bot=True), "Run the Discord bot only.")
     command("migrate", cmd_migrate, "Apply the database migrations and exit.")
+    coordinate = command(
+        "coordinate",
+        cmd_coordinate,
+        "Run the coordination loop: GitHub sync, stuck work, the summary. With --once, one "
+        "run (for a CronJob): exit 0 on success or when another run holds the lock, 1 on "
+        "failure, one summary line on stdout.",
+    )
+    coordinate.add_argument("--once", action="store_true", help="one run, then exit")
+    coordinate.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="change nothing; print the summary instead of posting it (implies --once)",
+    )
 
     projections = sub.add_parser(
         "projections", help="Projection maintenance.", description="Projection maintenance."

@@ -102,6 +102,7 @@ def test_help_for_every_command(cli_env: dict[str, str]) -> None:
         ["migrate"],
         ["projections", "rebuild"],
         ["events", "tail"],
+        ["coordinate"],
     ):
         result = subprocess.run(
             [*COMMAND, *args, "--help"], env=cli_env, capture_output=True, text=True, timeout=60

@@ -1,0 +1,544 @@
+"""The coordination loop: one run, every five minutes, from the bot's cog or a CronJob.
+
+A run, under a PostgreSQL advisory lock so that only one runs at a time across every process
+and pod (a run that finds the lock held returns at once with `skipped`):
+
+1. health — HealthService (PostgreSQL, and the upstreams that are configured);
+2. GitHub — the syncer records new agent-ready issues as ISSUE_APPROVED (and withdrawals,
+   priority changes); skipped in a dry run, since SyncService has no dry-run mode;
+3. stuck work — StuckDetector records AGENT_STUCK and requeues or escalates (bot/services/stuck);
+4. facts — queue depth, who holds what, escalations, health; computed in code;
+5. summary — only when the facts' digest differs from the last summary's: the model (or the
+   template) writes it, the webhook posts it, SUMMARY_POSTED records it. A summary the webhook
+   could not take is kept in AppState and posted first on the next run, never lost;
+6. the run itself — COORDINATION_RUN_COMPLETED, or COORDINATION_RUN_FAILED when a step failed.
+
+`run()` never raises (except on cancellation): a database blip, a GitHub outage or a webhook
+failure comes back as a failed RunResult, so the cog's `tasks.loop` keeps going. A dry run
+appends nothing at all: it reads, judges and prints the template summary.
+
+Exit codes for `conductor-e coordinate --once`: 0 when the run succeeded *or* was skipped
+because another run holds the lock (an overlap is not a failure; the line says "skipped"),
+1 when it failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from bot.context import AppContext
+from bot.integrations.discord_webhook import DiscordWebhook, WebhookError, WebhookResult
+from bot.services.github_sync import SyncService
+from bot.services.health import HealthService
+from bot.services.stuck import StuckDetector, StuckReport
+from bot.services.summary import Completer, Facts, IssueFact, Summariser
+from store import catalogue
+from store.errors import StoreError
+from store.events import NewEvent
+from store.locks import COORDINATION_RUN_LOCK, try_run_lock
+from store.projections import Issue
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+
+STATE_KEY = "coordination.summary"
+METADATA = {"actor": "conductor-e", "source": "coordination"}
+ACTIVE_STATES = ("assigned", "in_progress", "in_review", "deploying")
+MAX_PENDING = 24  # summaries kept while the webhook is down (two hours of changes)
+MAX_LISTED = 100  # stream ids per list in the run record
+MAX_DELTA = 500  # events read for "approved/done since the last summary"
+MAX_ISSUES = 5_000
+
+
+class SyncOutcome(Protocol):
+    """What the loop reads from a sync (bot.services.github_sync.SyncResult)."""
+
+    approved: list[str]
+    withdrawn: list[str]
+    reprioritised: list[str]
+    found: int
+    requests: int
+    incomplete: bool
+    reasons: list[str]
+    errors: list[str]
+
+
+class Syncer(Protocol):
+    """The GitHub side (bot.services.github_sync.SyncService)."""
+
+    async def run(self) -> SyncOutcome: ...
+
+
+class Poster(Protocol):
+    """Where summaries go (bot.integrations.discord_webhook.DiscordWebhook)."""
+
+    async def post(self, text: str, *, skip: int = 0) -> WebhookResult: ...
+
+
+@dataclass
+class RunResult:
+    """What one run found and did. `ok` False means a step failed (see `errors`)."""
+
+    run_id: str
+    started_at: datetime
+    dry_run: bool = False
+    skipped: bool = False
+    duration_ms: int = 0
+    health: dict[str, bool] = field(default_factory=dict)
+    health_ok: bool | None = None
+    queue_depth: dict[str, int] = field(default_factory=dict)
+    github: str = "off"  # ok | incomplete | failed | off | skipped
+    github_found: int = 0
+    github_requests: int = 0
+    approved: list[str] = field(default_factory=list)
+    withdrawn: list[str] = field(default_factory=list)
+    reprioritised: list[str] = field(default_factory=list)
+    stuck: list[str] = field(default_factory=list)
+    requeued: list[str] = field(default_factory=list)
+    escalated: list[str] = field(default_factory=list)
+    awaiting_review: list[str] = field(default_factory=list)
+    # posted | unchanged | pending | printed | off | not reached
+    summary: str = "not reached"
+    summary_text: str | None = None
+    summary_source: str | None = None  # model | template
+    summaries_posted: int = 0
+    model_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Decimal = Decimal(0)
+    appended: int = 0
+    recorded: bool = False
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def exit_code(self) -> int:
+        """0 on success or a skip (another run holds the lock), 1 on failure."""
+        return EXIT_OK if self.ok else EXIT_FAILED
+
+
+def _describe(exc: BaseException) -> str:
+    # Store errors are written to be shown; anything else by type only (its text may carry a
+    # DSN or a URL with a token in it).
+    if isinstance(exc, StoreError):
+        return str(exc)
+    return type(exc).__name__
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+class CoordinationService:
+    """The coordination loop's one implementation; `run()` is one pass."""
+
+    def __init__(
+        self,
+        context: AppContext,
+        syncer: Syncer | None,
+        summariser: Summariser,
+        poster: Poster | None,
+        *,
+        health: HealthService | None = None,
+        stuck: StuckDetector | None = None,
+    ) -> None:
+        self.context = context
+        self.syncer = syncer
+        self.summariser = summariser
+        self.poster = poster
+        self.health = health or HealthService(context)
+        self.stuck = stuck or StuckDetector(context)
+
+    @classmethod
+    def build(
+        cls,
+        context: AppContext,
+        *,
+        github: Any | None = None,
+        messages: Completer | None = None,
+    ) -> CoordinationService:
+        """The usual wiring: SyncService over `github` (a GitHubClient; None: no sync), the
+        summariser over `messages` (a MessagesClient; None: the template), and the webhook in
+        DISCORD_WEBHOOK_URL (unset: summaries are not posted)."""
+        settings = context.settings
+        poster = (
+            DiscordWebhook(context.http, settings.discord_webhook_url)
+            if settings.discord_webhook_url is not None
+            else None
+        )
+        syncer = SyncService(context, github) if github is not None else None
+        return cls(context, syncer, Summariser(context, messages), poster)
+
+    async def run(self, dry_run: bool = False) -> RunResult:
+        """One coordination pass. Never raises but for cancellation; see the module docstring."""
+        result = RunResult(
+            run_id=uuid.uuid4().hex, started_at=self.context.clock(), dry_run=dry_run
+        )
+        started = time.monotonic()
+        try:
+            async with try_run_lock(self.context.pool, COORDINATION_RUN_LOCK) as taken:
+                if not taken:
+                    result.skipped = True
+                    result.notes.append("another coordination run holds the lock")
+                    result.duration_ms = _elapsed_ms(started)
+                    return result
+                try:
+                    await self._run_locked(result, dry_run)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    result.errors.append(f"run stopped: {_describe(exc)}")
+                    log.error(
+                        "coordination run %s stopped: %s",
+                        result.run_id,
+                        _describe(exc),
+                        exc_info=not isinstance(exc, StoreError),
+                    )
+                result.duration_ms = _elapsed_ms(started)
+                if not dry_run:
+                    await self._record(result)
+                return result
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Could not even try the lock: PostgreSQL is down. Nothing can be recorded either.
+            result.errors.append(f"could not take the run lock: {_describe(exc)}")
+            result.duration_ms = _elapsed_ms(started)
+            log.error("coordination run %s: %s", result.run_id, result.errors[-1])
+            return result
+
+    # --- the steps --------------------------------------------------------------------------
+    async def _run_locked(self, result: RunResult, dry_run: bool) -> None:
+        now = self.context.clock()
+        report = await self.health.check()
+        result.health = {c.name: c.ok for c in report.components}
+        result.health_ok = report.ok
+        if not report.ok:
+            down = ", ".join(c.name for c in report.components if c.critical and not c.ok)
+            result.errors.append(f"critical component down: {down}")
+
+        await self._sync(result, dry_run)
+
+        stuck = StuckReport()
+        try:
+            stuck = await self.stuck.run(now, dry_run=dry_run)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            result.errors.append(f"stuck detection failed: {_describe(exc)}")
+            log.error(
+                "stuck detection failed: %s",
+                _describe(exc),
+                exc_info=not isinstance(exc, StoreError),
+            )
+        result.stuck, result.requeued, result.escalated = (
+            stuck.stuck,
+            stuck.requeued,
+            stuck.escalated,
+        )
+        result.awaiting_review = stuck.awaiting_review
+        result.appended += stuck.appended
+        result.errors.extend(stuck.errors)
+        if stuck.raced:
+            result.notes.append(f"left alone (the agent acted meanwhile): {', '.join(stuck.raced)}")
+        if dry_run and stuck.stuck:
+            result.notes.append("dry run: stuck work found, nothing recorded")
+
+        facts = await self._facts(result, stuck)
+        await self._summarise(result, facts, dry_run)
+
+    async def _sync(self, result: RunResult, dry_run: bool) -> None:
+        if self.syncer is None:
+            result.github = "off"
+            return
+        if dry_run:
+            result.github = "skipped"
+            result.notes.append("dry run: GitHub sync skipped (the sync has no dry-run mode)")
+            return
+        try:
+            sync = await self.syncer.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            result.github = "failed"
+            message = getattr(exc, "message", None) or _describe(exc)
+            result.errors.append(f"GitHub sync failed: {message}")
+            log.error(
+                "coordination: GitHub sync failed: %s",
+                message,
+                exc_info=not hasattr(exc, "message"),
+            )
+            return
+        result.github = "incomplete" if sync.incomplete else "ok"
+        result.github_found = sync.found
+        result.github_requests = sync.requests
+        result.approved = list(sync.approved)
+        result.withdrawn = list(sync.withdrawn)
+        result.reprioritised = list(sync.reprioritised)
+        result.appended += len(sync.approved) + len(sync.withdrawn) + len(sync.reprioritised)
+        if sync.incomplete:
+            # Some agent-ready issues may have gone unseen (refused, rate-limited, GitHub's
+            # own incomplete_results): the run did not do its whole job, so it fails and
+            # says why; what it did see is recorded all the same.
+            result.errors.append("GitHub sync incomplete: " + "; ".join(sync.reasons))
+        if sync.errors:
+            result.notes.append(
+                f"GitHub sync: {len(sync.errors)} issue(s) not recorded: "
+                + "; ".join(sync.errors[:3])
+            )
+
+    async def _facts(self, result: RunResult, stuck: StuckReport) -> Facts:
+        projections = self.context.projections
+        result.queue_depth = await projections.queue_depth()
+        queued = await projections.queue(limit=MAX_ISSUES)
+        active: list[Issue] = []
+        for state in ACTIVE_STATES:
+            active.extend(await projections.issues(state=state, limit=MAX_ISSUES))
+        failed = await projections.issues(state="failed", limit=MAX_ISSUES)
+        return Facts(
+            queue_depth=dict(result.queue_depth),
+            queued=[i.stream_id for i in queued],
+            active=[_fact(i) for i in sorted(active, key=lambda i: i.stream_id)],
+            escalated=[_fact(i) for i in failed if i.escalated],
+            awaiting_review=list(stuck.awaiting_review),
+            health=dict(result.health),
+            github=result.github,
+            top_of_queue=[_fact(i) for i in queued[:5]],
+            stuck=list(stuck.stuck),
+            requeued=list(stuck.requeued),
+            newly_escalated=list(stuck.escalated),
+        )
+
+    async def _deltas(self, facts: Facts, since: int | None) -> None:
+        """Fill in what was approved and done after position `since` (the last summary)."""
+        if since is None:
+            return
+        store = self.context.store
+        approved = await store.read_all(since, MAX_DELTA, types=["ISSUE_APPROVED"])
+        done = await store.read_all(since, MAX_DELTA, types=["ISSUE_DONE"])
+        facts.approved_since = _unique(e.stream_id for e in approved)
+        facts.done_since = _unique(e.stream_id for e in done)
+
+    async def _summarise(self, result: RunResult, facts: Facts, dry_run: bool) -> None:
+        state_store = self.context.state
+        state: dict[str, Any] = dict(await state_store.get(STATE_KEY, {}) or {})
+        pending: list[dict[str, Any]] = list(state.get("pending", []))
+        digest = facts.digest()
+
+        if dry_run:
+            await self._deltas(facts, state.get("since_position"))
+            summary = await self.summariser.write(facts, use_model=False)
+            result.summary, result.summary_text, result.summary_source = (
+                "printed",
+                summary.text,
+                summary.source,
+            )
+            result.notes.append(
+                "dry run: the template summary is printed, not posted "
+                "(no model call: it would need a TOKEN_USAGE record)"
+            )
+            return
+        if self.poster is None:
+            result.summary = "off"
+            result.notes.append("DISCORD_WEBHOOK_URL is not set: no summary posted")
+            return
+
+        latest = pending[-1]["digest"] if pending else state.get("posted_digest")
+        if digest != latest:
+            head = await self.context.store.head_position()
+            since = pending[-1]["position"] if pending else state.get("since_position")
+            await self._deltas(facts, since)
+            summary = await self.summariser.write(facts)
+            if summary.source == "model" or summary.model_error:
+                result.model_calls += 1
+            result.input_tokens += summary.input_tokens
+            result.output_tokens += summary.output_tokens
+            result.cost_usd += summary.cost_usd or 0
+            if summary.usage_recorded:
+                result.appended += 1
+            if summary.model_error:
+                result.notes.append(f"model failed ({summary.model_error}): template posted")
+            result.summary_text, result.summary_source = summary.text, summary.source
+            pending.append(
+                {
+                    "id": uuid.uuid4().hex,
+                    "text": summary.text[:20_000],
+                    "digest": digest,
+                    "position": head,
+                    "source": summary.source,
+                    "sent": 0,
+                }
+            )
+            if len(pending) > MAX_PENDING:
+                dropped = len(pending) - MAX_PENDING
+                log.warning(
+                    "summary: webhook down too long, dropping the %d oldest unposted summaries",
+                    dropped,
+                )
+                pending = pending[dropped:]
+            state["pending"] = pending
+            await state_store.set(STATE_KEY, state)
+        elif not pending:
+            result.summary = "unchanged"
+            return
+
+        for item in list(pending):
+            try:
+                await self.poster.post(item["text"], skip=item.get("sent", 0))
+            except WebhookError as exc:
+                item["sent"] = exc.posted
+                state["pending"] = pending
+                await state_store.set(STATE_KEY, state)
+                result.summary = "pending"
+                result.errors.append(f"summary not posted, kept for the next run: {exc.message}")
+                log.warning("summary: not posted, kept for the next run: %s", exc.message)
+                return
+            data = catalogue.validate(
+                "SUMMARY_POSTED",
+                {
+                    "text": item["text"],
+                    "digest": item["digest"],
+                    "source": item["source"],
+                    "runId": result.run_id,
+                },
+                internal=True,
+            )
+            appended = await self.context.store.append(
+                catalogue.SUMMARY_STREAM,
+                [NewEvent("SUMMARY_POSTED", data, dict(METADATA))],
+                idempotency_key=f"summary:{item['id']}",
+            )
+            if not appended.duplicate:
+                result.appended += 1
+            pending.remove(item)
+            state.update(
+                pending=pending, posted_digest=item["digest"], since_position=item["position"]
+            )
+            await state_store.set(STATE_KEY, state)
+            result.summaries_posted += 1
+        result.summary = "posted"
+
+    async def _record(self, result: RunResult) -> None:
+        """COORDINATION_RUN_COMPLETED or _FAILED; a failure to record is logged, not raised."""
+        event_type = "COORDINATION_RUN_COMPLETED" if result.ok else "COORDINATION_RUN_FAILED"
+        try:
+            data = catalogue.validate(event_type, run_record(result), internal=True)
+            await self.context.store.append(
+                catalogue.COORDINATION_STREAM,
+                [NewEvent(event_type, data, dict(METADATA))],
+                idempotency_key=f"run:{result.run_id}",
+            )
+            result.recorded = True
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error(
+                "coordination run %s could not be recorded: %s", result.run_id, _describe(exc)
+            )
+
+
+def _elapsed_ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+def _fact(issue: Issue) -> IssueFact:
+    holder = issue.reviewer if issue.state == "in_review" and issue.reviewer else issue.assignee
+    return IssueFact(issue.stream_id, issue.title, issue.priority, issue.state, holder)
+
+
+def _unique(ids: Any) -> list[str]:
+    return list(dict.fromkeys(ids))
+
+
+def _capped(ids: Sequence[str]) -> list[str]:
+    return list(ids[:MAX_LISTED])
+
+
+def run_record(result: RunResult) -> dict[str, Any]:
+    """The payload of COORDINATION_RUN_COMPLETED/_FAILED: what the run found and did.
+
+    A failed run also carries `error`, the errors in one line: the #admin alert quotes it."""
+    record: dict[str, Any] = {
+        "runId": result.run_id,
+        "startedAt": result.started_at.isoformat(),
+        "durationMs": result.duration_ms,
+        "health": result.health,
+        "healthOk": result.health_ok,
+        "queueDepth": result.queue_depth,
+        "github": result.github,
+        "githubFound": result.github_found,
+        "githubRequests": result.github_requests,
+        "approved": _capped(result.approved),
+        "withdrawn": _capped(result.withdrawn),
+        "reprioritised": _capped(result.reprioritised),
+        "stuck": _capped(result.stuck),
+        "requeued": _capped(result.requeued),
+        "escalated": _capped(result.escalated),
+        "awaitingReview": _capped(result.awaiting_review),
+        "summary": result.summary,
+        "summarySource": result.summary_source,
+        "summariesPosted": result.summaries_posted,
+        "modelCalls": result.model_calls,
+        "inputTokens": result.input_tokens,
+        "outputTokens": result.output_tokens,
+        "costUsd": float(result.cost_usd),
+        "appended": result.appended,
+        "errors": [e[:1_000] for e in result.errors[:20]],
+        "notes": [n[:1_000] for n in result.notes[:20]],
+    }
+    if result.errors:
+        record["error"] = _one_line("; ".join(result.errors))[:1_000]
+    return record
+
+
+def format_line(result: RunResult) -> str:
+    """The one line `conductor-e coordinate --once` prints on stdout."""
+    seconds = f"{result.duration_ms / 1000:.2f}s"
+    if result.skipped:
+        return f"coordination skipped in {seconds}: another run holds the lock"
+    head = "coordination dry run" if result.dry_run else "coordination"
+    status = "ok" if result.ok else "FAILED"
+    parts = [f"{head} {status} in {seconds}"]
+    if result.health_ok is not None:
+        down = sorted(name for name, up in result.health.items() if not up)
+        parts.append("health ok" if not down else f"down: {', '.join(down)}")
+    if result.github in ("ok", "incomplete"):
+        parts.append(
+            f"github{' (incomplete)' if result.github == 'incomplete' else ''} "
+            f"{result.github_found} found, {len(result.approved)} approved, "
+            f"{len(result.withdrawn)} withdrawn, {len(result.reprioritised)} reprioritised "
+            f"in {result.github_requests} requests"
+        )
+    else:
+        parts.append(f"github {result.github}")
+    depth = result.queue_depth
+    by = ", ".join(f"{depth[p]} {p}" for p in ("critical", "high", "normal") if depth.get(p))
+    parts.append(f"queue {sum(depth.values())}" + (f" ({by})" if by else ""))
+    parts.append(
+        f"stuck {len(result.stuck)} ({len(result.requeued)} requeued, "
+        f"{len(result.escalated)} escalated)"
+    )
+    summary = f"summary {result.summary}"
+    if result.model_calls:
+        summary += f" ({result.model_calls} model call, ${result.cost_usd:.4f})"
+    elif result.summary_source:
+        summary += f" ({result.summary_source})"
+    parts.append(summary)
+    parts.append("nothing appended" if result.dry_run else f"{result.appended} events appended")
+    if result.errors:
+        parts.append("errors: " + " | ".join(result.errors))
+    return _one_line("; ".join(parts))
