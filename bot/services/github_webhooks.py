@@ -40,9 +40,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.context import AppContext
-from bot.services.github_sync import ACTIVE_STATES, priority_from_labels
+from bot.services.github_sync import ACTIVE_STATES
 from bot.settings import Settings
 from store import catalogue
+from store.catalogue import priority_from_labels
 from store.errors import EventValidationError
 from store.events import NewEvent
 from store.projections import Issue

@@ -94,7 +94,8 @@ def _finished(background: set[asyncio.Task[object]], delivery: str):  # type: ig
 
 async def drain_background(app: web.Application) -> None:
     """On shutdown: let deliveries still being processed finish (bounded)."""
-    pending = set(app[BACKGROUND])
+    running = app[BACKGROUND]
+    pending = set(running)
     if pending:
         await asyncio.wait(pending, timeout=10)
 
