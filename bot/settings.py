@@ -116,6 +116,11 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", alias="CONDUCTOR_LOG_LEVEL"
     )
+    dashboard_token: SecretStr | None = Field(
+        None,
+        alias="CONDUCTOR_DASHBOARD_TOKEN",
+        description="When set, the dashboard and its data need this token.",
+    )
     db_pool_size: int = Field(10, alias="CONDUCTOR_DB_POOL_SIZE", ge=1, le=200)
 
     # --- GitHub ------------------------------------------------------------------------------
@@ -250,6 +255,7 @@ class Settings(BaseSettings):
         "discord_webhook_url",
         "database_url",
         "github_webhook_secret",
+        "dashboard_token",
         mode="before",
     )
     @classmethod

@@ -262,6 +262,11 @@ class Projections:
         )
         return {row["priority"]: row["n"] for row in rows}
 
+    async def state_counts(self) -> dict[str, int]:
+        """Issues per state."""
+        rows = await self._fetch("SELECT state, count(*)::int AS n FROM issues GROUP BY state")
+        return {row["state"]: row["n"] for row in rows}
+
     async def issues(
         self, state: str | None = None, limit: int = 100, offset: int = 0
     ) -> list[Issue]:

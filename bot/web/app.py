@@ -11,7 +11,7 @@ from bot.context import AppContext
 from bot.errors import reference_id, to_user_facing
 from bot.services.events import EventService
 from bot.services.health import HealthService
-from bot.web import api, metrics, webhooks
+from bot.web import api, dashboard, metrics, webhooks
 from bot.web.keys import BACKGROUND, CONTEXT, EVENTS, HEALTH, MAX_BODY_BYTES, METRICS
 
 log = logging.getLogger(__name__)
@@ -72,5 +72,6 @@ def create_app(context: AppContext) -> web.Application:
     app[BACKGROUND] = set()
     api.add_routes(app)
     webhooks.add_routes(app)
+    dashboard.add_routes(app)
     app.router.add_get("/metrics", metrics.handle_metrics)
     return app

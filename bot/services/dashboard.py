@@ -1,0 +1,314 @@
+"""The dashboard's read model: the board, the agents, spend, coordination runs.
+
+Everything is read from the projections (never GitHub or Kubernetes) and judged at one `now`
+taken from `context.clock()`, so a page shows one consistent moment.
+
+The board keeps working with many thousands of issues: each column returns its first page of
+cards plus its total, and further pages are read by offset. The queue is read in priority order
+(`Projections.queue`); the other columns most recently active first (`Projections.issues`).
+"Done" shows only the issues done since midnight UTC.
+
+Stuck (marked on a card, nothing is recorded here; the coordination loop acts on stuck work):
+
+* `assigned` or `in_progress` with no event on the issue for `stuck_in_progress_minutes`;
+* `in_review` with no event on the issue for `stuck_in_review_minutes`;
+* or the holder (the reviewer in review, else the assignee) has stopped sending heartbeats
+  (stale for `context.stale_after`). An agent that never sent a heartbeat is not judged by them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from bot.context import AppContext
+from store import catalogue
+from store.events import RecordedEvent
+from store.projections import Agent, Issue
+
+# The board's columns, left to right: (key, issue state, title).
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("queued", "Queued"),
+    ("assigned", "Assigned"),
+    ("in_progress", "In progress"),
+    ("in_review", "In review"),
+    ("deploying", "Deploying"),
+    ("done", "Done today"),
+    ("failed", "Failed / escalated"),
+)
+COLUMN_KEYS = tuple(key for key, _ in COLUMNS)
+HELD_STATES = frozenset({"assigned", "in_progress", "in_review"})
+DEFAULT_PAGE = 25
+MAX_PAGE = 200
+# Rows read per query when a column is counted by paging through it.
+COUNT_PAGE = 1_000
+SPEND_DAYS = 30
+RUN_TYPES = ("COORDINATION_RUN_COMPLETED", "COORDINATION_RUN_FAILED")
+# Fields of a coordination run worth a glance; lists are shown as their length.
+RUN_FIELDS = (
+    "durationMs",
+    "queueDepth",
+    "githubFound",
+    "approved",
+    "withdrawn",
+    "stuck",
+    "requeued",
+    "escalated",
+    "appended",
+    "summary",
+    "costUsd",
+)
+
+
+@dataclass(frozen=True)
+class Card:
+    """One issue on the board, judged at the board's `now`."""
+
+    issue: Issue
+    stuck: bool
+    stuck_reason: str | None
+
+    @property
+    def agent(self) -> str | None:
+        """Who holds it: the reviewer while in review (when one claimed it), else the assignee."""
+        if self.issue.state == "in_review" and self.issue.reviewer:
+            return self.issue.reviewer
+        return self.issue.assignee
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    title: str
+    total: int
+    offset: int
+    cards: list[Card]
+    stuck: int  # stuck cards among those returned
+
+
+@dataclass(frozen=True)
+class Board:
+    now: datetime
+    columns: list[Column]
+
+
+@dataclass(frozen=True)
+class AgentSpend:
+    agent_id: str
+    daily_usd: list[Decimal]  # one per day of `Spend.days`, oldest first
+    today_usd: Decimal
+    total_usd: Decimal
+    budget_usd: Decimal | None
+
+    @property
+    def over_budget(self) -> bool:
+        return self.budget_usd is not None and self.today_usd > self.budget_usd
+
+
+@dataclass(frozen=True)
+class Spend:
+    now: datetime
+    days: list[date]
+    agents: list[AgentSpend]
+
+    @property
+    def today_usd(self) -> Decimal:
+        return sum((a.today_usd for a in self.agents), Decimal(0))
+
+    @property
+    def total_usd(self) -> Decimal:
+        return sum((a.total_usd for a in self.agents), Decimal(0))
+
+
+@dataclass(frozen=True)
+class Run:
+    """One coordination run as the dashboard lists it."""
+
+    position: int
+    recorded_at: datetime
+    ok: bool
+    fields: dict[str, Any]
+    errors: list[str] = field(default_factory=list)
+
+
+class DashboardService:
+    """Reads what the dashboard shows; every method takes its `now` from the context clock."""
+
+    def __init__(self, context: AppContext) -> None:
+        self.context = context
+
+    @property
+    def in_progress_limit(self) -> timedelta:
+        return timedelta(minutes=self.context.settings.stuck_in_progress_minutes)
+
+    @property
+    def in_review_limit(self) -> timedelta:
+        return timedelta(minutes=self.context.settings.stuck_in_review_minutes)
+
+    # --- the board --------------------------------------------------------------------------
+    async def board(self, page: int = DEFAULT_PAGE) -> Board:
+        """Every column's first `page` cards and its total."""
+        now = self.context.clock()
+        agents = await self._agents_by_id(now)
+        counts = await self.context.projections.state_counts()
+        columns = [await self._column(key, 0, page, now, agents, counts) for key in COLUMN_KEYS]
+        return Board(now, columns)
+
+    async def column(self, key: str, offset: int, limit: int = DEFAULT_PAGE) -> Board:
+        """One column's cards from `offset` (the "show more" of a column)."""
+        if key not in COLUMN_KEYS:
+            raise ValueError(f"unknown column {key!r}")
+        now = self.context.clock()
+        agents = await self._agents_by_id(now)
+        counts = await self.context.projections.state_counts()
+        return Board(now, [await self._column(key, offset, limit, now, agents, counts)])
+
+    async def _column(
+        self,
+        key: str,
+        offset: int,
+        limit: int,
+        now: datetime,
+        agents: dict[str, Agent],
+        counts: dict[str, int],
+    ) -> Column:
+        projections = self.context.projections
+        if key == "queued":
+            issues = await projections.queue(limit, offset)
+            total = counts.get("queued", 0)
+        elif key == "done":
+            done_today = await self._done_since(_midnight(now))
+            total, issues = len(done_today), done_today[offset : offset + limit]
+        else:
+            total = counts.get(key, 0)
+            issues = await projections.issues(key, limit, offset) if offset < total else []
+        cards = [self.card(issue, now, agents) for issue in issues]
+        title = dict(COLUMNS)[key]
+        return Column(key, title, total, offset, cards, sum(1 for c in cards if c.stuck))
+
+    async def _done_since(self, since: datetime) -> list[Issue]:
+        """Issues done since `since`, most recently active first.
+
+        `issues("done")` is ordered by last activity, which is never before the moment an issue
+        became done, so reading stops at the first issue last active before `since`.
+        """
+        found: list[Issue] = []
+        offset = 0
+        while True:
+            page = await self.context.projections.issues("done", COUNT_PAGE, offset)
+            found.extend(i for i in page if i.state_since >= since)
+            if len(page) < COUNT_PAGE or page[-1].last_activity < since:
+                return found
+            offset += COUNT_PAGE
+
+    def card(self, issue: Issue, now: datetime, agents: dict[str, Agent]) -> Card:
+        """Judge one issue at `now` (see the module docstring for what stuck means)."""
+        reason = self._stuck_reason(issue, now, agents)
+        return Card(issue, reason is not None, reason)
+
+    def _stuck_reason(self, issue: Issue, now: datetime, agents: dict[str, Agent]) -> str | None:
+        if issue.state not in HELD_STATES:
+            return None
+        idle = now - issue.last_activity
+        holder = issue.reviewer if issue.state == "in_review" else issue.assignee
+        agent = agents.get(holder) if holder else None
+        if agent is not None and agent.last_heartbeat is not None and agent.stale:
+            return f"{holder} has sent no heartbeat for {_span(now - agent.last_heartbeat)}"
+        limit = self.in_review_limit if issue.state == "in_review" else self.in_progress_limit
+        if idle > limit:
+            return f"no event for {_span(idle)} (limit {_span(limit)})"
+        return None
+
+    async def _agents_by_id(self, now: datetime) -> dict[str, Agent]:
+        agents = await self.context.projections.agents(now, self.context.stale_after)
+        return {a.agent_id: a for a in agents}
+
+    # --- agents -----------------------------------------------------------------------------
+    async def agents(self) -> tuple[datetime, list[Agent]]:
+        """Every agent seen, with its stale flag, judged now."""
+        now = self.context.clock()
+        return now, await self.context.projections.agents(now, self.context.stale_after)
+
+    # --- spend ------------------------------------------------------------------------------
+    async def spend(self, days: int = SPEND_DAYS) -> Spend:
+        """USD per agent and UTC day over the last `days` days (today included), with budgets."""
+        now = self.context.clock()
+        today = now.astimezone(UTC).date()
+        window = [today - timedelta(days=n) for n in range(days - 1, -1, -1)]
+        rows = await self.context.projections.daily_costs(window[0])
+        per_agent: dict[str, dict[date, Decimal]] = {}
+        for row in rows:
+            per_agent.setdefault(row.agent_id, {})[row.day] = Decimal(row.cost_usd)
+        budgets = {
+            agent: Decimal(str(usd))
+            for agent, usd in self.context.settings.agent_budgets_usd.items()
+        }
+        spend = []
+        for agent_id in sorted(per_agent.keys() | budgets.keys()):
+            by_day = per_agent.get(agent_id, {})
+            daily = [by_day.get(day, Decimal(0)) for day in window]
+            spend.append(
+                AgentSpend(
+                    agent_id=agent_id,
+                    daily_usd=daily,
+                    today_usd=daily[-1],
+                    total_usd=sum(daily, Decimal(0)),
+                    budget_usd=budgets.get(agent_id),
+                )
+            )
+        spend.sort(key=lambda a: (-a.total_usd, a.agent_id))
+        return Spend(now, window, spend)
+
+    # --- coordination runs ------------------------------------------------------------------
+    async def runs(self, limit: int = 10) -> list[Run]:
+        """The latest coordination runs, newest first."""
+        events = await self.context.store.read_recent(limit, types=list(RUN_TYPES))
+        return [run_from_event(e) for e in events if e.stream_id == catalogue.COORDINATION_STREAM]
+
+
+def run_from_event(event: RecordedEvent) -> Run:
+    """A run's outcome and its known fields; the payload is free-form, so nothing is assumed."""
+    data = event.data if isinstance(event.data, dict) else {}
+    fields: dict[str, Any] = {}
+    for name in RUN_FIELDS:
+        value = data.get(name)
+        if isinstance(value, list):
+            fields[name] = len(value)
+        elif isinstance(value, str | int | float | bool):
+            fields[name] = value
+    errors = data.get("errors")
+    if isinstance(errors, str):
+        errors = [errors]
+    if not isinstance(errors, list):
+        errors = [data["error"]] if isinstance(data.get("error"), str) else []
+    return Run(
+        position=event.position,
+        recorded_at=event.recorded_at,
+        ok=event.type == "COORDINATION_RUN_COMPLETED",
+        fields=fields,
+        errors=[str(e)[:300] for e in errors[:5]],
+    )
+
+
+def issue_url(issue: Issue, github_api_url: str) -> str:
+    """The issue's page: its own URL when GitHub gave one, else built from the API's host."""
+    if issue.url:
+        return issue.url
+    api = github_api_url.rstrip("/")
+    # GitHub Enterprise serves its API under /api/v3 of the web host.
+    web = "https://github.com" if api == "https://api.github.com" else api.removesuffix("/api/v3")
+    return f"{web}/{issue.repo}/issues/{issue.number}"
+
+
+def _midnight(now: datetime) -> datetime:
+    return datetime.combine(now.astimezone(UTC).date(), time(0), tzinfo=UTC)
+
+
+def _span(delta: timedelta) -> str:
+    """Whole minutes, or seconds under a minute (short limits are used in tests and demos)."""
+    seconds = delta.total_seconds()
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{int(seconds // 60)} min"
