@@ -8,12 +8,8 @@ cards plus its total, and further pages are read by offset. The queue is read in
 (`Projections.queue`); the other columns most recently active first (`Projections.issues`).
 "Done" shows only the issues done since midnight UTC.
 
-Stuck (marked on a card, nothing is recorded here; the coordination loop acts on stuck work):
-
-* `assigned` or `in_progress` with no event on the issue for `stuck_in_progress_minutes`;
-* `in_review` with no event on the issue for `stuck_in_review_minutes`;
-* or the holder (the reviewer in review, else the assignee) has stopped sending heartbeats
-  (stale for `context.stale_after`). An agent that never sent a heartbeat is not judged by them.
+Stuck cards are judged by `bot.services.stuck.judge`, the rules the coordination loop acts on;
+here they are only marked, nothing is recorded.
 """
 
 from __future__ import annotations
@@ -24,6 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from bot.context import AppContext
+from bot.services.stuck import HELD_STATES, StuckDetector, judge
 from store import catalogue
 from store.events import RecordedEvent
 from store.projections import Agent, Issue
@@ -39,7 +36,6 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("failed", "Failed / escalated"),
 )
 COLUMN_KEYS = tuple(key for key, _ in COLUMNS)
-HELD_STATES = frozenset({"assigned", "in_progress", "in_review"})
 DEFAULT_PAGE = 25
 MAX_PAGE = 200
 # Rows read per query when a column is counted by paging through it.
@@ -138,14 +134,7 @@ class DashboardService:
 
     def __init__(self, context: AppContext) -> None:
         self.context = context
-
-    @property
-    def in_progress_limit(self) -> timedelta:
-        return timedelta(minutes=self.context.settings.stuck_in_progress_minutes)
-
-    @property
-    def in_review_limit(self) -> timedelta:
-        return timedelta(minutes=self.context.settings.stuck_in_review_minutes)
+        self.stuck = StuckDetector(context)
 
     # --- the board --------------------------------------------------------------------------
     async def board(self, page: int = DEFAULT_PAGE) -> Board:
@@ -211,15 +200,19 @@ class DashboardService:
     def _stuck_reason(self, issue: Issue, now: datetime, agents: dict[str, Agent]) -> str | None:
         if issue.state not in HELD_STATES:
             return None
-        idle = now - issue.last_activity
-        holder = issue.reviewer if issue.state == "in_review" else issue.assignee
-        agent = agents.get(holder) if holder else None
-        if agent is not None and agent.last_heartbeat is not None and agent.stale:
-            return f"{holder} has sent no heartbeat for {_span(now - agent.last_heartbeat)}"
-        limit = self.in_review_limit if issue.state == "in_review" else self.in_progress_limit
-        if idle > limit:
-            return f"no event for {_span(idle)} (limit {_span(limit)})"
-        return None
+        verdict = judge(
+            issue,
+            agents,
+            now,
+            self.stuck.in_progress_limit,
+            self.stuck.in_review_limit,
+            self.context.stale_after,
+        )
+        if verdict is None:
+            return None
+        if verdict == "awaiting_review":
+            return f"waiting for a reviewer for {_span(now - issue.last_activity)}"
+        return verdict.reason
 
     async def _agents_by_id(self, now: datetime) -> dict[str, Agent]:
         agents = await self.context.projections.agents(now, self.context.stale_after)
