@@ -20,6 +20,9 @@ from store.errors import SchemaTooNewError
 log = logging.getLogger(__name__)
 
 MIGRATION_LOCK = 7166001  # pg_advisory_lock key: one migrator at a time across pods
+# A connection attempt that catches the server mid-shutdown can hang; never wait long, so
+# requests fail fast (503) during an outage and the pool reconnects as soon as it ends.
+CONNECT_TIMEOUT = 5.0
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -38,6 +41,7 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asy
         init=_init_connection,
         server_settings={"application_name": "conductor-e"},
         command_timeout=60,
+        timeout=CONNECT_TIMEOUT,
     )
     assert pool is not None
     return pool
@@ -45,7 +49,9 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asy
 
 async def connect(dsn: str) -> asyncpg.Connection:
     """One connection (for LISTEN, migrations and long rebuilds)."""
-    conn = await asyncpg.connect(dsn, server_settings={"application_name": "conductor-e"})
+    conn = await asyncpg.connect(
+        dsn, server_settings={"application_name": "conductor-e"}, timeout=CONNECT_TIMEOUT
+    )
     await _init_connection(conn)
     return conn
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -33,6 +34,22 @@ def error_response(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": code, "message": message}, status=status)
 
 
+# During an outage every request fails the same way: say so once per interval, with a count.
+WARN_INTERVAL = 10.0
+_warned: dict[str, tuple[float, int]] = {}
+
+
+def _warn_throttled(message: str) -> None:
+    now = time.monotonic()
+    since, repeats = _warned.get(message, (0.0, 0))
+    if now - since >= WARN_INTERVAL:
+        more = f" ({repeats} more like it in the last {WARN_INTERVAL:.0f}s)" if repeats else ""
+        log.warning("request failed: %s%s", message, more)
+        _warned[message] = (now, 0)
+    else:
+        _warned[message] = (since, repeats + 1)
+
+
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error leaves as JSON `{"error", "message"}`; never a stack trace."""
@@ -51,7 +68,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         known = to_user_facing(exc)
         if known is not None:
             if known.status >= 500:
-                log.warning("%s %s: %s", request.method, request.path, known.message)
+                _warn_throttled(known.message)
             return error_response(known.status, known.code, known.message)
         ref = reference_id()
         log.exception("unexpected error on %s %s (ref %s)", request.method, request.path, ref)
