@@ -138,8 +138,15 @@ async def start_bot(
 
 
 async def stop(harness: Harness) -> None:
-    """Close a bot (idempotent)."""
-    await harness.bot.close()
+    """Close a bot (idempotent). Bounded: a bot caught mid-reconnect on a loaded machine is
+    cancelled rather than left to hang the teardown."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(harness.bot.close(), 10)
+    if not harness.task.done():
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(harness.task), 10)
+    if not harness.task.done():
+        harness.task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await harness.task
 
