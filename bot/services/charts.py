@@ -53,7 +53,8 @@ def daily_spend_png(series: DailySeries, title: str | None = None) -> bytes:
         total = sum((sum(series.usd[a], Decimal(0)) for a in series.agents), Decimal(0))
         note = f"total ${total:,.2f}"
         if series.unpriced_events:
-            note += f" · {series.unpriced_events:,} events without a price (reported cost used)"
+            n = series.unpriced_events
+            note += f" · {n:,} event{'s' if n != 1 else ''} without a price (reported cost used)"
         axes.text(0.99, 0.98, note, ha="right", va="top", transform=axes.transAxes)
     step = max(1, days // 15)  # at most ~15 date labels
     axes.set_xticks(positions[::step], labels[::step], rotation=45, ha="right")

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 from bot.context import AppContext
 from bot.integrations.discord_webhook import DiscordWebhook, WebhookError, WebhookResult
+from bot.services.costs import CostService
 from bot.services.github_sync import SyncService
 from bot.services.health import HealthService
 from bot.services.stuck import StuckDetector, StuckReport
@@ -108,6 +109,7 @@ class RunResult:
     escalated: list[str] = field(default_factory=list)
     awaiting_review: list[str] = field(default_factory=list)
     # posted | unchanged | pending | printed | off | not reached
+    budget_alerts: list[str] = field(default_factory=list)
     summary: str = "not reached"
     summary_text: str | None = None
     summary_source: str | None = None  # model | template
@@ -258,8 +260,24 @@ class CoordinationService:
         if dry_run and stuck.stuck:
             result.notes.append("dry run: stuck work found, nothing recorded")
 
+        if not dry_run:
+            await self._check_budgets(result, now)
+
         facts = await self._facts(result, stuck)
         await self._summarise(result, facts, dry_run)
+
+    async def _check_budgets(self, result: RunResult, now: datetime) -> None:
+        """Record the budget thresholds crossed today (each once); the bot alerts #admin."""
+        try:
+            alerts = await CostService(self.context).check_budgets(now)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Checked again next run; each threshold is recorded once whenever it is seen.
+            result.notes.append(f"budgets not checked: {_describe(exc)}")
+            return
+        result.budget_alerts = [alert.text for alert in alerts]
+        result.appended += len(alerts)
 
     async def _sync(self, result: RunResult, dry_run: bool) -> None:
         if self.syncer is None:
@@ -489,6 +507,7 @@ def run_record(result: RunResult) -> dict[str, Any]:
         "requeued": _capped(result.requeued),
         "escalated": _capped(result.escalated),
         "awaitingReview": _capped(result.awaiting_review),
+        "budgetAlerts": _capped(result.budget_alerts),
         "summary": result.summary,
         "summarySource": result.summary_source,
         "summariesPosted": result.summaries_posted,

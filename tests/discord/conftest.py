@@ -80,6 +80,8 @@ def fake_env(fake: FakeDiscord) -> dict[str, str]:
         "CONDUCTOR_GUILD_ID": str(fake.guild_id),
         "CONDUCTOR_ADMIN_ROLE_IDS": str(ADMIN_ROLE),
         "CONDUCTOR_ADMIN_USER_IDS": str(ADMIN_USER),
+        # The loop's own tests turn it on; elsewhere a run would add events and alerts.
+        "CONDUCTOR_LOOP_ENABLED": "false",
     }
 
 
