@@ -58,7 +58,7 @@ class ConductorBot(commands.Bot):
         policy: AccessPolicy | None = None,
         presence_interval: float = PRESENCE_INTERVAL,
         alert_retry_delay: float = 1.0,
-        issue_threads: bool = True,
+        issue_threads: bool | None = None,
         **options: Any,
     ) -> None:
         intents = discord.Intents.none()
@@ -80,7 +80,10 @@ class ConductorBot(commands.Bot):
         self.queries = QueryService(context)
         self.presence_interval = presence_interval
         self.alerts = AlertService(
-            context, self.post_alert, threads=issue_threads, retry_delay=alert_retry_delay
+            context,
+            self.post_alert,
+            threads=settings.issue_threads if issue_threads is None else issue_threads,
+            retry_delay=alert_retry_delay,
         )
         self.shown_depth: int | None = None
         self._background: list[asyncio.Task[None]] = []

@@ -149,6 +149,11 @@ class Settings(BaseSettings):
     tasks_channel_id: int | None = Field(None, alias="CONDUCTOR_TASKS_CHANNEL_ID")
     admin_channel_id: int | None = Field(None, alias="CONDUCTOR_ADMIN_CHANNEL_ID")
     audit_channel_id: int | None = Field(None, alias="CONDUCTOR_AUDIT_CHANNEL_ID")
+    issue_threads: bool = Field(
+        False,
+        alias="CONDUCTOR_ISSUE_THREADS",
+        description="Open a thread under each assignment alert in #tasks.",
+    )
 
     # --- the coordination loop ---------------------------------------------------------------
     loop_enabled: bool = Field(True, alias="CONDUCTOR_LOOP_ENABLED")

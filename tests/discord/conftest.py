@@ -160,5 +160,6 @@ async def harness(start_bot: StartBot) -> Harness:
         {
             "CONDUCTOR_TASKS_CHANNEL_ID": str(TASKS_CHANNEL),
             "CONDUCTOR_ADMIN_CHANNEL_ID": str(ADMIN_CHANNEL),
+            "CONDUCTOR_ISSUE_THREADS": "true",
         }
     )

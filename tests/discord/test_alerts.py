@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from bot.services.alerts import POSITION_KEY
 from tests.discord.conftest import ADMIN_CHANNEL, TASKS_CHANNEL, Harness, StartBot, stop
 
 ALERT_ENV = {
     "CONDUCTOR_TASKS_CHANNEL_ID": str(TASKS_CHANNEL),
     "CONDUCTOR_ADMIN_CHANNEL_ID": str(ADMIN_CHANNEL),
+    "CONDUCTOR_ISSUE_THREADS": "true",
 }
 
 
@@ -89,7 +92,7 @@ async def test_nothing_is_posted_twice_after_a_restart(start_bot: StartBot) -> N
 
 async def test_a_crash_between_post_and_position_does_not_post_twice(start_bot: StartBot) -> None:
     first = await start_bot(ALERT_ENV)
-    start = await first.context.state.get(POSITION_KEY)
+    start = await asyncio.wait_for(recorded_position(first), 10)
     await first.approve("acme/api", 5, title="Fix login")
     await first.append("ISSUE_ASSIGNED", repo="acme/api", issueNumber=5, agentId="dev-e-1")
     await first.append("AGENT_STUCK", agentId="dev-e-1", reason="one")
@@ -133,3 +136,10 @@ async def test_presence_shows_the_queue_depth(harness: Harness) -> None:
     await fake.wait_for(lambda: shown("1 queued issue"), timeout=5)
     await harness.approve("acme/api", 2)
     await fake.wait_for(lambda: shown("2 queued issues"), timeout=5)
+
+
+async def recorded_position(harness: Harness) -> int:
+    """The alert follower's starting position, once it has recorded it."""
+    while (position := await harness.context.state.get(POSITION_KEY)) is None:
+        await asyncio.sleep(0.01)
+    return int(position)
