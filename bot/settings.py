@@ -172,6 +172,8 @@ class Settings(BaseSettings):
     kubeconfig: Path | None = Field(None, alias="CONDUCTOR_KUBECONFIG")
     kube_context: str | None = Field(None, alias="CONDUCTOR_KUBE_CONTEXT")
     namespace: str = Field("conductor-e", alias="CONDUCTOR_NAMESPACE", min_length=1)
+    confirm_timeout_seconds: float = Field(60.0, alias="CONDUCTOR_CONFIRM_TIMEOUT_SECONDS", gt=0)
+    rollout_timeout_seconds: float = Field(300.0, alias="CONDUCTOR_ROLLOUT_TIMEOUT_SECONDS", gt=0)
     rollout_targets: Annotated[list[str], NoDecode] = Field(
         default_factory=list, alias="CONDUCTOR_ROLLOUT_TARGETS"
     )

@@ -46,6 +46,14 @@ async def test_commands_sync_only_when_their_definitions_change(start_bot: Start
         "health",
         "help",
         "conductor",
+        "cost",
+        "keys",
+        "coordinate",
+        "rollout",
+        "flux",
+        "pods",
+        "logs",
+        "audit",
     }
     await stop(first)
 
