@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.errors import InvalidInput, NotFound
+from bot.services.costs import MAX_DAYS, CostService
 from bot.services.events import check_agent_id
 from bot.web.auth import actor_for
 from bot.web.keys import CONTEXT, EVENTS, HEALTH, MAX_BODY_BYTES, METRICS
@@ -274,46 +275,36 @@ async def usage(request: web.Request) -> web.Response:
     )
 
 
+def _agent_param(request: web.Request) -> str | None:
+    agent = request.query.get("agent") or request.query.get("agentId") or None
+    return check_agent_id(agent) if agent is not None else None
+
+
 @routes.get("/api/costs/summary")
 async def costs_summary(request: web.Request) -> web.Response:
-    days, since = _since(request, 7)
-    rows = await request.app[CONTEXT].projections.usage(since)
-    per_agent: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        entry = per_agent.setdefault(
-            row.agent_id,
-            {"agentId": row.agent_id, "costUsd": Decimal(0), "inputTokens": 0, "outputTokens": 0},
-        )
-        entry["costUsd"] += row.cost_usd
-        entry["inputTokens"] += row.input_tokens
-        entry["outputTokens"] += row.output_tokens
-    agents = sorted(per_agent.values(), key=lambda a: (-a["costUsd"], a["agentId"]))
-    total = sum((a["costUsd"] for a in agents), Decimal(0))
-    return json_response(
-        {"days": days, "since": since.isoformat(), "totalUsd": total, "agents": agents}
-    )
+    """The figures of `/cost summary`: per agent and model, today vs. average, top issues."""
+    days = int_param(request, "days", 7, low=1, high=MAX_DAYS)
+    summary = await CostService(request.app[CONTEXT]).summary(days, _agent_param(request))
+    return json_response(summary.to_dict())
 
 
 @routes.get("/api/costs/daily")
 async def costs_daily(request: web.Request) -> web.Response:
-    days, since = _since(request, 7)
-    rows = await request.app[CONTEXT].projections.daily_costs(since)
-    return json_response(
-        {
-            "days": days,
-            "since": since.isoformat(),
-            "daily": [
-                {
-                    "day": r.day.isoformat(),
-                    "agentId": r.agent_id,
-                    "costUsd": r.cost_usd,
-                    "inputTokens": r.input_tokens,
-                    "outputTokens": r.output_tokens,
-                }
-                for r in rows
-            ],
-        }
-    )
+    """USD per day and agent (the chart's series)."""
+    days = int_param(request, "days", 7, low=1, high=MAX_DAYS)
+    series = await CostService(request.app[CONTEXT]).daily(days, _agent_param(request))
+    return json_response(series.to_dict())
+
+
+@routes.get("/api/costs/issue")
+async def costs_issue(request: web.Request) -> web.Response:
+    """The figures of `/cost issue`: what one issue cost, by agent and model."""
+    repo = request.query.get("repo") or ""
+    number = int_param(request, "issueNumber", 0, low=1, high=2_147_483_647)
+    if not repo or not number:
+        raise InvalidInput("query parameters 'repo' and 'issueNumber' are required")
+    cost = await CostService(request.app[CONTEXT]).issue(repo, number)
+    return json_response(cost.to_dict())
 
 
 def add_routes(app: web.Application) -> None:

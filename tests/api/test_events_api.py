@@ -59,10 +59,18 @@ async def test_the_agents_heartbeat_and_usage_are_accepted_and_visible(api: Test
             "costUsd": 0.0027,
         }
     ]
+    # The same figures as /cost summary and /cost issue: ours from the price table beside
+    # the agent's own (Haiku 4.5: 1,200 in at $1/M + 300 out at $5/M = $0.0027).
     summary = await (await api.get("/api/costs/summary?days=1")).json()
-    assert summary["agents"][0]["costUsd"] == 0.0027
+    (agent,) = summary["byAgent"]
+    assert agent["agentId"] == "dev-e-1"
+    assert agent["computedUsd"] == agent["reportedUsd"] == 0.0027
+    assert agent["mismatch"] is False
     daily = await (await api.get("/api/costs/daily?days=1")).json()
-    assert daily["daily"][0]["inputTokens"] == 1200
+    assert daily["agents"] == [{"agentId": "dev-e-1", "usd": [0.0027]}]
+    issue = await (await api.get("/api/costs/issue?repo=acme/app&issueNumber=12")).json()
+    assert issue["streamId"] == "acme/app#12"
+    assert issue["total"]["costUsd"] == 0.0027
 
 
 @pytest.mark.parametrize(
@@ -164,6 +172,10 @@ async def test_reads_validate_their_parameters(api: TestClient) -> None:
         ("/api/events?type=NOPE", "unknown event type"),
         ("/api/assignments/next", "'agentId'"),
         ("/api/assignments/next?agentId=bad%20id", "'agentId'"),
+        ("/api/costs/summary?days=0", "'days'"),
+        ("/api/costs/summary?agent=no%20such", "'agentId'"),
+        ("/api/costs/issue?repo=acme/app", "'issueNumber'"),
+        ("/api/costs/issue?repo=nope&issueNumber=1", "repo"),
     ]
     for path, needle in cases:
         response = await api.get(path)
