@@ -86,6 +86,7 @@ def test_chart_refuses_kubernetes_older_than_supported(helm: Path) -> None:
         ),
         ({"api.enabled": "false"}, "tests.enabled=true needs api.enabled=true"),
         ({"cronJob.activeDeadlineSeconds": "300"}, "must be under 300 with the */5 schedule"),
+        ({"api.ingress.enabled": "true"}, "api.ingress.enabled=true needs api.ingress.host"),
     ],
 )
 def test_contradictory_values_fail_with_the_helpers_message(
@@ -214,3 +215,16 @@ def test_config_change_changes_the_pod_checksum(helm: Path) -> None:
     for name in before:
         assert before[name] != after[name], f"{name} would not restart on a config change"
     assert checksums({}) == before  # stable when nothing changes
+
+
+def test_the_dashboard_is_exposed_through_the_api_service_and_an_optional_ingress(
+    helm: Path,
+) -> None:
+    assert not [d for d in render(helm) if d["kind"] == "Ingress"]
+    docs = render(helm, sets={"api.ingress.enabled": "true", "api.ingress.host": "ce.example"})
+    (ingress,) = [d for d in docs if d["kind"] == "Ingress"]
+    (rule,) = ingress["spec"]["rules"]
+    assert rule["host"] == "ce.example"
+    (path,) = rule["http"]["paths"]
+    assert path["path"] == "/"
+    assert path["backend"]["service"] == {"name": "conductor-e-api", "port": {"name": "http"}}

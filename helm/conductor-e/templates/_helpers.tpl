@@ -214,6 +214,9 @@ Fail the render with one clear message when values contradict each other.
 {{- if and (or .Values.admin.rolloutTargets .Values.admin.fluxObjects) (not .Values.bot.enabled) }}
 {{- $errors = append $errors "admin.rolloutTargets/admin.fluxObjects are set but bot.enabled=false: only the bot runs admin commands" }}
 {{- end }}
+{{- if and .Values.api.ingress.enabled (not .Values.api.ingress.host) }}
+{{- $errors = append $errors "api.ingress.enabled=true needs api.ingress.host" }}
+{{- end }}
 {{- if and .Values.tests.enabled (not .Values.api.enabled) }}
 {{- $errors = append $errors "tests.enabled=true needs api.enabled=true: the helm test calls the API's /health" }}
 {{- end }}
