@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test bench lint
+.PHONY: run test load bench lint
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+## load: the sustained load test (50 clients for 60 s against the real API; see README)
+load: $(VENV)/.installed
+	$(PY) -m pytest -m load -s tests/load
 
 ## bench: the benchmarks under bench/ (print figures; not tests)
 bench: $(VENV)/.bench-installed
