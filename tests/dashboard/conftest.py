@@ -7,7 +7,7 @@ import os
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, date, datetime, time
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bot.context import AppContext
 from bot.web import dashboard
 from bot.web.app import create_app
-from store.catalogue import validate
+from tests.usage import record_usage_on
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -144,28 +144,7 @@ def record_usage(pool: asyncpg.Pool) -> UsageWriter:
     """
 
     async def write(day: date, agent: str, cost: float) -> None:
-        payload = validate(
-            "TOKEN_USAGE",
-            {
-                "agentId": agent,
-                "model": "claude-haiku-4-5",
-                "inputTokens": 1_000,
-                "outputTokens": 100,
-                "costUsd": cost,
-            },
-        )
-        async with pool.acquire() as conn, conn.transaction():
-            position = await conn.fetchval(
-                "INSERT INTO events (stream_id, version, type, data, recorded_at) "
-                "VALUES ($1, (SELECT coalesce(max(version), 0) + 1 FROM events "
-                "WHERE stream_id = $1), 'TOKEN_USAGE', $2, $3) RETURNING position",
-                agent,
-                payload,
-                datetime.combine(day, time(12, 0), UTC),
-            )
-            await conn.execute(
-                "SELECT conductor_project(e) FROM events e WHERE e.position = $1", position
-            )
+        await record_usage_on(pool, day, agent, inputTokens=1_000, outputTokens=100, costUsd=cost)
 
     return write
 

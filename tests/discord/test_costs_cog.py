@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from matplotlib.image import imread
 
-from store.catalogue import validate
 from tests.discord.conftest import ADMIN_ROLE, ADMIN_USER, USER, Harness, StartBot
 from tests.discord.helpers import assert_error, break_database, denials, text_of
 from tests.fakes.anthropic import FakeAnthropic, UsageRecord
 from tests.fakes.discord import ephemeral
+from tests.usage import record_usage_on
 
 TODAY = date(2026, 3, 10)
 NOW = datetime.combine(TODAY, time(15, 0), UTC)
@@ -41,22 +41,7 @@ def record_usage(harness: Harness) -> UsageWriter:
     """
 
     async def write(day: date, agent: str, model: str = HAIKU, **fields: Any) -> None:
-        payload = validate(
-            "TOKEN_USAGE",
-            {"agentId": agent, "model": model, "inputTokens": 0, "outputTokens": 0, **fields},
-        )
-        async with harness.context.pool.acquire() as conn, conn.transaction():
-            position = await conn.fetchval(
-                "INSERT INTO events (stream_id, version, type, data, recorded_at) "
-                "VALUES ($1, (SELECT coalesce(max(version), 0) + 1 FROM events "
-                "WHERE stream_id = $1), 'TOKEN_USAGE', $2, $3) RETURNING position",
-                agent,
-                payload,
-                datetime.combine(day, time(12, 0), UTC),
-            )
-            await conn.execute(
-                "SELECT conductor_project(e) FROM events e WHERE e.position = $1", position
-            )
+        await record_usage_on(harness.context.pool, day, agent, model, **fields)
 
     return write
 
