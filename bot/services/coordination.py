@@ -552,7 +552,7 @@ def format_line(result: RunResult) -> str:
         f"{len(result.escalated)} escalated)"
     )
     summary = f"summary {result.summary}"
-    if result.model_calls:
+    if result.summary_source == "model":
         summary += f" ({result.model_calls} model call, ${result.cost_usd:.4f})"
     elif result.summary_source:
         summary += f" ({result.summary_source})"

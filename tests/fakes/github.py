@@ -135,6 +135,7 @@ class FakeGitHub:
 
     async def start(self) -> str:
         app = web.Application()
+        app.router.add_get("/rate_limit", self._search)  # answered by the middleware
         app.router.add_get("/search/issues", self._search)
         app.router.add_get("/repos/{owner}/{repo}/issues", self._list_issues)
         app.router.add_get("/repos/{owner}/{repo}/issues/{number:\\d+}", self._get_issue)
@@ -339,6 +340,20 @@ class FakeGitHub:
 
     # --- HTTP ---------------------------------------------------------------------------------
 
+    def _rate_limit_body(self) -> dict[str, Any]:
+        """GET /rate_limit in GitHub's shape: every window's limit, remaining, reset, used."""
+        now = time.time()
+        resources = {}
+        for name, window in self.windows.items():
+            current = window.current(now)
+            resources[name] = {
+                "limit": current.limit,
+                "remaining": current.remaining,
+                "reset": current.reset,
+                "used": current.used,
+            }
+        return {"resources": resources, "rate": resources["core"]}
+
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         headers = {name.lower(): value for name, value in request.headers.items()}
@@ -358,18 +373,21 @@ class FakeGitHub:
             await self._release.wait()
         resource = "search" if request.path.startswith("/search/") else "core"
         window = self.windows[resource].current(time.time())
-        if self.token is not None:
-            auth = headers.get("authorization", "")
-            if auth not in (f"token {self.token}", f"Bearer {self.token}"):
-                return self._json(
-                    {"message": "Bad credentials", "documentation_url": DOCS}, 401, resource
-                )
         for fault in self.faults:
             if fault.times > 0 and request.path.startswith(fault.path):
                 fault.times -= 1
                 response = self._json(fault.body, fault.status, resource)
                 response.headers.update(fault.headers)
                 return response
+        if request.path == "/rate_limit":
+            # Open without a token and not counted against any limit, as on GitHub.
+            return self._json(self._rate_limit_body(), 200)
+        if self.token is not None:
+            auth = headers.get("authorization", "")
+            if auth not in (f"token {self.token}", f"Bearer {self.token}"):
+                return self._json(
+                    {"message": "Bad credentials", "documentation_url": DOCS}, 401, resource
+                )
         if window.remaining <= 0:
             return self._json(
                 {"message": PRIMARY_MESSAGE.format(rid=_request_id()), "documentation_url": DOCS},

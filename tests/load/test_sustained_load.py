@@ -1,0 +1,319 @@
+"""Sustained mixed API traffic against the real `python -m bot api` process.
+
+Concurrent clients, each in a loop, do what the agents do: post HEARTBEAT and TOKEN_USAGE
+(the exact bodies the agent runtime sends), claim work with GET /api/assignments/next, and
+read GET /api/queue. The API runs on its own embedded PostgreSQL, seeded with queued issues
+so claims keep succeeding. Afterwards: zero errors, and every claim exclusive — no issue has
+two ISSUE_ASSIGNED events, and every 200 from a claim names an issue nobody else got.
+
+`test_sustained_load` (marked `load`) runs LOAD_SECONDS (60) with LOAD_CLIENTS (50) clients over
+LOAD_ISSUES (40,000) seeded issues;
+`test_short_mixed_load` runs in the normal suite with LOAD_SHORT_SECONDS (8) and
+LOAD_SHORT_CLIENTS (20). Both print throughput and p50/p99 latency per operation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pytest
+
+from store.database import EmbeddedPostgres, connect, migrate
+from tests.test_cli import free_port
+
+REPO = "load/app"
+OPERATIONS = ("heartbeat", "token_usage", "claim", "queue")
+
+
+def env_int(name: str, default: int) -> int:
+    """An integer override from the environment, with a clear message when it is not one."""
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise AssertionError(f"{name} must be a whole number, got {raw!r}") from None
+    assert value > 0, f"{name} must be positive, got {value}"
+    return value
+
+
+@dataclass
+class Api:
+    base: str
+    dsn: str
+    log: Path
+
+
+@dataclass
+class Figures:
+    """What the clients saw: latencies per operation, errors, and each claim's answer."""
+
+    latencies: dict[str, list[float]] = field(default_factory=lambda: {op: [] for op in OPERATIONS})
+    errors: list[str] = field(default_factory=list)
+    claimed: list[str] = field(default_factory=list)
+    empty_claims: int = 0
+    elapsed: float = 0.0
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
+    """The real API process on its own embedded PostgreSQL; stopped with SIGTERM after."""
+    root = Path(tempfile.mkdtemp(prefix="conductor-e-load-"))
+    os.chmod(root, 0o755)  # the embedded server runs as its own user when we are root
+    server = EmbeddedPostgres(root)
+    dsn = await server.start()
+    try:
+        conn = await connect(dsn)
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+        port = free_port()
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("CONDUCTOR_")},
+            "DATABASE_URL": dsn,
+            "CONDUCTOR_HTTP_HOST": "127.0.0.1",
+            "CONDUCTOR_HTTP_PORT": str(port),
+            "CONDUCTOR_LOG_LEVEL": "WARNING",
+        }
+        log = tmp_path / "api.log"
+        # A file, not a pipe: a pipe nobody reads during the test would fill and block the API.
+        with log.open("w") as handle:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "bot", "api"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=handle,
+            )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            await wait_healthy(base, process, log)
+            yield Api(base, dsn, log)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                code = process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+                raise AssertionError("the API did not stop within 30 s of SIGTERM") from None
+            assert code == 0, log.read_text()[-2000:]
+    finally:
+        await server.stop()
+        server.destroy()
+
+
+async def wait_healthy(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise AssertionError(f"the API exited: {log.read_text()[-2000:]}")
+            try:
+                async with http.get(f"{base}/health") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError("the API did not answer /health within 60 s")
+
+
+async def seed_queue(dsn: str, count: int) -> None:
+    """`count` queued issues, appended through the store's own append function."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            """
+            SELECT conductor_append(
+                $1 || '#' || n, 0, NULL, ARRAY['ISSUE_APPROVED'],
+                ARRAY[jsonb_build_object('repo', $1::text, 'issueNumber', n,
+                                         'title', 'Load issue ' || n, 'labels', '[]'::jsonb,
+                                         'priority', 'normal')],
+                ARRAY['{"actor": "load-seed"}'::jsonb])
+            FROM generate_series(1, $2::int) AS n
+            """,
+            REPO,
+            count,
+        )
+    finally:
+        await conn.close()
+
+
+def heartbeat(agent: str) -> str:
+    """The HEARTBEAT body the agent runtime sends today."""
+    return json.dumps(
+        {
+            "type": "HEARTBEAT",
+            "agentId": agent,
+            "status": "working",
+            "currentIssue": 12,
+            "currentRepo": REPO,
+            "activeProvider": None,
+            "availableProviders": [],
+            "providers": [],
+            "integrations": [],
+        }
+    )
+
+
+def token_usage(agent: str) -> str:
+    """The TOKEN_USAGE body the agent runtime sends today."""
+    return json.dumps(
+        {
+            "type": "TOKEN_USAGE",
+            "agentId": agent,
+            "repo": REPO,
+            "issueNumber": 12,
+            "model": "claude-haiku-4-5",
+            "inputTokens": 1200,
+            "outputTokens": 300,
+            "costUsd": 0.0027,
+        }
+    )
+
+
+async def client(
+    http: aiohttp.ClientSession, base: str, index: int, stop: asyncio.Event, figures: Figures
+) -> None:
+    """One agent-like client: heartbeat, usage, claim, queue read, round and round."""
+    agent = f"load-agent-{index}"
+    headers = {"Content-Type": "application/json"}
+    while not stop.is_set():
+        for op in OPERATIONS:
+            if stop.is_set():
+                return
+            started = time.perf_counter()
+            try:
+                if op == "heartbeat":
+                    request = http.post(
+                        f"{base}/api/events", data=heartbeat(agent), headers=headers
+                    )
+                elif op == "token_usage":
+                    request = http.post(
+                        f"{base}/api/events", data=token_usage(agent), headers=headers
+                    )
+                elif op == "claim":
+                    request = http.get(f"{base}/api/assignments/next", params={"agentId": agent})
+                else:
+                    request = http.get(f"{base}/api/queue")
+                async with request as response:
+                    body = await response.read()
+                    status = response.status
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                figures.errors.append(f"{op}: {type(exc).__name__}: {exc}")
+                continue
+            figures.latencies[op].append(time.perf_counter() - started)
+            if op == "claim" and status == 204:
+                figures.empty_claims += 1
+            elif status != 200:
+                figures.errors.append(f"{op}: HTTP {status}: {body[:200]!r}")
+            elif op == "claim":
+                figures.claimed.append(json.loads(body)["streamId"])
+
+
+async def run_load(api: Api, *, seconds: int, clients: int, seed: int) -> Figures:
+    await seed_queue(api.dsn, seed)
+    figures = Figures()
+    stop = asyncio.Event()
+    connector = aiohttp.TCPConnector(limit=clients)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+        started = time.perf_counter()
+        tasks = [
+            asyncio.create_task(client(http, api.base, i, stop, figures)) for i in range(clients)
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, timeout=seconds)
+            # A client that ended early raised: that is a bug in the test, surface it.
+            for task in done:
+                task.result()
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        figures.elapsed = time.perf_counter() - started
+    return figures
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def report(figures: Figures, clients: int) -> str:
+    total = sum(len(v) for v in figures.latencies.values())
+    lines = [
+        f"\nload: {clients} clients for {figures.elapsed:.1f}s: {total} requests, "
+        f"{total / figures.elapsed:.0f} req/s, {len(figures.errors)} errors, "
+        f"{len(figures.claimed)} claims (+{figures.empty_claims} empty)"
+    ]
+    for op, values in figures.latencies.items():
+        if values:
+            lines.append(
+                f"  {op:<12} {len(values):>7} req {len(values) / figures.elapsed:>7.0f}/s  "
+                f"p50 {percentile(values, 0.5) * 1000:7.1f} ms  "
+                f"p99 {percentile(values, 0.99) * 1000:7.1f} ms"
+            )
+    return "\n".join(lines)
+
+
+async def check(api: Api, figures: Figures, clients: int) -> None:
+    print(report(figures, clients))
+    assert figures.errors == [], figures.errors[:10]
+    assert all(figures.latencies[op] for op in OPERATIONS), "an operation never completed"
+    assert figures.claimed, "no claim succeeded"
+    # Exclusive from the clients' side: no issue was handed to two of them.
+    handed = Counter(figures.claimed)
+    assert [stream for stream, n in handed.items() if n > 1] == []
+    # And from the store's: one ISSUE_ASSIGNED per issue, exactly the ones handed out.
+    conn = await asyncpg.connect(api.dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT stream_id, count(*) AS n FROM events WHERE type = 'ISSUE_ASSIGNED' "
+            "GROUP BY stream_id"
+        )
+        appended = await conn.fetchval(
+            "SELECT count(*) FROM events WHERE type IN ('HEARTBEAT', 'TOKEN_USAGE')"
+        )
+    finally:
+        await conn.close()
+    assert [row["stream_id"] for row in rows if row["n"] > 1] == []
+    assert {row["stream_id"] for row in rows} == set(figures.claimed)
+    # Every acknowledged append is stored.
+    assert appended == len(figures.latencies["heartbeat"]) + len(figures.latencies["token_usage"])
+    print(f"  exclusive: {len(rows)} issues with exactly one ISSUE_ASSIGNED; {appended} appends")
+
+
+@pytest.mark.load
+async def test_sustained_load(api: Api) -> None:
+    seconds = env_int("LOAD_SECONDS", 60)
+    clients = env_int("LOAD_CLIENTS", 50)
+    # More issues than the clients can claim, so claims succeed for the whole run.
+    figures = await run_load(
+        api, seconds=seconds, clients=clients, seed=env_int("LOAD_ISSUES", 40_000)
+    )
+    await check(api, figures, clients)
+
+
+@pytest.mark.slow
+async def test_short_mixed_load(api: Api) -> None:
+    seconds = env_int("LOAD_SHORT_SECONDS", 8)
+    clients = env_int("LOAD_SHORT_CLIENTS", 20)
+    # Fewer issues than claims: the queue runs dry, so 204s under contention are covered too.
+    figures = await run_load(api, seconds=seconds, clients=clients, seed=300)
+    await check(api, figures, clients)
+    assert figures.empty_claims > 0, "the queue never ran dry; seed fewer issues"
