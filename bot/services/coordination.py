@@ -376,10 +376,12 @@ class CoordinationService:
             return
 
         latest = pending[-1]["digest"] if pending else state.get("posted_digest")
-        if digest != latest:
+        since = pending[-1]["position"] if pending else state.get("since_position")
+        # What was approved or finished since the last summary is news even when the queue
+        # looks the same again (an issue approved and done between two runs).
+        await self._deltas(facts, since if since is not None else 0)
+        if digest != latest or facts.approved_since or facts.done_since:
             head = await self.context.store.head_position()
-            since = pending[-1]["position"] if pending else state.get("since_position")
-            await self._deltas(facts, since)
             summary = await self.summariser.write(facts)
             if summary.source == "model" or summary.model_error:
                 result.model_calls += 1

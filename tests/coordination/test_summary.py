@@ -89,6 +89,26 @@ async def test_the_model_writes_the_summary_only_when_the_facts_change(
     assert len(await events(model_ctx, "TOKEN_USAGE")) == 2
 
 
+async def test_work_approved_and_done_between_two_runs_is_still_reported(
+    ctx: AppContext,
+    webhook: FakeWebhook,
+    make_service: Callable[..., CoordinationService],
+) -> None:
+    service = make_service(ctx)
+    first = await service.run()
+    assert first.summary == "posted"
+    # Between two runs an issue comes and goes: the queue looks as it did, but it is news.
+    await start_work(ctx, REPO, 4, "dev-e-1")
+    await record(ctx, "ISSUE_DONE", repo=REPO, issueNumber=4, agentId="dev-e-1")
+
+    second = await service.run()
+
+    assert second.summary == "posted", second.summary
+    assert "acme/api#4" in webhook.contents()[-1]
+    third = await service.run()
+    assert third.summary == "unchanged"
+
+
 @pytest.mark.parametrize("status", [500, 529])
 async def test_a_failing_model_gives_the_template_and_the_run_still_succeeds(
     status: int,
