@@ -65,6 +65,13 @@ class UpstreamError(UserFacingError):
     status = 502
 
 
+def quoted(value: object, limit: int = 100) -> str:
+    """A value as it was given, for an error message: repr'd first, then cut (escaped control
+    characters and emoji would otherwise grow a cut string several times over)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def to_user_facing(exc: BaseException) -> UserFacingError | None:
     """The user-facing form of a known error, or None for an unexpected one."""
     if isinstance(exc, UserFacingError):

@@ -22,7 +22,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.errors import InvalidInput
+from bot.errors import InvalidInput, quoted
 from bot.permissions import QUERIES, access
 from bot.services.charts import daily_spend_png
 from bot.services.costs import (
@@ -285,7 +285,7 @@ def split_issue(reference: str) -> tuple[str, int]:
     """`owner/repo#12` or an issue URL → ("owner/repo", 12)."""
     parsed = parse_issue_stream(parse_issue_ref(reference))
     if parsed is None:  # parse_issue_ref only returns issue streams; kept for the type
-        raise InvalidInput(f"{reference[:100]!r} is not an issue")
+        raise InvalidInput(f"{quoted(reference)} is not an issue")
     return parsed
 
 

@@ -267,7 +267,36 @@ def validate(event_type: Any, payload: dict[str, Any], *, internal: bool = False
         raise EventValidationError(
             f"invalid {event_type} payload: field {field!r}: {error['msg']}", field
         ) from None
-    return parsed.model_dump(mode="json", exclude_unset=True, by_alias=False)
+    data = parsed.model_dump(mode="json", exclude_unset=True, by_alias=False)
+    nul = _nul_field(data)
+    if nul is not None:
+        # PostgreSQL's jsonb cannot hold U+0000: refuse it here, as bad input.
+        raise EventValidationError(
+            f"invalid {event_type} payload: field {nul!r}: text may not contain the NUL "
+            "character (\\u0000)",
+            nul,
+        )
+    return data
+
+
+def _nul_field(value: Any, path: str = "") -> str | None:
+    """The path of the first key or string holding a NUL character, or None."""
+    if isinstance(value, str):
+        return (path or "body") if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                return where
+            found = _nul_field(item, where)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_field(item, f"{path}.{index}" if path else str(index))
+            if found is not None:
+                return found
+    return None
 
 
 def stream_for(event_type: str, data: dict[str, Any]) -> str:

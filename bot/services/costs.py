@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from bot.context import AppContext
-from bot.errors import InvalidInput
+from bot.errors import InvalidInput, quoted
 from bot.integrations.anthropic_messages import Completion
 from bot.services.pricing import Pricing
 from store.catalogue import BUDGET_STREAM, parse_issue_stream, stream_for, validate
@@ -581,7 +581,9 @@ class CostService:
         """One issue's cost by agent and model, each day's usage at that day's price."""
         stream_id = f"{repo}#{number}"
         if parse_issue_stream(stream_id) is None:
-            raise InvalidInput(f"{stream_id!r} is not an issue (expected owner/repo and a number)")
+            raise InvalidInput(
+                f"{quoted(stream_id)} is not an issue (expected owner/repo and a number)"
+            )
         rows = await self.reader.issue_usage_by_day(stream_id)
         pair_tally: dict[tuple[str, str], _Tally] = defaultdict(_Tally)
         agent_tally: dict[str, _Tally] = defaultdict(_Tally)

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.context import AppContext
+from bot.errors import InvalidInput
 from bot.services.github_sync import ACTIVE_STATES
 from bot.settings import Settings
 from store import catalogue
@@ -294,6 +295,15 @@ class WebhookResult:
     skipped: int = 0  # not news, given the projection
 
 
+# What reading a payload of the wrong shape raises (a field that should be an object, a
+# number that is not one). Signed deliveries are GitHub's, but a 5xx is never the answer.
+MALFORMED = (AttributeError, TypeError, ValueError, KeyError)
+
+
+def _malformed(event_name: str, exc: BaseException) -> InvalidInput:
+    return InvalidInput(f"malformed {event_name} delivery ({type(exc).__name__})")
+
+
 class WebhookService:
     """Records what a GitHub delivery implies, once: a redelivery changes nothing."""
 
@@ -308,14 +318,20 @@ class WebhookService:
         Each mapped event's idempotency key is `delivery:<delivery id>:<index>`.
         """
         result = WebhookResult()
-        repo = (payload.get("repository") or {}).get("full_name")
+        try:
+            repo = (payload.get("repository") or {}).get("full_name")
+            numbers = pull_request_numbers(event_name, payload)
+        except MALFORMED as exc:
+            raise _malformed(event_name, exc) from None
         pr_issues: dict[int, list[int]] = {}
-        numbers = pull_request_numbers(event_name, payload)
         if numbers and isinstance(repo, str):
             pr_issues = await self._issues_for_prs(repo, numbers)
-        mapped = events_for_delivery(
-            event_name, payload, self.context.settings, pr_issues=pr_issues
-        )
+        try:
+            mapped = events_for_delivery(
+                event_name, payload, self.context.settings, pr_issues=pr_issues
+            )
+        except MALFORMED as exc:
+            raise _malformed(event_name, exc) from None
         for index, (stream_id, event) in enumerate(mapped):
             current = await self.context.projections.issue(stream_id)
             if not should_append(event, current):

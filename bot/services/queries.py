@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot.context import AppContext
-from bot.errors import InvalidInput, NotFound
+from bot.errors import InvalidInput, NotFound, quoted
 from store import catalogue
 from store.events import RecordedEvent
 from store.projections import Agent, Issue
@@ -46,7 +46,7 @@ def parse_issue_ref(text: str) -> str:
         if found:
             return catalogue.issue_stream(found.group(1), int(found.group(2)))
     raise InvalidInput(
-        f"{value[:100]!r} is not an issue: use owner/repo#123 or the issue's GitHub URL"
+        f"{quoted(value)} is not an issue: use owner/repo#123 or the issue's GitHub URL"
     )
 
 
