@@ -118,6 +118,9 @@ async def serve(settings: Settings, *, api: bool, bot: bool) -> int:
             else:
                 background.append(asyncio.create_task(_run_bot(context), name="bot"))
                 log.info("bot: starting")
+            loop = _loop_without_bot(context, stop)
+            if loop is not None:
+                background.append(asyncio.create_task(loop, name="loop"))
         waiter = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([waiter, *background], return_when=asyncio.FIRST_COMPLETED)
         failed = [t for t in background if t in done and t.exception() is not None]
@@ -134,6 +137,26 @@ async def serve(settings: Settings, *, api: bool, bot: bool) -> int:
         for task in failed:
             log.error("%s: stopped with an error: %s", task.get_name(), task.exception())
         return EXIT_FAILURE if failed else EXIT_OK
+
+
+def _loop_without_bot(context: AppContext, stop: asyncio.Event) -> Any:
+    """The coordination loop for `run` when no bot hosts it: on when its tokens are set."""
+    settings = context.settings
+    if settings.discord_bot_token is not None:
+        return None  # the bot's cog runs it (when CONDUCTOR_LOOP_ENABLED)
+    if not settings.loop_enabled:
+        log.info("loop: off (CONDUCTOR_LOOP_ENABLED is false)")
+        return None
+    if settings.github_token is None and settings.discord_webhook_url is None:
+        log.info("loop: off (neither GITHUB_TOKEN nor DISCORD_WEBHOOK_URL is set)")
+        return None
+    log.info("loop: every %gs", settings.loop_interval_seconds)
+
+    async def loop() -> None:
+        async with open_coordination(context) as service:
+            await run_loop(service, settings.loop_interval_seconds, stop)
+
+    return loop()
 
 
 async def _run_bot(context: AppContext) -> None:

@@ -205,3 +205,33 @@ def test_migrate_and_rebuild_report_what_they_did(cli_env: dict[str, str]) -> No
     )
     assert rebuild.returncode == 0, rebuild.stderr
     assert "rebuilt the projections from 0 events" in rebuild.stderr
+
+
+def test_run_starts_the_loop_when_its_tokens_are_set_and_no_bot_hosts_it(
+    cli_env: dict[str, str],
+) -> None:
+    env = {
+        **cli_env,
+        "GITHUB_TOKEN": "ghp_not_a_real_token_0000",
+        # Nothing listens there: each run fails on GitHub, and says so in its record.
+        "CONDUCTOR_GITHUB_API_URL": f"http://127.0.0.1:{free_port()}",
+        "CONDUCTOR_MANAGED_REPOS": "acme/app",
+        "CONDUCTOR_LOOP_INTERVAL_SECONDS": "0.5",
+    }
+    process = spawn(["run"], env)
+    base = f"http://127.0.0.1:{cli_env['CONDUCTOR_HTTP_PORT']}"
+    try:
+        wait_until_up(base, process)
+        deadline = time.monotonic() + 60
+        runs: list[dict] = []
+        while len(runs) < 2 and time.monotonic() < deadline:
+            _, body = http("GET", f"{base}/api/events?type=COORDINATION_RUN_FAILED")
+            runs = body["events"]
+            time.sleep(0.2)
+        assert len(runs) >= 2, "the loop did not run twice"
+        assert "GitHub" in runs[0]["data"]["error"]
+    finally:
+        code, log = stop(process)
+    assert code == 0, log
+    assert "loop: every 0.5s" in log
+    assert "ghp_not_a_real_token_0000" not in log
