@@ -22,6 +22,7 @@ run: $(VENV)/.installed
 ## test: install what the tests need, then run all of them (what CI runs)
 test: $(VENV)/.installed
 	$(PY) -m ruff check .
+	$(PY) -m mypy store bot cogs
 	$(PY) -m pytest
 
 ## load: the sustained load test (50 clients for 60 s against the real API; see README)
