@@ -551,6 +551,9 @@ class FakeDiscord:
                     },
                     429,
                     {
+                        # Discord's own 429s come through its proxy; a 429 without `Via` is
+                        # how discord.py recognises a Cloudflare ban, which it does not retry.
+                        "Via": "1.1 google",
                         "Retry-After": str(retry),
                         "X-RateLimit-Scope": "user",
                         "X-RateLimit-Bucket": "fake",
