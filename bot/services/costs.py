@@ -421,6 +421,17 @@ class IssueCost:
 
 
 @dataclass(frozen=True)
+class _Breakdown:
+    """Priced usage summed per agent and model (most expensive first), per agent, in total."""
+
+    pairs: list[AgentModelSpend]
+    by_agent: dict[str, Spend]
+    total: Spend
+    unknown_models: list[str]
+    on_day: dict[str, Decimal]  # per agent, on the day asked for
+
+
+@dataclass(frozen=True)
 class BudgetAlert:
     agent_id: str
     day: date
@@ -513,25 +524,15 @@ class CostService:
         window's daily average, the top issues, models without a price, mismatches."""
         since, until = self.window(days)
         rows = await self.reader.usage_by_day(since, until, agent_id)
-        pair_tally: dict[tuple[str, str], _Tally] = defaultdict(_Tally)
-        agent_tally: dict[str, _Tally] = defaultdict(_Tally)
-        today_by_agent: dict[str, Decimal] = defaultdict(Decimal)
-        total_tally = _Tally()
-        unknown: set[str] = set()
-        for row in rows:
-            spend = self.price(row)
-            pair_tally[(row.agent_id, row.model)].add(spend)
-            agent_tally[row.agent_id].add(spend)
-            total_tally.add(spend)
-            if spend.unpriced_events:
-                unknown.add(row.model)
-            if row.day == until:
-                today_by_agent[row.agent_id] += spend.best_sum
-        by_pair = {key: tally.spend() for key, tally in pair_tally.items()}
-        by_agent = {key: tally.spend() for key, tally in agent_tally.items()}
-        total = total_tally.spend()
+        breakdown = self._breakdown(rows, today=until)
+        today_by_agent = breakdown.on_day
+        total = breakdown.total
         issues = await self.reader.top_issues(
-            since, until, self._rates(m for _, m in by_pair), limit=top, agent_id=agent_id
+            since,
+            until,
+            self._rates(p.model for p in breakdown.pairs),
+            limit=top,
+            agent_id=agent_id,
         )
         budgets = self.context.settings.agent_budgets_usd
         agent_rows = [
@@ -541,11 +542,9 @@ class CostService:
                 today_by_agent.get(agent, Decimal(0)),
                 Decimal(str(budgets[agent])) if agent in budgets else None,
             )
-            for agent, spend in by_agent.items()
+            for agent, spend in breakdown.by_agent.items()
         ]
         agent_rows.sort(key=lambda a: (-(a.spend.best_sum), a.agent_id))
-        pair_rows = [AgentModelSpend(a, m, s) for (a, m), s in by_pair.items()]
-        pair_rows.sort(key=lambda r: (-(r.spend.best_sum), r.agent_id, r.model))
         today = sum(today_by_agent.values(), Decimal(0))
         return CostSummary(
             days=days,
@@ -553,12 +552,12 @@ class CostService:
             until=until,
             agent_id=agent_id,
             total=total,
-            by_agent_model=pair_rows,
+            by_agent_model=breakdown.pairs,
             by_agent=agent_rows,
             today_usd=today,
             daily_average_usd=total.best_sum / days,
             top_issues=[_issue_spend(row) for row in issues],
-            unknown_models=sorted(unknown),
+            unknown_models=breakdown.unknown_models,
         )
 
     async def daily(self, days: int = 30, agent_id: str | None = None) -> DailySeries:
@@ -585,8 +584,18 @@ class CostService:
                 f"{quoted(stream_id)} is not an issue (expected owner/repo and a number)"
             )
         rows = await self.reader.issue_usage_by_day(stream_id)
+        breakdown = self._breakdown(rows)
+        agents = sorted(breakdown.by_agent.items(), key=lambda item: (-(item[1].best_sum), item[0]))
+        return IssueCost(
+            stream_id, breakdown.pairs, agents, breakdown.total, breakdown.unknown_models
+        )
+
+    def _breakdown(self, rows: Sequence[_UsageFigures], today: date | None = None) -> _Breakdown:
+        """Price rows and sum them per agent and model, per agent and in total (and, when
+        `today` is given, per agent on that day)."""
         pair_tally: dict[tuple[str, str], _Tally] = defaultdict(_Tally)
         agent_tally: dict[str, _Tally] = defaultdict(_Tally)
+        on_day: dict[str, Decimal] = defaultdict(Decimal)
         total_tally = _Tally()
         unknown: set[str] = set()
         for row in rows:
@@ -596,15 +605,19 @@ class CostService:
             total_tally.add(spend)
             if spend.unpriced_events:
                 unknown.add(row.model)
-        by_pair = {key: tally.spend() for key, tally in pair_tally.items()}
-        by_agent = {key: tally.spend() for key, tally in agent_tally.items()}
-        total = total_tally.spend()
+            if row.day == today:
+                on_day[row.agent_id] += spend.best_sum
         pairs = sorted(
-            (AgentModelSpend(a, m, s) for (a, m), s in by_pair.items()),
+            (AgentModelSpend(a, m, tally.spend()) for (a, m), tally in pair_tally.items()),
             key=lambda r: (-(r.spend.best_sum), r.agent_id, r.model),
         )
-        agents = sorted(by_agent.items(), key=lambda item: (-(item[1].best_sum), item[0]))
-        return IssueCost(stream_id, pairs, agents, total, sorted(unknown))
+        return _Breakdown(
+            pairs,
+            {agent: tally.spend() for agent, tally in agent_tally.items()},
+            total_tally.spend(),
+            sorted(unknown),
+            dict(on_day),
+        )
 
     async def check_budgets(self, now: datetime | None = None) -> list[BudgetAlert]:
         """Record BUDGET_THRESHOLD_CROSSED for each agent past 80% / 100% of today's budget.
