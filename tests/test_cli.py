@@ -26,16 +26,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def cli_env(tmp_path: Path) -> dict[str, str]:
-    """A clean environment: embedded PostgreSQL under tmp_path, API on a free port."""
-    os.chmod(tmp_path, 0o755)  # the embedded server runs as its own user when we are root
-    env = {
+def clean_environment() -> dict[str, str]:
+    """This process's environment without any Conductor-E setting or secret, so a spawned
+    process sees only what a test gives it."""
+    return {
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("CONDUCTOR_", "DISCORD_", "ANTHROPIC_", "GITHUB_"))
         and key != "DATABASE_URL"
     }
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    """A clean environment: embedded PostgreSQL under tmp_path, API on a free port."""
+    os.chmod(tmp_path, 0o755)  # the embedded server runs as its own user when we are root
+    env = clean_environment()
     env.update(
         CONDUCTOR_DATA_DIR=str(tmp_path / "data"),
         CONDUCTOR_HTTP_HOST="127.0.0.1",

@@ -28,7 +28,7 @@ from tests.dashboard.conftest import (
     post_event,
     seed_board,
 )
-from tests.test_cli import free_port, spawn, stop, wait_until_up
+from tests.test_cli import clean_environment, free_port, spawn, stop, wait_until_up
 
 pytestmark = pytest.mark.slow
 
@@ -162,12 +162,7 @@ def conductor_process(tmp_path: Path, make_context) -> Iterator[str]:
     if not dashboard_is_wired(make_context):
         pytest.skip("bot.web.app.create_app does not call dashboard.add_routes(app) yet")
     os.chmod(tmp_path, 0o755)  # the embedded server runs as its own user when we are root
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("CONDUCTOR_", "DISCORD_", "ANTHROPIC_", "GITHUB_"))
-        and key != "DATABASE_URL"
-    }
+    env = clean_environment()
     env.update(
         CONDUCTOR_DATA_DIR=str(tmp_path / "data"),
         CONDUCTOR_HTTP_HOST="127.0.0.1",

@@ -35,7 +35,7 @@ from tests.fakes.github import (
     pull_request_review_payload,
 )
 from tests.fakes.kubernetes import FakeKubernetes
-from tests.test_cli import free_port
+from tests.test_cli import clean_environment, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -157,12 +157,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     await kube.start()
     kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
     port = free_port()
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("CONDUCTOR_", "DISCORD_", "ANTHROPIC_", "GITHUB_"))
-        and key != "DATABASE_URL"
-    }
+    env = clean_environment()
     env.update(
         CONDUCTOR_DATA_DIR=str(tmp_path / "data"),
         CONDUCTOR_HTTP_HOST="127.0.0.1",

@@ -21,7 +21,6 @@ once in the admin channel, none is lost.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from aiohttp import web
 from store.events import EventStore, NewEvent
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.github import FakeGitHub
+from tests.test_cli import clean_environment
 
 REPOS = [f"acme/service-{i:02d}" for i in range(8)]
 ISSUES_PER_REPO_FIRST = 20
@@ -78,12 +78,7 @@ async def github() -> AsyncIterator[GatedGitHub]:
 
 
 def coordinate_env(database_url: str, github: FakeGitHub) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("CONDUCTOR_", "DISCORD_", "ANTHROPIC_", "GITHUB_"))
-        and key != "DATABASE_URL"
-    }
+    env = clean_environment()
     env.update(
         DATABASE_URL=database_url,
         GITHUB_TOKEN=github.token or "",
@@ -290,12 +285,7 @@ async def discord() -> AsyncIterator[HeldDiscord]:
 
 
 def bot_env(database_url: str, discord: FakeDiscord) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("CONDUCTOR_", "DISCORD_", "ANTHROPIC_", "GITHUB_"))
-        and key != "DATABASE_URL"
-    }
+    env = clean_environment()
     env.update(
         DATABASE_URL=database_url,
         DISCORD_BOT_TOKEN=discord.token,

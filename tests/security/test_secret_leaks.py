@@ -30,7 +30,7 @@ from tests.discord.helpers import text_of
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.github import delivery_headers, encode, issues_payload
-from tests.test_cli import free_port
+from tests.test_cli import clean_environment, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -70,12 +70,7 @@ def leaked(text: str, where: str) -> list[str]:
 
 def base_env(tmp_path: Path) -> dict[str, str]:
     """The parent environment without any Conductor-E setting, plus a data dir."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("CONDUCTOR_", "DISCORD_", "ANTHROPIC_", "GITHUB_"))
-        and key != "DATABASE_URL"
-    }
+    env = clean_environment()
     os.chmod(tmp_path, 0o755)  # the embedded server runs as its own user when we are root
     env["CONDUCTOR_DATA_DIR"] = str(tmp_path / "data")
     return env
