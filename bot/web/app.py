@@ -35,19 +35,21 @@ def error_response(status: int, code: str, message: str) -> web.Response:
 
 
 # During an outage every request fails the same way: say so once per interval, with a count.
+# Keyed by the error code, not the message: one outage surfaces as several exception classes
+# (connection refused, reset, "the database system is starting up") and is still one problem.
 WARN_INTERVAL = 10.0
 _warned: dict[str, tuple[float, int]] = {}
 
 
-def _warn_throttled(message: str) -> None:
+def _warn_throttled(code: str, message: str) -> None:
     now = time.monotonic()
-    since, repeats = _warned.get(message, (0.0, 0))
+    since, repeats = _warned.get(code, (0.0, 0))
     if now - since >= WARN_INTERVAL:
         more = f" ({repeats} more like it in the last {WARN_INTERVAL:.0f}s)" if repeats else ""
         log.warning("request failed: %s%s", message, more)
-        _warned[message] = (now, 0)
+        _warned[code] = (now, 0)
     else:
-        _warned[message] = (since, repeats + 1)
+        _warned[code] = (since, repeats + 1)
 
 
 @web.middleware
@@ -68,7 +70,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         known = to_user_facing(exc)
         if known is not None:
             if known.status >= 500:
-                _warn_throttled(known.message)
+                _warn_throttled(known.code, known.message)
             return error_response(known.status, known.code, known.message)
         ref = reference_id()
         log.exception("unexpected error on %s %s (ref %s)", request.method, request.path, ref)
