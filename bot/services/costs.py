@@ -90,7 +90,7 @@ Rate = tuple[str, date, date, Decimal, Decimal, Decimal, Decimal, Decimal]
 
 
 class CostReader(Protocol):
-    """The cost readers over the usage projections (migration 0002_costs)."""
+    """The cost readers over the usage projections (usage_daily, usage_by_issue)."""
 
     async def usage_by_day(
         self, since: date, until: date, agent_id: str | None = None

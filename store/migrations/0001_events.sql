@@ -86,23 +86,33 @@ CREATE TABLE usage_daily (
     cache_creation_tokens bigint  NOT NULL DEFAULT 0,
     cost_usd              numeric NOT NULL DEFAULT 0,
     position              bigint  NOT NULL,
+    -- The 1-hour part of the cache writes (priced apart from 5-minute writes), and how many
+    -- events reported a cost themselves (costUsd): a reported 0 is not "nobody reported".
+    cache_creation_1h_tokens bigint  NOT NULL DEFAULT 0,
+    reported_events          integer NOT NULL DEFAULT 0,
     PRIMARY KEY (day, agent_id, repo, model)
 );
 
--- The same figures per issue, for "what did this issue cost".
+-- The same figures per issue and UTC day, for "what did this issue cost" and the most
+-- expensive issues of a window.
 CREATE TABLE usage_by_issue (
-    stream_id             text    NOT NULL,
-    agent_id              text    NOT NULL,
-    model                 text    NOT NULL,
-    events                integer NOT NULL DEFAULT 0,
-    input_tokens          bigint  NOT NULL DEFAULT 0,
-    output_tokens         bigint  NOT NULL DEFAULT 0,
-    cache_read_tokens     bigint  NOT NULL DEFAULT 0,
-    cache_creation_tokens bigint  NOT NULL DEFAULT 0,
-    cost_usd              numeric NOT NULL DEFAULT 0,
-    position              bigint  NOT NULL,
-    PRIMARY KEY (stream_id, agent_id, model)
+    stream_id                text    NOT NULL,
+    day                      date    NOT NULL,
+    agent_id                 text    NOT NULL,
+    model                    text    NOT NULL,
+    events                   integer NOT NULL DEFAULT 0,
+    input_tokens             bigint  NOT NULL DEFAULT 0,
+    output_tokens            bigint  NOT NULL DEFAULT 0,
+    cache_read_tokens        bigint  NOT NULL DEFAULT 0,
+    cache_creation_tokens    bigint  NOT NULL DEFAULT 0,
+    cache_creation_1h_tokens bigint  NOT NULL DEFAULT 0,
+    cost_usd                 numeric NOT NULL DEFAULT 0,
+    reported_events          integer NOT NULL DEFAULT 0,
+    position                 bigint  NOT NULL,
+    PRIMARY KEY (stream_id, day, agent_id, model)
 );
+-- Top issues by cost within a window of days.
+CREATE INDEX usage_by_issue_day ON usage_by_issue (day);
 
 CREATE FUNCTION conductor_priority_rank(p text) RETURNS smallint
 LANGUAGE sql IMMUTABLE AS $$
@@ -140,6 +150,9 @@ DECLARE
     v_current  issues%ROWTYPE;
     v_priority text;
     v_known    boolean;
+    v_write_1h bigint;
+    v_reported integer;
+    v_day      date;
 BEGIN
     IF e.stream_id LIKE '%/%#%' THEN
         SELECT * INTO v_current FROM issues WHERE stream_id = e.stream_id;
@@ -235,16 +248,26 @@ BEGIN
     END IF;
 
     IF e.type = 'TOKEN_USAGE' THEN
+        -- The 1-hour part of the cache writes (cacheCreationTokens counts all of them, as the
+        -- Messages API's cache_creation_input_tokens does); anything but a number counts 0.
+        v_write_1h := CASE WHEN jsonb_typeof(d->'cacheCreation1hTokens') = 'number'
+                           THEN least(greatest((d->>'cacheCreation1hTokens')::numeric, 0),
+                                      coalesce((d->>'cacheCreationTokens')::numeric, 0))::bigint
+                           ELSE 0 END;
+        v_reported := CASE WHEN d ? 'costUsd' AND jsonb_typeof(d->'costUsd') = 'number'
+                           THEN 1 ELSE 0 END;
+        v_day := (e.recorded_at AT TIME ZONE 'UTC')::date;
         INSERT INTO usage_daily AS u (day, agent_id, repo, model, events, input_tokens,
                                       output_tokens, cache_read_tokens, cache_creation_tokens,
-                                      cost_usd, position)
-        VALUES ((e.recorded_at AT TIME ZONE 'UTC')::date, v_agent, coalesce(d->>'repo', ''),
+                                      cost_usd, position, cache_creation_1h_tokens,
+                                      reported_events)
+        VALUES (v_day, v_agent, coalesce(d->>'repo', ''),
                 coalesce(d->>'model', ''), 1,
                 coalesce((d->>'inputTokens')::bigint, 0),
                 coalesce((d->>'outputTokens')::bigint, 0),
                 coalesce((d->>'cacheReadTokens')::bigint, 0),
                 coalesce((d->>'cacheCreationTokens')::bigint, 0),
-                coalesce((d->>'costUsd')::numeric, 0), e.position)
+                coalesce((d->>'costUsd')::numeric, 0), e.position, v_write_1h, v_reported)
         ON CONFLICT (day, agent_id, repo, model) DO UPDATE SET
             events = u.events + 1,
             input_tokens = u.input_tokens + excluded.input_tokens,
@@ -252,26 +275,34 @@ BEGIN
             cache_read_tokens = u.cache_read_tokens + excluded.cache_read_tokens,
             cache_creation_tokens = u.cache_creation_tokens + excluded.cache_creation_tokens,
             cost_usd = u.cost_usd + excluded.cost_usd,
-            position = excluded.position;
+            position = excluded.position,
+            cache_creation_1h_tokens = u.cache_creation_1h_tokens
+                                       + excluded.cache_creation_1h_tokens,
+            reported_events = u.reported_events + excluded.reported_events;
 
         IF d->>'repo' IS NOT NULL AND d->>'issueNumber' IS NOT NULL THEN
-            INSERT INTO usage_by_issue AS u (stream_id, agent_id, model, events, input_tokens,
-                                             output_tokens, cache_read_tokens,
-                                             cache_creation_tokens, cost_usd, position)
-            VALUES ((d->>'repo') || '#' || (d->>'issueNumber'), v_agent,
+            INSERT INTO usage_by_issue AS u (stream_id, day, agent_id, model, events,
+                                             input_tokens, output_tokens, cache_read_tokens,
+                                             cache_creation_tokens, cache_creation_1h_tokens,
+                                             cost_usd, reported_events, position)
+            VALUES ((d->>'repo') || '#' || (d->>'issueNumber'), v_day, v_agent,
                     coalesce(d->>'model', ''), 1,
                     coalesce((d->>'inputTokens')::bigint, 0),
                     coalesce((d->>'outputTokens')::bigint, 0),
                     coalesce((d->>'cacheReadTokens')::bigint, 0),
                     coalesce((d->>'cacheCreationTokens')::bigint, 0),
-                    coalesce((d->>'costUsd')::numeric, 0), e.position)
-            ON CONFLICT (stream_id, agent_id, model) DO UPDATE SET
+                    v_write_1h,
+                    coalesce((d->>'costUsd')::numeric, 0), v_reported, e.position)
+            ON CONFLICT (stream_id, day, agent_id, model) DO UPDATE SET
                 events = u.events + 1,
                 input_tokens = u.input_tokens + excluded.input_tokens,
                 output_tokens = u.output_tokens + excluded.output_tokens,
                 cache_read_tokens = u.cache_read_tokens + excluded.cache_read_tokens,
                 cache_creation_tokens = u.cache_creation_tokens + excluded.cache_creation_tokens,
+                cache_creation_1h_tokens = u.cache_creation_1h_tokens
+                                           + excluded.cache_creation_1h_tokens,
                 cost_usd = u.cost_usd + excluded.cost_usd,
+                reported_events = u.reported_events + excluded.reported_events,
                 position = excluded.position;
         END IF;
     END IF;

@@ -246,7 +246,7 @@ async def test_issue_cost_by_agent(
 async def test_the_projection_keeps_its_existing_readers_right(
     cost_context: Callable[..., AppContext], record_usage: UsageWriter, projections: Projections
 ) -> None:
-    """Migration 0002 changed usage_by_issue; the 0001 readers still answer the same."""
+    """usage_by_issue is kept per day; the per-issue reader still sums an issue over its days."""
     cost_context()
     for day in (YESTERDAY, TODAY):
         await record_usage(
