@@ -272,6 +272,16 @@ class EventStore:
             )
         return [_event(row) for row in rows]
 
+    async def read_version(self, stream_id: str, version: int) -> RecordedEvent | None:
+        """One event of a stream by its version, or None."""
+        with _unavailable_on_connection_loss():
+            row = await self.pool.fetchrow(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND version = $2",
+                stream_id,
+                version,
+            )
+        return _event(row) if row is not None else None
+
     async def read_all(
         self,
         after_position: int = 0,

@@ -8,6 +8,11 @@ each alert carries a nonce derived from its event position that Discord de-dupli
 (`enforce_nonce`), so a crash between posting and recording the position never posts twice.
 On the very first start the service begins at the head of the store instead of replaying
 history into the channels.
+
+A coordination loop that keeps failing the same way (GitHub down for an hour) is said once, not
+every five minutes: a failed run is posted when the run before it succeeded or failed
+differently, and the first run that completes after failures says the loop has recovered. The
+run before is read from the store, so the rule holds across restarts.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ ADMIN_TYPES = frozenset(
     }
 )
 TASK_TYPES = frozenset({"ISSUE_ASSIGNED"})
+RUN_FAILED, RUN_COMPLETED = "COORDINATION_RUN_FAILED", "COORDINATION_RUN_COMPLETED"
 
 
 @dataclass(frozen=True)
@@ -85,8 +91,11 @@ def alert_for(
     admin_channel_id: int | None,
     threads: bool = True,
     title: str | None = None,
+    previous_run: RecordedEvent | None = None,
 ) -> Alert | None:
-    """The alert an event calls for, or None (not alert-worthy, or its channel is not set)."""
+    """The alert an event calls for, or None (not alert-worthy, or its channel is not set).
+
+    For a coordination run, `previous_run` is the run recorded before it (None: the first)."""
     data = event.data
     ref = _ref(data)
     where = f" on `{ref}`" if ref else ""
@@ -98,8 +107,21 @@ def alert_for(
         return Alert(
             event.position, event.type, tasks_channel_id, _cut(text, MESSAGE_LIMIT), thread
         )
-    if event.type not in ADMIN_TYPES or admin_channel_id is None:
+    if admin_channel_id is None:
         return None
+    # What the run before failed with; None when it did not fail (or there was none).
+    failed_before = (
+        previous_run.data if previous_run is not None and previous_run.type == RUN_FAILED else None
+    )
+    if event.type == RUN_COMPLETED:
+        if failed_before is None:
+            return None
+        text = "✅ Coordination runs complete again."
+        return Alert(event.position, event.type, admin_channel_id, text)
+    if event.type not in ADMIN_TYPES:
+        return None
+    if failed_before is not None and failed_before.get("error") == data.get("error"):
+        return None  # the same failure as the run before: already said
     reason = data.get("reason") or data.get("details") or data.get("error") or data.get("result")
     because = f": {_sanitise(reason)}" if reason else "."
     if event.type == "ESCALATED":
@@ -113,7 +135,7 @@ def alert_for(
         kind = "Smoke tests" if event.type == "SMOKE_FAILED" else "End-to-end tests"
         env = f" in {_sanitise(data['environment'])}" if data.get("environment") else ""
         text = f"❌ {kind} failed{where}{env}{because}"
-    elif event.type == "COORDINATION_RUN_FAILED":
+    elif event.type == RUN_FAILED:
         text = f"❌ A coordination run failed{because}"
     else:  # BUDGET_THRESHOLD_CROSSED
         text = (
@@ -180,16 +202,20 @@ class AlertService:
     async def alert_for(self, event: RecordedEvent) -> Alert | None:
         settings = self.context.settings
         title = None
+        previous_run = None
         if event.type in TASK_TYPES:
             ref = _ref(event.data)
             issue = await self.context.projections.issue(ref) if ref else None
             title = issue.title if issue is not None else None
+        elif event.type in (RUN_FAILED, RUN_COMPLETED) and settings.admin_channel_id is not None:
+            previous_run = await self.context.store.read_version(event.stream_id, event.version - 1)
         return alert_for(
             event,
             tasks_channel_id=settings.tasks_channel_id,
             admin_channel_id=settings.admin_channel_id,
             threads=self.threads,
             title=title,
+            previous_run=previous_run,
         )
 
     async def deliver(self, alert: Alert) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from bot.services.alerts import POSITION_KEY
 from tests.discord.conftest import ADMIN_CHANNEL, TASKS_CHANNEL, Harness, StartBot, stop
@@ -56,6 +57,31 @@ async def test_failures_and_escalations_go_to_admin(harness: Harness) -> None:
     )
     assert harness.fake.channel_messages(TASKS_CHANNEL) == []
     assert all(m["nonce"].startswith("ce-alert-") for m in messages)
+
+
+async def test_a_loop_failing_the_same_way_is_said_once_and_its_recovery_too(
+    harness: Harness,
+) -> None:
+    def run(ok: bool, error: str | None = None) -> Any:
+        if ok:
+            return harness.append("COORDINATION_RUN_COMPLETED", durationMs=10)
+        return harness.append("COORDINATION_RUN_FAILED", durationMs=10, error=error)
+
+    await run(True)  # a healthy loop says nothing
+    for _ in range(3):
+        await run(False, "GitHub sync failed: GitHub answered 502")
+    await run(False, "PostgreSQL is unavailable")  # a different failure is news
+    await run(True)
+    await run(True)
+    await harness.append("AGENT_STUCK", agentId="dev-e-1", reason="marker")  # all seen before it
+
+    messages = await posted(harness, ADMIN_CHANNEL, 4)
+    assert [m["content"] for m in messages] == [
+        "❌ A coordination run failed: GitHub sync failed: GitHub answered 502",
+        "❌ A coordination run failed: PostgreSQL is unavailable",
+        "✅ Coordination runs complete again.",
+        "⚠️ Agent **dev-e-1** is stuck: marker",
+    ]
 
 
 async def test_a_failed_post_is_retried_not_dropped(harness: Harness) -> None:
