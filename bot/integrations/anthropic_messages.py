@@ -14,8 +14,10 @@ from anthropic.types import TextBlock
 
 from bot.settings import Settings
 
-DEFAULT_TIMEOUT = 30.0
-DEFAULT_MAX_RETRIES = 2
+# A summary is a nicety with a template to fall back on: a hanging API may hold a run for
+# about 40 s (two tries of 20 s), not the SDK's default of minutes.
+DEFAULT_TIMEOUT = 20.0
+DEFAULT_MAX_RETRIES = 1
 
 
 @dataclass(frozen=True)
