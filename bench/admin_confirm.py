@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import statistics
 import sys
 import tempfile
@@ -34,11 +33,12 @@ sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
 
+from bench._common import fresh_database  # noqa: E402
 from bot.client import ConductorBot  # noqa: E402
 from bot.context import AppContext  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
 from bot.ui.confirm import CONFIRM_ID  # noqa: E402
-from store.database import EmbeddedPostgres, connect, create_pool, migrate  # noqa: E402
+from store.database import create_pool  # noqa: E402
 from tests.fakes.discord import FakeDiscord  # noqa: E402
 from tests.fakes.kubernetes import FakeKubernetes  # noqa: E402
 
@@ -96,10 +96,12 @@ async def one_rollout(
 
 
 async def main(args: argparse.Namespace) -> None:
-    root = Path(tempfile.mkdtemp(prefix="conductor-e-bench-admin-"))
-    os.chmod(root, 0o755)  # the embedded server runs as its own user when we are root
-    server = EmbeddedPostgres(root / "pg")
-    dsn = await server.start()
+    async with fresh_database("admin") as dsn:
+        with tempfile.TemporaryDirectory(prefix="conductor-e-bench-admin-") as root:
+            await run(args, dsn, Path(root))
+
+
+async def run(args: argparse.Namespace, dsn: str, root: Path) -> None:
     fake = FakeDiscord()
     await fake.start()
     kube = FakeKubernetes(namespace=NAMESPACE)
@@ -107,11 +109,6 @@ async def main(args: argparse.Namespace) -> None:
     bot: ConductorBot | None = None
     connection: asyncio.Task[None] | None = None
     try:
-        conn = await connect(dsn)
-        try:
-            await migrate(conn)
-        finally:
-            await conn.close()
         names = [f"bench-{i}" for i in range(args.runs)]
         settings = load_settings(
             {
@@ -177,8 +174,6 @@ async def main(args: argparse.Namespace) -> None:
             await bot.close()
         await kube.stop()
         await fake.close()
-        await server.stop()
-        server.destroy()
 
 
 if __name__ == "__main__":

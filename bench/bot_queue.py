@@ -18,14 +18,14 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from store.database import EmbeddedPostgres, connect, migrate  # noqa: E402
+from bench._common import fresh_database  # noqa: E402
+from store.database import connect  # noqa: E402
 from tests.fakes.discord import FakeDiscord  # noqa: E402
 
 SEED = """
@@ -57,17 +57,17 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def main(args: argparse.Namespace) -> None:
-    root = Path(tempfile.mkdtemp(prefix="conductor-e-bench-bot-"))
-    os.chmod(root, 0o755)  # the embedded server runs as its own user when we are root
-    server = EmbeddedPostgres(root / "pg")
-    dsn = await server.start()
+    async with fresh_database("bot") as dsn:
+        await run(args, dsn)
+
+
+async def run(args: argparse.Namespace, dsn: str) -> None:
     fake = FakeDiscord()
     await fake.start()
     process: subprocess.Popen[bytes] | None = None
     try:
         conn = await connect(dsn)
         try:
-            await migrate(conn)
             started = time.perf_counter()
             await conn.execute(SEED.format(count=args.issues))
             queued = await conn.fetchval("SELECT count(*) FROM issues WHERE state = 'queued'")
@@ -81,7 +81,7 @@ async def main(args: argparse.Namespace) -> None:
             "DISCORD_BOT_TOKEN": fake.token,
             "CONDUCTOR_DISCORD_API_URL": fake.api_url,
             "CONDUCTOR_GUILD_ID": str(fake.guild_id),
-            "CONDUCTOR_DATA_DIR": str(root / "data"),
+            "CONDUCTOR_DATA_DIR": "/nonexistent",
             "CONDUCTOR_LOG_LEVEL": "WARNING",
             "CONDUCTOR_LOOP_ENABLED": "false",
         }
@@ -121,8 +121,6 @@ async def main(args: argparse.Namespace) -> None:
             if process.returncode is None:
                 process.kill()
         await fake.close()
-        await server.stop()
-        server.destroy()
 
 
 if __name__ == "__main__":

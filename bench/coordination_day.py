@@ -21,23 +21,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import aiohttp
-import asyncpg
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._common import fresh_database  # noqa: E402
 from bot.context import AppContext  # noqa: E402
 from bot.integrations.anthropic_messages import MessagesClient  # noqa: E402
 from bot.integrations.discord_webhook import DiscordWebhook  # noqa: E402
@@ -46,13 +43,7 @@ from bot.services.pricing import cost  # noqa: E402
 from bot.services.summary import Summariser  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
 from store import catalogue  # noqa: E402
-from store.database import (  # noqa: E402
-    EmbeddedPostgres,
-    connect,
-    create_pool,
-    migrate,
-    with_database,
-)
+from store.database import create_pool  # noqa: E402
 from store.events import NewEvent  # noqa: E402
 from tests.coordination.fake_webhook import FakeWebhook  # noqa: E402
 from tests.fakes.anthropic import FakeAnthropic  # noqa: E402
@@ -219,34 +210,8 @@ async def main() -> None:
     parser.add_argument("--seed", type=int, default=4)
     args = parser.parse_args()
 
-    external = os.environ.get("DATABASE_URL")
-    server: EmbeddedPostgres | None = None
-    if external:
-        server_dsn = external
-    else:
-        root = Path(tempfile.mkdtemp(prefix="conductor-e-coord-bench-"))
-        os.chmod(root, 0o755)
-        server = EmbeddedPostgres(root)
-        server_dsn = await server.start()
-    name = f"coord_bench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(server_dsn)
-    await admin.execute(f"CREATE DATABASE {name}")
-    await admin.close()
-    dsn = with_database(server_dsn, name)
-    try:
-        conn = await connect(dsn)
-        try:
-            await migrate(conn)
-        finally:
-            await conn.close()
+    async with fresh_database("coordination") as dsn:
         await simulate(dsn, args.runs, args.changes, args.seed)
-    finally:
-        admin = await asyncpg.connect(server_dsn)
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        await admin.close()
-        if server is not None:
-            await server.stop()
-            server.destroy()
 
 
 if __name__ == "__main__":

@@ -21,15 +21,14 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._common import fresh_database  # noqa: E402
 from bench.cost_summary import load  # noqa: E402
-from store.database import EmbeddedPostgres  # noqa: E402
 from tests.fakes.discord import FakeDiscord  # noqa: E402
 
 
@@ -46,10 +45,11 @@ def summary_row(name: str, samples: list[float]) -> str:
 
 
 async def main(args: argparse.Namespace) -> None:
-    root = Path(tempfile.mkdtemp(prefix="conductor-e-bench-cost-command-"))
-    os.chmod(root, 0o755)  # the embedded server runs as its own user when we are root
-    server = EmbeddedPostgres(root / "pg")
-    dsn = await server.start()
+    async with fresh_database("cost_command") as dsn:
+        await run(args, dsn)
+
+
+async def run(args: argparse.Namespace, dsn: str) -> None:
     fake = FakeDiscord()
     await fake.start()
     process: subprocess.Popen[bytes] | None = None
@@ -62,7 +62,7 @@ async def main(args: argparse.Namespace) -> None:
             "DISCORD_BOT_TOKEN": fake.token,
             "CONDUCTOR_DISCORD_API_URL": fake.api_url,
             "CONDUCTOR_GUILD_ID": str(fake.guild_id),
-            "CONDUCTOR_DATA_DIR": str(root / "data"),
+            "CONDUCTOR_DATA_DIR": "/nonexistent",
             "CONDUCTOR_LOG_LEVEL": "WARNING",
             "CONDUCTOR_LOOP_ENABLED": "false",
         }
@@ -95,8 +95,6 @@ async def main(args: argparse.Namespace) -> None:
             if process.returncode is None:
                 process.kill()
         await fake.close()
-        await server.stop()
-        server.destroy()
 
 
 if __name__ == "__main__":

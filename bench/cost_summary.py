@@ -18,34 +18,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._common import fresh_database  # noqa: E402
 from bot.context import AppContext  # noqa: E402
 from bot.services.costs import CostService  # noqa: E402
 from bot.services.pricing import cost  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
-from store.database import (  # noqa: E402
-    EmbeddedPostgres,
-    connect,
-    create_pool,
-    migrate,
-    with_database,
-)
+from store.database import connect, create_pool  # noqa: E402
 from store.events import EventStore, NewEvent  # noqa: E402
 
 # Until the cost readers are merged into store/projections.py.
@@ -116,7 +107,6 @@ async def timed(runs: int, op: Callable[[], Awaitable[Any]]) -> tuple[float, flo
 async def load(dsn: str, total: int, sample: int) -> None:
     conn = await connect(dsn)
     try:
-        await migrate(conn)
         started = time.perf_counter()
         now = datetime.now(UTC)
         start = now - timedelta(days=60)
@@ -215,31 +205,10 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=100)
     args = parser.parse_args()
 
-    external = os.environ.get("DATABASE_URL")
-    server: EmbeddedPostgres | None = None
-    if external:
-        server_dsn = external
-    else:
-        root = Path(tempfile.mkdtemp(prefix="conductor-e-cost-bench-"))
-        os.chmod(root, 0o755)
-        server = EmbeddedPostgres(root)
-        server_dsn = await server.start()
-    name = f"cost_bench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(server_dsn)
-    await admin.execute(f"CREATE DATABASE {name}")
-    await admin.close()
-    dsn = with_database(server_dsn, name)
-    try:
+    async with fresh_database("cost") as dsn:
         print(f"loading {args.events:,} TOKEN_USAGE events ...")
         await load(dsn, args.events, args.sample)
         await measure(dsn, args.runs)
-    finally:
-        admin = await asyncpg.connect(server_dsn)
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        await admin.close()
-        if server is not None:
-            await server.stop()
-            server.destroy()
 
 
 if __name__ == "__main__":

@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import aiohttp
@@ -27,17 +24,12 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._common import fresh_database  # noqa: E402
 from bot.context import AppContext  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
 from bot.web import dashboard  # noqa: E402
 from bot.web.app import create_app  # noqa: E402
-from store.database import (  # noqa: E402
-    EmbeddedPostgres,
-    connect,
-    create_pool,
-    migrate,
-    with_database,
-)
+from store.database import connect, create_pool  # noqa: E402
 
 REPO = "bench/board"
 # How the issues are spread over the columns (the rest stay queued).
@@ -189,24 +181,14 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=200, help="requests per endpoint")
     args = parser.parse_args()
 
-    embedded = None
-    server_dsn = os.environ.get("DATABASE_URL")
-    if not server_dsn:
-        root = Path(tempfile.mkdtemp(prefix="conductor-e-bench-dashboard-"))
-        os.chmod(root, 0o755)  # the embedded server runs as its own user when we are root
-        embedded = EmbeddedPostgres(root)
-        server_dsn = await embedded.start()
-    name = f"bench_dashboard_{uuid.uuid4().hex[:8]}"
-    admin = await connect(server_dsn)
-    await admin.execute(f"CREATE DATABASE {name}")
-    await admin.close()
-    dsn = with_database(server_dsn, name)
+    async with fresh_database("dashboard") as dsn:
+        await run(args, dsn)
+
+
+async def run(args: argparse.Namespace, dsn: str) -> None:
     runner = None
     pool = None
     try:
-        conn = await connect(dsn)
-        await migrate(conn)
-        await conn.close()
         await load(dsn, args.issues, args.per_state, args.agents)
 
         settings = load_settings({"CONDUCTOR_DATA_DIR": "/nonexistent"})
@@ -229,12 +211,6 @@ async def main() -> None:
             await runner.cleanup()
         if pool is not None:
             await pool.close()
-        admin = await connect(server_dsn)
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        await admin.close()
-        if embedded is not None:
-            await embedded.stop()
-            embedded.destroy()
 
 
 if __name__ == "__main__":

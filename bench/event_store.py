@@ -23,7 +23,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -36,7 +35,8 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from store.database import EmbeddedPostgres, connect, create_pool, migrate  # noqa: E402
+from bench._common import fresh_database  # noqa: E402
+from store.database import connect, create_pool  # noqa: E402
 from store.events import EventStore, NewEvent  # noqa: E402
 from store.projections import Projections  # noqa: E402
 
@@ -109,7 +109,6 @@ class Bench:
 
     async def setup(self) -> None:
         conn = await connect(self.dsn)
-        await migrate(conn)
         await conn.execute(RAW_TABLE)
         await conn.close()
         self.pool = await create_pool(self.dsn, max_size=10)
@@ -384,14 +383,11 @@ async def main() -> None:
     parser.add_argument("--latency-runs", type=int, default=2000)
     parser.add_argument("--skip-large", action="store_true", help="skip the 1M-event part")
     args = parser.parse_args()
+    async with fresh_database("events") as dsn:
+        await run(args, dsn)
 
-    embedded = None
-    dsn = os.environ.get("DATABASE_URL")
-    if not dsn:
-        root = Path(tempfile.mkdtemp(prefix="conductor-e-bench-"))
-        os.chmod(root, 0o755)
-        embedded = EmbeddedPostgres(root)
-        dsn = await embedded.start()
+
+async def run(args: argparse.Namespace, dsn: str) -> None:
     bench = Bench(dsn, args.seconds)
     try:
         await bench.setup()
@@ -443,9 +439,6 @@ async def main() -> None:
                 )
     finally:
         await bench.close()
-        if embedded is not None:
-            await embedded.stop()
-            embedded.destroy()
 
 
 if __name__ == "__main__":

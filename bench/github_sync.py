@@ -15,30 +15,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import aiohttp
-import asyncpg
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._common import fresh_database  # noqa: E402
 from bot.context import AppContext  # noqa: E402
 from bot.integrations.github import GitHubClient  # noqa: E402
 from bot.services.github_sync import SyncResult, SyncService  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
-from store.database import (  # noqa: E402
-    EmbeddedPostgres,
-    connect,
-    create_pool,
-    migrate,
-    with_database,
-)
+from store.database import create_pool  # noqa: E402
 from tests.fakes.github import FakeGitHub  # noqa: E402
 
 TOKEN = "ghp_bench_token"
@@ -54,15 +45,7 @@ def line(name: str, result: SyncResult, seconds: float, fake: FakeGitHub, before
     )
 
 
-async def run(server_dsn: str, repos: int, issues: int) -> None:
-    name = f"bench_github_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(server_dsn)
-    await admin.execute(f"CREATE DATABASE {name}")
-    await admin.close()
-    dsn = with_database(server_dsn, name)
-    conn = await connect(dsn)
-    await migrate(conn)
-    await conn.close()
+async def run(dsn: str, repos: int, issues: int) -> None:
     pool = await create_pool(dsn, max_size=20)
     try:
         async with FakeGitHub(token=TOKEN) as fake, aiohttp.ClientSession() as session:
@@ -98,9 +81,6 @@ async def run(server_dsn: str, repos: int, issues: int) -> None:
             print(f"search queries per run: {len(fake.search_queries()) // 3}")
     finally:
         await pool.close()
-        admin = await asyncpg.connect(server_dsn)
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        await admin.close()
 
 
 async def main() -> None:
@@ -108,19 +88,8 @@ async def main() -> None:
     parser.add_argument("--repos", type=int, default=200)
     parser.add_argument("--issues", type=int, default=2000)
     args = parser.parse_args()
-    embedded = None
-    dsn = os.environ.get("DATABASE_URL")
-    if not dsn:
-        root = Path(tempfile.mkdtemp(prefix="conductor-e-bench-"))
-        os.chmod(root, 0o755)  # the embedded server runs as its own user when we are root
-        embedded = EmbeddedPostgres(root)
-        dsn = await embedded.start()
-    try:
+    async with fresh_database("github") as dsn:
         await run(dsn, args.repos, args.issues)
-    finally:
-        if embedded is not None:
-            await embedded.stop()
-            embedded.destroy()
 
 
 if __name__ == "__main__":
