@@ -8,11 +8,14 @@ the cost ledger needs) and raising our own errors, never SDK types.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import anthropic
-from anthropic.types import TextBlock
+from typing import TYPE_CHECKING
 
 from bot.settings import Settings
+
+# The anthropic SDK costs the process about 50 MB: it is imported when a client is built (an
+# ANTHROPIC_API_KEY is set), not by every module that names a Completion.
+if TYPE_CHECKING:
+    import anthropic
 
 # A summary is a nicety with a template to fall back on: a hanging API may hold a run for
 # about 40 s (two tries of 20 s), not the SDK's default of minutes.
@@ -59,6 +62,8 @@ class MessagesClient:
         timeout: float = DEFAULT_TIMEOUT,
         max_retries: int = DEFAULT_MAX_RETRIES,
     ) -> None:
+        import anthropic
+
         self._client = anthropic.AsyncAnthropic(
             api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
         )
@@ -83,6 +88,9 @@ class MessagesClient:
 
     async def complete(self, system: str, prompt: str, model: str, max_tokens: int) -> Completion:
         """Send one user message with a system prompt and return the text reply and usage."""
+        import anthropic
+        from anthropic.types import TextBlock
+
         try:
             message = await self._client.messages.create(
                 model=model,

@@ -25,15 +25,17 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
-from kubernetes_asyncio import client as k8s
-from kubernetes_asyncio import config as k8s_config
-from kubernetes_asyncio.client.exceptions import ApiException
-from kubernetes_asyncio.config.config_exception import ConfigException
 
 from bot.errors import Forbidden, NotFound, Unavailable, UpstreamError
+
+# kubernetes-asyncio costs the process about 40 MB: it is imported where a client is built or
+# used (the first admin command), not when the bot starts.
+if TYPE_CHECKING:
+    from kubernetes_asyncio import client as k8s
+    from kubernetes_asyncio.client.exceptions import ApiException
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
@@ -260,6 +262,10 @@ async def load_configuration(
 
     Raises ClusterUnavailable with the reason when none of them works.
     """
+    from kubernetes_asyncio import client as k8s
+    from kubernetes_asyncio import config as k8s_config
+    from kubernetes_asyncio.config.config_exception import ConfigException
+
     configuration = k8s.Configuration()
     env = dict(os.environ if environ is None else environ)
     account = service_account or SERVICE_ACCOUNT_DIR
@@ -368,6 +374,8 @@ class KubernetesClient:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         request_timeout: float = REQUEST_TIMEOUT,
     ) -> None:
+        from kubernetes_asyncio import client as k8s
+
         self.api = api
         self.namespace = namespace
         self.clock = clock
@@ -386,6 +394,8 @@ class KubernetesClient:
         **kwargs: Any,
     ) -> KubernetesClient:
         """Load the configuration (see `load_configuration`) and open the one ApiClient."""
+        from kubernetes_asyncio import client as k8s
+
         configuration = await load_configuration(kubeconfig, context)
         return cls(k8s.ApiClient(configuration), namespace, **kwargs)
 
@@ -405,6 +415,8 @@ class KubernetesClient:
         group: str = "",
         what: str,
     ) -> T:
+        from kubernetes_asyncio.client.exceptions import ApiException
+
         self.requests_sent += 1
         try:
             return await call()
@@ -547,6 +559,8 @@ class KubernetesClient:
         kwargs["_preload_content"] = False
 
         async def read() -> str:
+            from kubernetes_asyncio.client.exceptions import ApiException
+
             # With _preload_content=False this is the aiohttp response, whatever the stubs say.
             response: Any = await self._core.read_namespaced_pod_log(pod, self.namespace, **kwargs)
             try:
@@ -615,6 +629,8 @@ def _conditions(raw: Any) -> tuple[Condition, ...]:
 
 
 def _deployment(deployment: k8s.V1Deployment) -> DeploymentStatus:
+    from kubernetes_asyncio import client as k8s
+
     meta = deployment.metadata
     spec = deployment.spec
     status = deployment.status or k8s.V1DeploymentStatus()
@@ -690,6 +706,8 @@ def _flux_status(api: FluxKind, obj: Mapping[str, Any]) -> FluxObjectStatus:
 
 
 def _pod(pod: k8s.V1Pod, now: datetime) -> PodInfo:
+    from kubernetes_asyncio import client as k8s
+
     meta = pod.metadata
     spec = pod.spec
     status = pod.status or k8s.V1PodStatus()

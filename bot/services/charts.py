@@ -2,15 +2,13 @@
 
 Drawn with matplotlib's object API on the Agg canvas (no pyplot, so no global figure state and
 no GUI backend), safe to call from a worker thread: `await asyncio.to_thread(render, ...)`.
+matplotlib (about 30 MB) is imported by the first chart, not when the bot starts.
 """
 
 from __future__ import annotations
 
 import io
 from decimal import Decimal
-
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from bot.services.costs import DailySeries
 
@@ -21,6 +19,9 @@ DPI = 100
 
 def daily_spend_png(series: DailySeries, title: str | None = None) -> bytes:
     """Stacked bars of USD per day, one colour per agent; an empty chart says so."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
