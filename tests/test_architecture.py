@@ -85,3 +85,24 @@ def test_sql_and_asyncpg_live_in_store() -> None:
         if "asyncpg" in imports and not module.startswith("store")
     )
     assert set(users) <= {"bot.context", "bot.__main__"}, users
+
+
+def test_the_heavy_libraries_are_not_imported_at_start_up() -> None:
+    """kubernetes-asyncio, matplotlib and the anthropic SDK add about 120 MB to a process that
+    imports them; the bot imports them where first used, so its start-up stays small."""
+    import subprocess
+    import sys
+
+    heavy = ("kubernetes_asyncio", "matplotlib", "anthropic")
+    every_module = sorted(MODULES)
+    script = (
+        "import importlib, sys\n"
+        f"for name in {every_module!r}:\n"
+        "    importlib.import_module(name)\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "[]"
