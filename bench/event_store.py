@@ -352,6 +352,7 @@ class Bench:
             "queue top-25": [],
             "read one stream": [],
             "GET /api/queue": [],
+            "SELECT 1": [],
         }
         url = f"http://127.0.0.1:{self.port}/api/queue"
         for n in range(runs):
@@ -366,6 +367,10 @@ class Bench:
             async with self.http.get(url) as response:
                 await response.read()
             out["GET /api/queue"].append(time.perf_counter() - started)
+            # The floor: one round trip through the same pool, no table touched.
+            started = time.perf_counter()
+            await self.pool.fetchval("SELECT 1")
+            out["SELECT 1"].append(time.perf_counter() - started)
         return out
 
 
@@ -431,6 +436,7 @@ async def run(args: argparse.Namespace, dsn: str) -> None:
                 "queue top-25": "p99 < 1 ms",
                 "read one stream": "p99 < 1 ms",
                 "GET /api/queue": "p50 < 5 ms",
+                "SELECT 1": "the round trip alone",
             }
             for name, values in lat.items():
                 print(
