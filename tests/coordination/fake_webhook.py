@@ -22,6 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes import serve
 from tests.fakes.discord_openapi import DiscordSpec
 
 WEBHOOK_ID = "112233445566778899"
@@ -102,13 +103,8 @@ class FakeWebhook:
         app = web.Application()
         for prefix in ("/api", "/api/v10"):
             app.router.add_post(prefix + "/webhooks/{id}/{token}", self._execute)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None and server.sockets
-        self.base = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        self._runner, port = await serve(app)
+        self.base = f"http://127.0.0.1:{port}"
         return self
 
     async def stop(self) -> None:

@@ -34,6 +34,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes import serve
+
 ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -178,13 +180,7 @@ class FakeAnthropic:
         app.router.add_post("/v1/messages", self._messages)
         app.router.add_get("/v1/organizations/api_keys", self._api_keys)
         app.router.add_get("/v1/organizations/usage_report/messages", self._usage_report)
-        self._runner = web.AppRunner(app, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None and server.sockets
-        port = server.sockets[0].getsockname()[1]
+        self._runner, port = await serve(app)
         self.url = f"http://127.0.0.1:{port}"
         return self
 

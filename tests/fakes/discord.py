@@ -36,6 +36,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.fakes import serve
 from tests.fakes.discord_openapi import DiscordSpec, Operation
 
 DISCORD_EPOCH_MS = 1_420_070_400_000
@@ -219,13 +220,7 @@ class FakeDiscord:
         app = web.Application()
         app.router.add_get("/gateway", self._gateway)
         app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._rest)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None and server.sockets  # type: ignore[union-attr]
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve(app)
 
     async def close(self) -> None:
         for ws in list(self._sockets):

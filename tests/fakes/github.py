@@ -44,6 +44,8 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from tests.fakes import serve
+
 MAX_QUERY_LENGTH = 256
 MAX_OPERATORS = 5
 SEARCH_CAP = 1000
@@ -140,11 +142,8 @@ class FakeGitHub:
         app.router.add_get("/repos/{owner}/{repo}/issues", self._list_issues)
         app.router.add_get("/repos/{owner}/{repo}/issues/{number:\\d+}", self._get_issue)
         app.middlewares.append(self._middleware)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        self._runner, port = await serve(app)
+        self.url = f"http://127.0.0.1:{port}"
         return self.url
 
     async def stop(self) -> None:
