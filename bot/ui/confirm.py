@@ -22,6 +22,7 @@ from typing import Any
 import discord
 
 from bot.ui.limits import BUTTON_LABEL, cut, fit_embed
+from bot.ui.owned import OwnerOnlyView
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,10 @@ class Choice(enum.Enum):
 Decided = Callable[[Choice], discord.Embed | None]
 
 
-class ConfirmView(discord.ui.View):
+class ConfirmView(OwnerOnlyView):
     """Confirm / Cancel for the invoker only; times out after `timeout` seconds."""
+
+    refusal = "Only {owner}, who ran the command, can confirm or cancel it."
 
     def __init__(
         self,
@@ -53,8 +56,7 @@ class ConfirmView(discord.ui.View):
         cancel_label: str = "Cancel",
         decided: Decided | None = None,
     ) -> None:
-        super().__init__(timeout=timeout)
-        self.owner_id = owner_id
+        super().__init__(owner_id, timeout=timeout)
         self.decided = decided
         self.choice: Choice | None = None
         self.interaction: discord.Interaction[Any] | None = None  # the command's
@@ -97,16 +99,6 @@ class ConfirmView(discord.ui.View):
     def _decided_message(self, choice: Choice) -> dict[str, Any]:
         embed = self.decided(choice) if self.decided is not None else None
         return {"embed": fit_embed(embed)} if embed is not None else {}
-
-    async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
-        if interaction.user.id == self.owner_id:
-            return True
-        await interaction.response.send_message(
-            f"Only <@{self.owner_id}>, who ran the command, can confirm or cancel it.",
-            ephemeral=True,
-            allowed_mentions=discord.AllowedMentions.none(),
-        )
-        return False
 
     async def _decide(self, interaction: discord.Interaction[Any], choice: Choice) -> None:
         if self.choice is not None:  # a second press racing the first: nothing more to do

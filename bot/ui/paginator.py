@@ -15,6 +15,8 @@ from typing import Any
 
 import discord
 
+from bot.ui.owned import OwnerOnlyView
+
 log = logging.getLogger(__name__)
 
 PREV, NEXT, FIRST, LAST = "pager:prev", "pager:next", "pager:first", "pager:last"
@@ -40,12 +42,13 @@ def static_source(embeds: Sequence[discord.Embed]) -> PageSource:
     return page
 
 
-class Paginator(discord.ui.View):
+class Paginator(OwnerOnlyView):
     """First/previous/next/last buttons over a page source; owner-only; times out."""
 
+    refusal = "Only {owner} can turn these pages; run the command yourself to page."
+
     def __init__(self, owner_id: int, source: PageSource, *, timeout: float = 300.0) -> None:
-        super().__init__(timeout=timeout)
-        self.owner_id = owner_id
+        super().__init__(owner_id, timeout=timeout)
         self.source = source
         self.index = 0
         self.count: int | None = None
@@ -65,16 +68,6 @@ class Paginator(discord.ui.View):
         self.first.disabled = self.prev.disabled = self.index == 0
         self.next.disabled = not page.has_next
         self.last.disabled = not page.has_next or page.count is None
-
-    async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
-        if interaction.user.id == self.owner_id:
-            return True
-        await interaction.response.send_message(
-            f"Only <@{self.owner_id}> can turn these pages; run the command yourself to page.",
-            ephemeral=True,
-            allowed_mentions=discord.AllowedMentions.none(),
-        )
-        return False
 
     async def _show(self, interaction: discord.Interaction[Any], index: int) -> None:
         self.index = max(0, index)
