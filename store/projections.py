@@ -126,21 +126,10 @@ class UsageDay:
 
 
 @dataclass(frozen=True)
-class IssueUsageDay:
+class IssueUsageDay(UsageDay):
     """Usage on one issue by one agent and model on one UTC day."""
 
     stream_id: str
-    day: date
-    agent_id: str
-    model: str
-    events: int
-    reported_events: int
-    input_tokens: int
-    output_tokens: int
-    cache_read_tokens: int
-    cache_creation_tokens: int
-    cache_creation_1h_tokens: int
-    cost_usd: Decimal
 
 
 @dataclass(frozen=True)
