@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._common import fresh_database  # noqa: E402
+from bench._common import bot_process, fresh_database, percentile  # noqa: E402
 from store.database import connect  # noqa: E402
 from tests.fakes.discord import FakeDiscord  # noqa: E402
 
@@ -51,11 +48,6 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 async def main(args: argparse.Namespace) -> None:
     async with fresh_database("bot") as dsn:
         await run(args, dsn)
@@ -64,7 +56,6 @@ async def main(args: argparse.Namespace) -> None:
 async def run(args: argparse.Namespace, dsn: str) -> None:
     fake = FakeDiscord()
     await fake.start()
-    process: subprocess.Popen[bytes] | None = None
     try:
         conn = await connect(dsn)
         try:
@@ -75,51 +66,34 @@ async def run(args: argparse.Namespace, dsn: str) -> None:
             await conn.close()
         print(f"seeded {queued:,} queued issues in {time.perf_counter() - started:.1f}s")
 
-        env = {
-            **os.environ,
-            "DATABASE_URL": dsn,
-            "DISCORD_BOT_TOKEN": fake.token,
-            "CONDUCTOR_DISCORD_API_URL": fake.api_url,
-            "CONDUCTOR_GUILD_ID": str(fake.guild_id),
-            "CONDUCTOR_DATA_DIR": "/nonexistent",
-            "CONDUCTOR_LOG_LEVEL": "WARNING",
-            "CONDUCTOR_LOOP_ENABLED": "false",
-        }
         started = time.perf_counter()
-        process = subprocess.Popen([sys.executable, "-m", "bot", "bot"], env=env, cwd=ROOT)
-        await fake.wait_for(lambda: fake.connected and "queue" in fake.commands, timeout=60)
-        print(f"bot connected and synced in {time.perf_counter() - started:.2f}s")
-        # Warm-up: the first interactions pay for imports, pool connections and plan caches.
-        for _ in range(5):
-            await (await fake.invoke("queue show")).callback(timeout=30)
-        memory = rss_mb(process.pid)
+        async with bot_process(dsn, fake, "queue") as process:
+            print(f"bot connected and synced in {time.perf_counter() - started:.2f}s")
+            # Warm-up: the first interactions pay for imports, pool connections and plan caches.
+            for _ in range(5):
+                await (await fake.invoke("queue show")).callback(timeout=30)
+            memory = rss_mb(process.pid)
 
-        latencies = []
-        for _ in range(args.runs):
-            interaction = await fake.invoke("queue show")
-            await interaction.callback(timeout=30)
-            assert interaction.callback_at is not None and interaction.dispatched_at is not None
-            latencies.append((interaction.callback_at - interaction.dispatched_at) * 1000)
-        assert not fake.schema_errors, fake.schema_errors
+            latencies = []
+            for _ in range(args.runs):
+                interaction = await fake.invoke("queue show")
+                await interaction.callback(timeout=30)
+                assert interaction.callback_at is not None and interaction.dispatched_at is not None
+                latencies.append((interaction.callback_at - interaction.dispatched_at) * 1000)
+            assert not fake.schema_errors, fake.schema_errors
 
-        p50, p99 = statistics.median(latencies), percentile(latencies, 0.99)
-        print(f"/queue show with {queued:,} queued issues, {args.runs} runs:")
-        print(
-            f"  INTERACTION_CREATE → callback: p50 {p50:.1f} ms, p99 {p99:.1f} ms "
-            f"(min {min(latencies):.1f}, max {max(latencies):.1f}); target p50 < 50 ms: "
-            f"{'met' if p50 < 50 else 'NOT met'}"
-        )
-        print(
-            f"  bot RSS after start-up: {memory:.0f} MB; target < 150 MB: "
-            f"{'met' if memory < 150 else 'NOT met'}"
-        )
+            p50, p99 = statistics.median(latencies), percentile(latencies, 0.99)
+            print(f"/queue show with {queued:,} queued issues, {args.runs} runs:")
+            print(
+                f"  INTERACTION_CREATE → callback: p50 {p50:.1f} ms, p99 {p99:.1f} ms "
+                f"(min {min(latencies):.1f}, max {max(latencies):.1f}); target p50 < 50 ms: "
+                f"{'met' if p50 < 50 else 'NOT met'}"
+            )
+            print(
+                f"  bot RSS after start-up: {memory:.0f} MB; target < 150 MB: "
+                f"{'met' if memory < 150 else 'NOT met'}"
+            )
     finally:
-        if process is not None:
-            process.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=20)
-            if process.returncode is None:
-                process.kill()
         await fake.close()
 
 

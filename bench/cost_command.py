@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,14 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._common import fresh_database  # noqa: E402
+from bench._common import bot_process, fresh_database, percentile  # noqa: E402
 from bench.cost_summary import load  # noqa: E402
 from tests.fakes.discord import FakeDiscord  # noqa: E402
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def summary_row(name: str, samples: list[float]) -> str:
@@ -52,48 +44,32 @@ async def main(args: argparse.Namespace) -> None:
 async def run(args: argparse.Namespace, dsn: str) -> None:
     fake = FakeDiscord()
     await fake.start()
-    process: subprocess.Popen[bytes] | None = None
     try:
         print(f"loading {args.events:,} TOKEN_USAGE events ...")
         await load(dsn, args.events, args.sample)
-        env = {
-            **os.environ,
-            "DATABASE_URL": dsn,
-            "DISCORD_BOT_TOKEN": fake.token,
-            "CONDUCTOR_DISCORD_API_URL": fake.api_url,
-            "CONDUCTOR_GUILD_ID": str(fake.guild_id),
-            "CONDUCTOR_DATA_DIR": "/nonexistent",
-            "CONDUCTOR_LOG_LEVEL": "WARNING",
-            "CONDUCTOR_LOOP_ENABLED": "false",
-        }
-        process = subprocess.Popen([sys.executable, "-m", "bot", "bot"], env=env, cwd=ROOT)
-        await fake.wait_for(lambda: fake.connected and "cost" in fake.commands, timeout=60)
-        # Warm-up: imports, the first matplotlib figure, pool connections and plan caches.
-        for _ in range(3):
-            await (await fake.invoke("cost summary", {"days": 30})).reply(timeout=60)
+        async with bot_process(dsn, fake, "cost"):
+            # Warm-up: imports, the first matplotlib figure, pool connections and plan caches.
+            for _ in range(3):
+                await (await fake.invoke("cost summary", {"days": 30})).reply(timeout=60)
 
-        acks, answers, sizes = [], [], []
-        for _ in range(args.runs):
-            interaction = await fake.invoke("cost summary", {"days": 30})
-            reply = await interaction.reply(timeout=60)
-            done = time.perf_counter()
-            assert interaction.callback_at is not None and interaction.dispatched_at is not None
-            acks.append((interaction.callback_at - interaction.dispatched_at) * 1000)
-            answers.append((done - interaction.dispatched_at) * 1000)
-            [attachment] = reply["attachments"]
-            sizes.append(attachment["size"])
-        assert not fake.schema_errors, fake.schema_errors
+            acks, answers, sizes = [], [], []
+            for _ in range(args.runs):
+                interaction = await fake.invoke("cost summary", {"days": 30})
+                reply = await interaction.reply(timeout=60)
+                done = time.perf_counter()
+                assert interaction.callback_at is not None and interaction.dispatched_at is not None
+                acks.append((interaction.callback_at - interaction.dispatched_at) * 1000)
+                answers.append((done - interaction.dispatched_at) * 1000)
+                [attachment] = reply["attachments"]
+                sizes.append(attachment["size"])
+            assert not fake.schema_errors, fake.schema_errors
 
-        print(f"/cost summary 30 days, {args.runs} runs, chart {statistics.median(sizes):,.0f} B:")
-        print(summary_row("ack", acks))
-        print(summary_row("answer", answers))
+            print(
+                f"/cost summary 30 days, {args.runs} runs, chart {statistics.median(sizes):,.0f} B:"
+            )
+            print(summary_row("ack", acks))
+            print(summary_row("answer", answers))
     finally:
-        if process is not None:
-            process.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=20)
-            if process.returncode is None:
-                process.kill()
         await fake.close()
 
 

@@ -24,7 +24,7 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._common import fresh_database  # noqa: E402
+from bench._common import fresh_database, percentile  # noqa: E402
 from bot.context import AppContext  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
 from bot.web import dashboard  # noqa: E402
@@ -137,11 +137,6 @@ async def load(dsn: str, issues: int, per_state: int, agents: int) -> None:
         )
     finally:
         await conn.close()
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def measure(base: str, runs: int, paths: list[str]) -> dict[str, list[float]]:
