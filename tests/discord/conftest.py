@@ -52,6 +52,19 @@ class Harness:
         interaction = await self.fake.invoke(name, options, **kw)
         return await interaction.reply()
 
+    async def press(
+        self, message: dict[str, Any], custom_id: str, *, user_id: int, timeout: float = 5.0
+    ) -> FakeInteraction:
+        """Press a button once discord.py tracks the message's view.
+
+        discord.py registers a view when the request that sent it returns, a moment after the
+        fake has seen the message; a press in between is dropped (a person cannot press that
+        fast; a test can). Reads discord.py's private view store, the one place tests do.
+        """
+        store = self.bot._connection._view_store
+        await self.fake.wait_for(lambda: store.is_message_tracked(int(message["id"])), timeout)
+        return await self.fake.press(message, custom_id, user_id=user_id)
+
     async def append(self, event_type: str, **payload: Any) -> AppendResult:
         """Append an event through the real path (validated as Conductor-E records it)."""
         data = catalogue.validate(event_type, payload, internal=True)

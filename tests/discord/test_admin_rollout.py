@@ -128,7 +128,6 @@ async def test_restart_allowed_by_the_admin_role(admin: Admin) -> None:
     )
     question = await interaction.reply()
     assert title(question) == "Restart deployment conductor-e-bot?"
-    await admin.view_ready(question)
     await admin.press(question, CANCEL_ID, user_id=USER)
     assert admin.kube.requests == []
 

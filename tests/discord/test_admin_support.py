@@ -70,21 +70,12 @@ class Admin:
         interaction = await self.harness.invoke(name, options, user_id=user_id)
         question = await interaction.reply(WAIT)
         assert set(buttons(question)) == {CONFIRM_ID, CANCEL_ID}, question
-        await self.view_ready(question)
         return interaction, question
-
-    async def view_ready(self, message: dict[str, Any]) -> None:
-        """Wait until discord.py tracks the message's view. It registers the view when the
-        callback request returns, a moment after the fake has seen it; a press in between
-        would be dropped (a person cannot press that fast; a test can). discord.py private
-        state: belongs with the other private entry points, in tests/discord/helpers.py."""
-        store = self.harness.bot._connection._view_store
-        await self.fake.wait_for(lambda: store.is_message_tracked(int(message["id"])), WAIT)
 
     async def press(
         self, message: dict[str, Any], custom_id: str, user_id: int = ADMIN_USER
     ) -> Any:
-        press = await self.fake.press(message, custom_id, user_id=user_id)
+        press = await self.harness.press(message, custom_id, user_id=user_id, timeout=WAIT)
         return await press.callback(WAIT)
 
     async def outcome(self, interaction: FakeInteraction) -> dict[str, Any]:
@@ -177,7 +168,7 @@ async def test_only_the_invoker_may_press_and_buttons_are_disabled_after_use(
     assert not ephemeral(question)  # the team sees what is about to happen
     assert not any(b["disabled"] for b in buttons(question).values())
 
-    press = await admin.fake.press(question, CONFIRM_ID, user_id=OTHER_USER)
+    press = await admin.harness.press(question, CONFIRM_ID, user_id=OTHER_USER, timeout=WAIT)
     refusal = await press.reply(WAIT)
     assert ephemeral(refusal)
     assert f"Only <@{ADMIN_USER}>" in refusal["content"]

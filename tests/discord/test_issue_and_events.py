@@ -38,7 +38,7 @@ async def test_issue_show_long_timeline_pages(harness: Harness) -> None:
     assert not ephemeral(reply)
     assert reply["embeds"][0]["footer"]["text"] == "Page 1 of 2 · 31 events"
     assert "pager:next" in buttons(reply)
-    press = await harness.fake.press(reply, "pager:next", user_id=USER)
+    press = await harness.press(reply, "pager:next", user_id=USER)
     await press.callback()
     assert harness.fake.messages[reply["id"]]["embeds"][0]["footer"]["text"].startswith("Page 2")
 

@@ -108,7 +108,7 @@ async def test_300_issues_page_with_buttons_only_for_the_invoker(harness: Harnes
     assert buttons["pager:prev"]["disabled"] and buttons["pager:first"]["disabled"]
     assert not buttons["pager:next"]["disabled"]
 
-    press = await harness.fake.press(first, "pager:next", user_id=USER)
+    press = await harness.press(first, "pager:next", user_id=USER)
     assert (await press.callback())["type"] == 7  # the message itself is updated
     second = harness.fake.messages[first["id"]]
     assert second["embeds"][0]["footer"]["text"] == "Page 2 of 30 · 300 queued"
@@ -116,7 +116,7 @@ async def test_300_issues_page_with_buttons_only_for_the_invoker(harness: Harnes
     assert lines[0].startswith("**11.**") and f"`{order[10]}`" in lines[0]
     assert len(lines) == 10
 
-    press = await harness.fake.press(second, "pager:last", user_id=USER)
+    press = await harness.press(second, "pager:last", user_id=USER)
     await press.callback()
     last = harness.fake.messages[first["id"]]
     assert last["embeds"][0]["footer"]["text"] == "Page 30 of 30 · 300 queued"
@@ -125,13 +125,13 @@ async def test_300_issues_page_with_buttons_only_for_the_invoker(harness: Harnes
     assert buttons_of(last)["pager:next"]["disabled"]
 
     # Someone else presses: they are told no, privately, and the page does not move.
-    intruder = await harness.fake.press(last, "pager:first", user_id=OTHER_USER)
+    intruder = await harness.press(last, "pager:first", user_id=OTHER_USER)
     refusal = await intruder.reply()
     assert ephemeral(refusal)
     assert "Only" in refusal["content"]
     assert harness.fake.messages[first["id"]]["embeds"][0]["footer"]["text"].startswith("Page 30")
 
-    press = await harness.fake.press(last, "pager:first", user_id=USER)
+    press = await harness.press(last, "pager:first", user_id=USER)
     await press.callback()
     assert harness.fake.messages[first["id"]]["embeds"][0]["footer"]["text"].startswith("Page 1 ")
 
