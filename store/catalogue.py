@@ -14,14 +14,17 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from store.errors import EventValidationError
+from store.storable import unstorable
 
 Priority = Literal["critical", "high", "normal"]
 PRIORITIES: tuple[Priority, ...] = ("critical", "high", "normal")
 PRIORITY_RANK: dict[str, int] = {"critical": 0, "high": 1, "normal": 2}
 
-REPO_PATTERN = r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$"
+# A name of dots only (".", "..") is no repository: it would be a path step in every link.
+_NAME = r"[A-Za-z0-9_.-]{0,99}[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}"
+REPO_PATTERN = rf"^{_NAME}/{_NAME}$"
 AGENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
-_ISSUE_STREAM = re.compile(r"^([A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100})#([1-9][0-9]{0,9})$")
+_ISSUE_STREAM = re.compile(rf"({_NAME}/{_NAME})#([1-9][0-9]{{0,9}})")
 
 Repo = Annotated[str, Field(pattern=REPO_PATTERN)]
 AgentId = Annotated[str, Field(pattern=AGENT_PATTERN)]
@@ -29,6 +32,8 @@ Number = Annotated[int, Field(ge=1, le=2_147_483_647)]
 Tokens = Annotated[int, Field(ge=0, le=10_000_000_000)]
 ShortText = Annotated[str, Field(max_length=1_000)]
 LongText = Annotated[str, Field(max_length=8_000)]
+# Links are shown on the dashboard and in Discord: http(s) only, never `javascript:`.
+Link = Annotated[str, Field(max_length=1_000, pattern=r"^(?:[Hh][Tt][Tt][Pp][Ss]?://\S+)?$")]
 
 # Streams of Conductor-E's own events.
 COORDINATION_STREAM = "conductor-e:coordination"
@@ -55,7 +60,7 @@ class IssuePayload(Payload):
 
 class IssueApproved(IssuePayload):
     title: ShortText | None = None
-    url: ShortText | None = None
+    url: Link | None = None
     labels: Annotated[list[Annotated[str, Field(max_length=100)]], Field(max_length=100)] = []
     priority: Priority | None = None
 
@@ -74,7 +79,7 @@ class BranchCreated(IssuePayload):
 
 class PrEvent(IssuePayload):
     prNumber: Number | None = None
-    url: ShortText | None = None
+    url: Link | None = None
 
 
 class PrCreated(PrEvent):
@@ -259,6 +264,14 @@ def validate(event_type: Any, payload: dict[str, Any], *, internal: bool = False
             f"event type {event_type!r} is recorded by Conductor-E itself, not posted", "type"
         )
     body = {key: value for key, value in payload.items() if key != "type"}
+    found = unstorable(body)
+    if found is not None:
+        # What jsonb cannot hold is bad input, refused here alone; checked before the model,
+        # whose JSON dump would turn NaN and Infinity into null.
+        field, reason = found
+        raise EventValidationError(
+            f"invalid {event_type} payload: field {field!r}: {reason}", field
+        )
     try:
         parsed = model.model_validate(body)
     except ValidationError as exc:
@@ -268,35 +281,7 @@ def validate(event_type: Any, payload: dict[str, Any], *, internal: bool = False
             f"invalid {event_type} payload: field {field!r}: {error['msg']}", field
         ) from None
     data = parsed.model_dump(mode="json", exclude_unset=True, by_alias=False)
-    nul = _nul_field(data)
-    if nul is not None:
-        # PostgreSQL's jsonb cannot hold U+0000: refuse it here, as bad input.
-        raise EventValidationError(
-            f"invalid {event_type} payload: field {nul!r}: text may not contain the NUL "
-            "character (\\u0000)",
-            nul,
-        )
     return data
-
-
-def _nul_field(value: Any, path: str = "") -> str | None:
-    """The path of the first key or string holding a NUL character, or None."""
-    if isinstance(value, str):
-        return (path or "body") if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            where = f"{path}.{key}" if path else str(key)
-            if "\x00" in str(key):
-                return where
-            found = _nul_field(item, where)
-            if found is not None:
-                return found
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            found = _nul_field(item, f"{path}.{index}" if path else str(index))
-            if found is not None:
-                return found
-    return None
 
 
 def stream_for(event_type: str, data: dict[str, Any]) -> str:
@@ -315,7 +300,7 @@ def issue_stream(repo: str, number: int) -> str:
 
 def parse_issue_stream(stream_id: str) -> tuple[str, int] | None:
     """`owner/repo#12` → ("owner/repo", 12); anything else → None."""
-    match = _ISSUE_STREAM.match(stream_id)
+    match = _ISSUE_STREAM.fullmatch(stream_id)
     if match is None:
         return None
     return match.group(1), int(match.group(2))

@@ -13,7 +13,13 @@ from typing import Any
 import asyncpg
 
 from store.database import connect
-from store.errors import ConcurrencyError, DatabaseUnavailableError, StoreError
+from store.errors import (
+    ConcurrencyError,
+    DatabaseUnavailableError,
+    EventValidationError,
+    StoreError,
+)
+from store.storable import text_problem, unstorable
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +82,35 @@ _CONNECTION_ERRORS = (
     asyncpg.exceptions.CannotConnectNowError,
     asyncpg.exceptions.InterfaceError,
 )
+# The driver could not encode an argument (asyncpg raises an InterfaceError that is also a
+# ValueError): bad data, not a lost connection.
+_DATA_ERRORS = (ValueError,)
+# SQLSTATE class 22, "data exception": PostgreSQL refused a value of this append.
+_DATA_EXCEPTION_CLASS = "22"
+
+
+def _is_connection_loss(exc: BaseException) -> bool:
+    return isinstance(exc, _CONNECTION_ERRORS) and not isinstance(exc, _DATA_ERRORS)
+
+
+def check_storable(stream_id: str, events: Sequence[NewEvent], key: str | None) -> None:
+    """Refuse (EventValidationError) what PostgreSQL would refuse, before it can join a batch
+    and fail the appends it shares a call with."""
+    for name, text in (("stream id", stream_id), ("idempotency key", key or "")):
+        reason = text_problem(text)
+        if reason is not None:
+            raise EventValidationError(f"the {name} is not storable: {reason}", name)
+    for event in events:
+        reason = text_problem(event.type)
+        if reason is not None:
+            raise EventValidationError(f"the event type is not storable: {reason}", "type")
+        for part, value in (("", event.data), ("metadata.", event.metadata)):
+            found = unstorable(value)
+            if found is not None:
+                path, reason = found
+                raise EventValidationError(
+                    f"invalid {event.type} event: field {part}{path!r}: {reason}", part + path
+                )
 
 
 @contextlib.contextmanager
@@ -127,6 +162,7 @@ class EventStore:
         """
         if not events:
             raise ValueError("append needs at least one event")
+        check_storable(stream_id, events, idempotency_key)
         pending = _PendingAppend(
             stream_id,
             events,
@@ -166,7 +202,12 @@ class EventStore:
             self._busy = False
 
     async def _run_batch(self, batch: list[_PendingAppend]) -> None:
-        """Write a batch and settle each append's future with its result or its error."""
+        """Write a batch and settle each append's future with its result or its error.
+
+        When the batch call itself fails (PostgreSQL refused a parameter of one member, which
+        the checks before batching did not foresee), each member is retried alone, so only
+        the bad one fails. A lost connection fails them all: alone they would fail the same.
+        """
         try:
             rows = await self._write(batch)
         except asyncio.CancelledError:
@@ -174,8 +215,17 @@ class EventStore:
                 pending.result.cancel()
             raise
         except BaseException as exc:
+            if len(batch) > 1 and isinstance(exc, Exception) and not _is_connection_loss(exc):
+                log.warning(
+                    "a batch of %d appends failed (%s); retrying each alone",
+                    len(batch),
+                    type(exc).__name__,
+                )
+                for pending in batch:
+                    await self._run_batch([pending])
+                return
             failure = exc
-            if isinstance(exc, _CONNECTION_ERRORS):
+            if _is_connection_loss(exc):
                 failure = DatabaseUnavailableError(
                     f"PostgreSQL is unavailable: {type(exc).__name__}"
                 )
@@ -201,6 +251,13 @@ class EventStore:
                 actual = int(row["error_hint"] or -1)
                 pending.result.set_exception(
                     ConcurrencyError(pending.stream_id, pending.expected_version or 0, actual)
+                )
+            elif str(row["error_code"]).startswith(_DATA_EXCEPTION_CLASS):
+                pending.result.set_exception(
+                    EventValidationError(
+                        f"PostgreSQL refused the event for {pending.stream_id}: "
+                        f"{row['error_message']}"
+                    )
                 )
             else:
                 pending.result.set_exception(
@@ -239,6 +296,9 @@ class EventStore:
                 [e.data for e in pending.events],
                 [e.metadata for e in pending.events],
             )
+        except _DATA_ERRORS as exc:
+            # The driver could not encode this append's arguments.
+            return {"error_code": "22000", "error_message": str(exc), "error_hint": None}
         except asyncpg.PostgresError as exc:
             return {
                 "error_code": exc.sqlstate,
