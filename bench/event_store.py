@@ -53,6 +53,8 @@ CREATE TABLE IF NOT EXISTS bench_raw (
 )"""
 
 HEARTBEAT = {"agentId": "", "status": "working", "currentIssue": 12, "currentRepo": "acme/app"}
+# The API takes writes as application/json only.
+JSON = {"Content-Type": "application/json"}
 
 
 async def timed(
@@ -205,7 +207,7 @@ class Bench:
         url = f"http://127.0.0.1:{self.port}/api/events"
 
         async def op() -> None:
-            async with self.http.post(url, data=body) as response:
+            async with self.http.post(url, data=body, headers=JSON) as response:
                 if response.status != 200:
                     raise RuntimeError(await response.text())
                 await response.read()

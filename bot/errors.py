@@ -53,6 +53,14 @@ class Conflict(UserFacingError):
     status = 409
 
 
+class Unprocessable(UserFacingError):
+    """Well-formed, but contradicts what was stored (an idempotency key reused for another
+    body)."""
+
+    code = "unprocessable"
+    status = 422
+
+
 class Unavailable(UserFacingError):
     code = "unavailable"
     status = 503

@@ -253,6 +253,14 @@ class Settings(BaseSettings):
                 )
         return value
 
+    @field_validator("dashboard_token")
+    @classmethod
+    def _dashboard_token(cls, value: SecretStr | None) -> SecretStr | None:
+        # Guessable tokens are what the login throttle cannot make safe.
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("the dashboard token is shorter than 16 characters")
+        return value
+
     @field_validator(
         "discord_bot_token",
         "anthropic_api_key",

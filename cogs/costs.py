@@ -276,7 +276,7 @@ def check_agent(agent: str | None) -> str | None:
     if agent is None or not agent.strip():
         return None
     agent = agent.strip()
-    if not _AGENT.match(agent):
+    if not _AGENT.fullmatch(agent):
         raise InvalidInput(f"{agent[:64]!r} is not an agent id (letters, digits, . _ : -)")
     return agent
 

@@ -286,8 +286,9 @@ def run_from_event(event: RecordedEvent) -> Run:
 
 
 def issue_url(issue: Issue, github_api_url: str) -> str:
-    """The issue's page: its own URL when GitHub gave one, else built from the API's host."""
-    if issue.url:
+    """The issue's page: its own http(s) URL when GitHub gave one, else built from the API's
+    host (a stored `javascript:` link from before links were checked is never shown)."""
+    if issue.url and issue.url.lower().startswith(("https://", "http://")):
         return issue.url
     api = github_api_url.rstrip("/")
     # GitHub Enterprise serves its API under /api/v3 of the web host.

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.context import AppContext
-from bot.errors import Forbidden, InvalidInput
+from bot.errors import Forbidden, InvalidInput, Unprocessable
 from store import catalogue
 from store.catalogue import AGENT_PATTERN, priority_from_labels
 from store.events import AppendResult, NewEvent
@@ -29,7 +29,7 @@ def check_agent_id(agent_id: str | None) -> str:
     """A valid agent id from a query parameter, or InvalidInput naming the problem."""
     if not agent_id:
         raise InvalidInput("query parameter 'agentId' is required")
-    if len(agent_id) > _AGENT_ID_MAX or not re.match(AGENT_PATTERN, agent_id):
+    if len(agent_id) > _AGENT_ID_MAX or not re.fullmatch(AGENT_PATTERN, agent_id):
         raise InvalidInput("query parameter 'agentId' is not a valid agent id")
     return agent_id
 
@@ -52,6 +52,11 @@ class EventService:
 
         Raises InvalidInput (nothing stored) for an unknown type or a payload that breaks the
         type's schema, and Forbidden when an agent's token speaks for another agent.
+
+        An `idempotency_key` belongs to its actor: the token's agent, or without tokens the
+        event's agent (else its stream), so one agent's key never swallows another's event.
+        The same key again with the same event is a duplicate (stores nothing); with a
+        different event it is refused with Unprocessable (422), nothing stored.
         """
         if not isinstance(payload, dict):
             raise InvalidInput("the body must be a JSON object")
@@ -70,11 +75,32 @@ class EventService:
         if correlation_id:
             metadata["correlationId"] = correlation_id
         stream_id = catalogue.stream_for(str(event_type), data)
-        return await self.context.store.append(
-            stream_id,
-            [NewEvent(str(event_type), data, metadata)],
-            idempotency_key=idempotency_key,
+        scoped_key = None
+        if idempotency_key is not None:
+            owner = actor.name if actor.authenticated else (agent or stream_id)
+            scoped_key = f"api:{owner}:{idempotency_key}"
+        result = await self.context.store.append(
+            stream_id, [NewEvent(str(event_type), data, metadata)], idempotency_key=scoped_key
         )
+        if result.duplicate:
+            await self._check_same_event(result, stream_id, str(event_type), data)
+        return result
+
+    async def _check_same_event(
+        self, result: AppendResult, stream_id: str, event_type: str, data: dict[str, Any]
+    ) -> None:
+        """A retry must carry the event its key first stored; anything else is a mistake."""
+        stored = await self.context.store.read_all(result.first_position - 1, 1)
+        first = stored[0] if stored else None
+        if first is None or (first.stream_id, first.type, first.data) != (
+            stream_id,
+            event_type,
+            data,
+        ):
+            raise Unprocessable(
+                "the Idempotency-Key was already used for a different event; "
+                "use a new key for a new event"
+            )
 
     async def claim(self, kind: str, agent_id: str, actor: Actor) -> Issue | None:
         """Atomically give the top queued issue (`issue`) or PR awaiting review (`review`)

@@ -54,7 +54,7 @@ def check_repo(repo: str | None) -> str | None:
     if repo is None or not repo.strip():
         return None
     repo = repo.strip()
-    if not _REPO.match(repo):
+    if not _REPO.fullmatch(repo):
         raise InvalidInput(f"{repo[:100]!r} is not a repository: use owner/repo")
     return repo
 

@@ -14,7 +14,8 @@ from bot.errors import InvalidInput, NotFound
 from bot.services.costs import MAX_DAYS, CostService
 from bot.services.events import check_agent_id
 from bot.web.auth import actor_for
-from bot.web.keys import CONTEXT, EVENTS, HEALTH, MAX_BODY_BYTES, METRICS
+from bot.web.guard import json_body, refuse_browser
+from bot.web.keys import CONTEXT, EVENTS, HEALTH, METRICS
 from store.catalogue import CATALOGUE, parse_issue_stream
 from store.events import RecordedEvent
 from store.projections import ISSUE_STATES, Agent, Issue, UsageRow
@@ -106,15 +107,7 @@ async def deep_health(request: web.Request) -> web.Response:
 @routes.post("/api/events")
 async def post_event(request: web.Request) -> web.Response:
     actor = actor_for(request)
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise web.HTTPRequestEntityTooLarge(
-            max_size=MAX_BODY_BYTES, actual_size=request.content_length
-        )
-    raw = await request.read()
-    try:
-        payload = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidInput(f"the body is not valid JSON: {exc}") from None
+    payload = json_body(request)
     result = await request.app[EVENTS].record(
         payload,
         actor,
@@ -140,7 +133,7 @@ def _idempotency_key(request: web.Request) -> str | None:
         return None
     if not 1 <= len(key) <= 200:
         raise InvalidInput("the Idempotency-Key header must be 1 to 200 characters")
-    return f"api:{key}"
+    return key
 
 
 @routes.get("/api/events/stream")
@@ -216,6 +209,7 @@ async def queue(request: web.Request) -> web.Response:
 
 
 async def _claim(request: web.Request, kind: str) -> web.Response:
+    refuse_browser(request)
     actor = actor_for(request)
     agent_id = check_agent_id(request.query.get("agentId"))
     issue = await request.app[EVENTS].claim(kind, agent_id, actor)

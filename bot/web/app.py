@@ -7,12 +7,14 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from bot.context import AppContext
 from bot.errors import reference_id, to_user_facing
 from bot.services.events import EventService
 from bot.services.health import HealthService
 from bot.web import api, dashboard, metrics, webhooks
+from bot.web.guard import guard_middleware, secure_headers
 from bot.web.keys import BACKGROUND, CONTEXT, EVENTS, HEALTH, MAX_BODY_BYTES, METRICS
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,8 @@ _HTTP_CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
 }
+# nginx's "client closed request": counted apart from the server's own failures.
+CLIENT_CLOSED = 499
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:
@@ -57,6 +61,13 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     """Every error leaves as JSON `{"error", "message"}`; never a stack trace."""
     try:
         return await handler(request)
+    except ConnectionResetError:
+        # The client went away (mid-body, or before its answer): not our error, nobody to
+        # answer. Counted as 499 in the metrics.
+        log.debug("client went away during %s %s", request.method, request.path)
+        return error_response(CLIENT_CLOSED, "client_closed", "the client closed the request")
+    except RequestPayloadError as exc:
+        return error_response(400, "invalid_request", f"the body could not be read: {exc}")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -82,8 +93,9 @@ def create_app(context: AppContext) -> web.Application:
     app_metrics = metrics.Metrics()
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
-        middlewares=[app_metrics.middleware, errors_middleware],
+        middlewares=[app_metrics.middleware, errors_middleware, guard_middleware],
     )
+    app.on_response_prepare.append(secure_headers)
     app[CONTEXT] = context
     app[EVENTS] = EventService(context)
     app[HEALTH] = HealthService(context)

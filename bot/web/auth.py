@@ -11,6 +11,14 @@ from bot.services.events import Actor
 from bot.web.keys import CONTEXT
 
 
+def same_secret(given: str, expected: str) -> bool:
+    """Constant-time comparison of a presented secret, whatever characters it holds (header
+    bytes that are not UTF-8 arrive as surrogates, which plain `encode()` refuses)."""
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
+
+
 def actor_for(request: web.Request) -> Actor:
     """The writer behind a request. With CONDUCTOR_API_TOKENS set, a valid bearer token is
     required (Unauthorized otherwise) and names the agent; without tokens, writes are open."""
@@ -21,11 +29,11 @@ def actor_for(request: web.Request) -> Actor:
     scheme, _, presented = header.partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
         raise Unauthorized("a bearer token is required for writes")
-    given = presented.strip().encode()
+    given = presented.strip()
     match = None
     for agent, token in tokens.items():
         # Compare against every token so the time taken does not tell which one matched.
-        if hmac.compare_digest(given, token.get_secret_value().encode()):
+        if same_secret(given, token.get_secret_value()):
             match = agent
     if match is None:
         raise Unauthorized("the bearer token is not valid")

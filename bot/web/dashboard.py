@@ -27,6 +27,7 @@ import hmac
 import html
 import json
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ from bot.services.dashboard import (
     issue_url,
 )
 from bot.web.api import agent_json, int_param, json_response
+from bot.web.auth import same_secret
 from bot.web.keys import CONTEXT, HEALTH
 from store import catalogue
 from store.events import EventFollower, RecordedEvent
@@ -63,6 +65,9 @@ RETRY_MILLISECONDS = 2_000
 CATCH_UP_LIMIT = 500
 # Messages waiting for one slow page; past this it is dropped and catches up when it reconnects.
 SUBSCRIBER_BACKLOG = 1_000
+
+# Event positions are bigint; anything larger is no position.
+MAX_POSITION = 2**63 - 1
 
 AGENT_TYPES = frozenset({"HEARTBEAT", "AGENT_STUCK"})
 
@@ -207,9 +212,44 @@ class DashboardHub:
             self._task = None
 
 
+# Wrong tokens allowed per client address in a sliding window, before the form answers 429.
+LOGIN_ATTEMPTS = 5
+LOGIN_WINDOW_SECONDS = 60.0
+
+
+class LoginThrottle:
+    """Failed logins per client address in the last LOGIN_WINDOW_SECONDS (in memory; bounded:
+    the oldest addresses are forgotten first)."""
+
+    MAX_CLIENTS = 10_000
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._failures: dict[str, deque[float]] = {}
+
+    def _recent(self, client: str) -> deque[float]:
+        failures = self._failures.get(client, deque())
+        cutoff = self.clock() - LOGIN_WINDOW_SECONDS
+        while failures and failures[0] <= cutoff:
+            failures.popleft()
+        return failures
+
+    def blocked(self, client: str) -> bool:
+        return len(self._recent(client)) >= LOGIN_ATTEMPTS
+
+    def failed(self, client: str) -> None:
+        failures = self._recent(client)
+        failures.append(self.clock())
+        self._failures.pop(client, None)
+        self._failures[client] = failures  # most recent last
+        while len(self._failures) > self.MAX_CLIENTS:
+            del self._failures[next(iter(self._failures))]
+
+
 HUB = web.AppKey("dashboard_hub", DashboardHub)
 SERVICE = web.AppKey("dashboard_service", DashboardService)
 TOKEN: web.AppKey[str | None] = web.AppKey("dashboard_token")
+LOGIN_THROTTLE = web.AppKey("dashboard_login_throttle", LoginThrottle)
 
 _UNSET: Any = object()
 
@@ -227,6 +267,7 @@ def add_routes(app: web.Application, *, token: str | None = _UNSET) -> None:
     app[TOKEN] = token or None
     app[SERVICE] = DashboardService(context)
     app[HUB] = DashboardHub(context)
+    app[LOGIN_THROTTLE] = LoginThrottle()
     app.on_shutdown.append(_close_hub)
     app.router.add_get("/", page)
     app.router.add_post("/dashboard/login", login)
@@ -265,12 +306,10 @@ def is_authorised(request: web.Request) -> bool:
     if token is None:
         return True
     presented = _presented_token(request)
-    if presented is not None and hmac.compare_digest(presented.encode(), token.encode()):
+    if presented is not None and same_secret(presented, token):
         return True
     cookie = request.cookies.get(COOKIE)
-    return cookie is not None and hmac.compare_digest(
-        cookie.encode(), _session_value(token).encode()
-    )
+    return cookie is not None and same_secret(cookie, _session_value(token))
 
 
 def _require_access(request: web.Request) -> None:
@@ -288,7 +327,8 @@ def _with_session(response: web.StreamResponse, request: web.Request) -> web.Str
         _session_value(token),
         httponly=True,
         samesite="Strict",
-        secure=request.secure,
+        # Behind a TLS-terminating proxy the request itself is plain HTTP.
+        secure=request.secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https",
         max_age=30 * 24 * 3600,
         path="/",
     )
@@ -335,13 +375,19 @@ async def login(request: web.Request) -> web.StreamResponse:
     """The login form's target: sets the session cookie and goes back to the page."""
     if request.app[TOKEN] is None:
         return _see_other("../")
+    throttle = request.app[LOGIN_THROTTLE]
+    client = request.remote or "unknown"
+    if throttle.blocked(client):
+        return _login_page(
+            f"Too many wrong tokens: try again in {LOGIN_WINDOW_SECONDS:.0f} seconds.",
+            status=429,
+        )
     form = await request.post()
     presented = form.get("token")
     token = request.app[TOKEN]
     assert token is not None
-    if not isinstance(presented, str) or not hmac.compare_digest(
-        presented.encode(), token.encode()
-    ):
+    if not isinstance(presented, str) or not same_secret(presented, token):
+        throttle.failed(client)
         return _login_page("That token is not valid.")
     return _with_session(_see_other("../"), request)
 
@@ -496,8 +542,8 @@ def _last_event_id(request: web.Request) -> int | None:
         value = int(raw)
     except ValueError:
         raise InvalidInput("Last-Event-ID must be an event position (an integer)") from None
-    if value < 0:
-        raise InvalidInput("Last-Event-ID must not be negative")
+    if not 0 <= value <= MAX_POSITION:
+        raise InvalidInput(f"Last-Event-ID must be between 0 and {MAX_POSITION}")
     return value
 
 

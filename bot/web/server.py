@@ -2,19 +2,76 @@
 
 from __future__ import annotations
 
+import json
+import logging
+from typing import Any
+
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from bot.context import AppContext
 from bot.web.app import create_app
 
+log = logging.getLogger(__name__)
+
 # In-flight requests get this long to finish when the process is asked to stop.
 SHUTDOWN_GRACE_SECONDS = 10.0
+# A connection has this long to deliver a request's complete headers (from when it opens or
+# its previous answer went out), and an idle keep-alive connection is closed after it:
+# aiohttp's keep-alive timer closes a connection still waiting for a whole request. A client
+# that trickles its headers (slow loris) is cut here; its body has guard.BODY_TIMEOUT.
+HEADER_TIMEOUT_SECONDS = 5.0
+
+
+class _JsonErrorsHandler(RequestHandler):
+    """aiohttp's connection handler, whose own errors (a request it cannot parse: a bad
+    request line, a header over 8 KiB) answer JSON like every other error instead of echoing
+    the request in text/plain, and are logged without a traceback: they are the client's."""
+
+    def handle_error(
+        self,
+        request: Any,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        log.debug("unparseable request from %s: %s", request.remote, type(exc).__name__)
+        if request.writer.output_size > 0:
+            raise ConnectionError("the answer had started; the connection is closed")
+        body = {
+            "error": "invalid_request" if status < 500 else "internal",
+            "message": "the request could not be parsed as HTTP/1.1"
+            if status < 500
+            else "internal error",
+        }
+        response = web.Response(
+            status=status, text=json.dumps(body), content_type="application/json"
+        )
+        response.force_close()
+        return response
+
+
+class _JsonErrorsServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _JsonErrorsHandler(self, loop=self._loop, **self._kwargs)
+
+
+class ApiRunner(web.AppRunner):
+    """An AppRunner whose connections are handled by `_JsonErrorsHandler` (aiohttp has no
+    public hook for the handler class; the server it builds is adopted as it is)."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _JsonErrorsServer
+        return server
 
 
 class ApiServer:
     def __init__(self, context: AppContext) -> None:
         self.context = context
-        self.runner = web.AppRunner(create_app(context), access_log=None)
+        self.runner = ApiRunner(
+            create_app(context), access_log=None, keepalive_timeout=HEADER_TIMEOUT_SECONDS
+        )
 
     async def start(self) -> None:
         settings = self.context.settings

@@ -1,8 +1,10 @@
 """POST /api/webhook/github: signed GitHub deliveries become lifecycle events.
 
 The delivery is verified (X-Hub-Signature-256, constant time) before anything else is read
-from it. Processing starts at once; the answer comes when it is done or after at most
-ACK_WITHIN seconds (202, the work going on in the background), so GitHub never waits on us.
+from it; without the signature header, or over MAX_DELIVERY_BYTES by its Content-Length, it
+is refused before its body is read. Processing starts at once; the answer comes when it is
+done or after at most ACK_WITHIN seconds (202, the work going on in the background), so
+GitHub never waits on us.
 A failure that happens while we still answer (the database is down) is a 5xx, so the
 delivery shows as failed and can be redelivered; a redelivery stores nothing twice.
 """
@@ -18,12 +20,16 @@ from aiohttp import web
 from bot.errors import Forbidden, InvalidInput, Unauthorized
 from bot.services.github_webhooks import WebhookService, verify_signature
 from bot.web.api import json_response
+from bot.web.guard import read_body
 from bot.web.keys import BACKGROUND, CONTEXT
 
 log = logging.getLogger(__name__)
 
 ACK_WITHIN = 0.5  # seconds: leaves half of "answered within a second" for the network
-MAX_DELIVERY_BYTES = 5 * 1024 * 1024  # GitHub caps payloads at 25 MB; ours are a few KB
+# GitHub caps payloads at 25 MB, but the events we act on (issues, pull requests, reviews,
+# check suites and runs) are a few KB, and tens of KB with a long issue body. 1 MiB leaves
+# that room many times over while a stranger's bodies cost little memory.
+MAX_DELIVERY_BYTES = 1024 * 1024
 
 routes = web.RouteTableDef()
 
@@ -34,13 +40,11 @@ async def github_webhook(request: web.Request) -> web.Response:
     secret = context.settings.github_webhook_secret
     if secret is None:
         raise Forbidden("webhooks are refused: CONDUCTOR_GITHUB_WEBHOOK_SECRET is not set")
-    length = request.content_length
-    if length is None:
-        raise web.HTTPLengthRequired()
-    if length > MAX_DELIVERY_BYTES:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_DELIVERY_BYTES, actual_size=length)
-    body = await request.content.readexactly(length) if length else b""
     signature = request.headers.get("X-Hub-Signature-256")
+    if not signature:
+        # Decided from the headers alone: a stranger's body is never read.
+        raise Unauthorized("the X-Hub-Signature-256 signature is missing or wrong")
+    body = await read_body(request, MAX_DELIVERY_BYTES)
     if not verify_signature(secret.get_secret_value().encode(), body, signature):
         raise Unauthorized("the X-Hub-Signature-256 signature is missing or wrong")
 

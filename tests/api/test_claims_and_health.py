@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 from aiohttp.test_utils import TestClient
 
@@ -12,7 +11,7 @@ from store.events import EventStore
 
 async def approve(api: TestClient, number: int, **extra: object) -> None:
     body = {"type": "ISSUE_APPROVED", "repo": "acme/app", "issueNumber": number, **extra}
-    response = await api.post("/api/events", data=json.dumps(body))
+    response = await api.post("/api/events", json=body)
     assert response.status == 200, await response.text()
 
 
@@ -51,7 +50,7 @@ async def test_review_claims(api: TestClient) -> None:
     await approve(api, 1)
     assert (await api.get("/api/reviews/next?agentId=review-e-1")).status == 204
     pr = {"type": "PR_CREATED", "repo": "acme/app", "issueNumber": 1, "prNumber": 77}
-    assert (await api.post("/api/events", data=json.dumps(pr))).status == 200
+    assert (await api.post("/api/events", json=pr)).status == 200
     response = await api.get("/api/reviews/next?agentId=review-e-1")
     assert response.status == 200
     body = await response.json()

@@ -23,7 +23,9 @@ TOKEN = "dev-e-1-token-0123456789"
 
 
 async def post(api: TestClient, body: str | bytes, **headers: str):
-    return await api.post("/api/events", data=body, headers=headers)
+    return await api.post(
+        "/api/events", data=body, headers={"Content-Type": "application/json", **headers}
+    )
 
 
 async def test_the_agents_heartbeat_and_usage_are_accepted_and_visible(api: TestClient) -> None:

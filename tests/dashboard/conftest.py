@@ -74,7 +74,7 @@ async def dashboard_factory(
 async def post_event(client: Any, body: dict[str, Any], **headers: str) -> dict[str, Any]:
     """POST /api/events as an agent does (a TestClient or a ClientSession with a base_url);
     fails the test on anything but 200."""
-    response = await client.post("/api/events", data=json.dumps(body), headers=headers)
+    response = await client.post("/api/events", json=body, headers=headers)
     text = await response.text()
     assert response.status == 200, text
     return dict(json.loads(text))

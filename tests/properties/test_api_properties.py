@@ -28,6 +28,7 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 TOKEN = "dev-e-1-token-0123456789"
+JSON = {"Content-Type": "application/json"}
 SECRET = b"webhook-secret-for-property-tests"
 WEBHOOK_ENV = {
     "CONDUCTOR_GITHUB_WEBHOOK_SECRET": SECRET.decode(),
@@ -135,7 +136,7 @@ BODIES = st.one_of(
 async def test_a_nul_character_is_refused_with_a_400(
     api: TestClient, store: EventStore, body: str
 ) -> None:
-    response = await api.post("/api/events", data=body)
+    response = await api.post("/api/events", data=body, headers=JSON)
     assert response.status == 400, await response.text()
     assert await store.head_position() == 0
 
@@ -186,7 +187,7 @@ async def test_mutated_known_events_never_fail_the_server(
 ) -> None:
     """Known types only, so most examples reach the schema validation and the append."""
     before = await store.head_position()
-    response = await api.post("/api/events", data=raw(body))
+    response = await api.post("/api/events", data=raw(body), headers=JSON)
     text = await response.text()
     assert response.status in (200, 400, 409, 422), (body, response.status, text)
     if response.status != 200:
@@ -206,7 +207,7 @@ async def test_mutated_known_events_never_fail_the_server(
 async def test_with_tokens_an_unauthenticated_write_is_refused_and_stores_nothing(
     token_api: TestClient, store: EventStore, body: bytes, authorization: str | None
 ) -> None:
-    headers = {} if authorization is None else {"Authorization": authorization}
+    headers = JSON if authorization is None else {**JSON, "Authorization": authorization}
     response = await token_api.post("/api/events", data=body, headers=headers)
     text = await response.text()
     assert 400 <= response.status < 500, (body, authorization, response.status, text)

@@ -194,6 +194,8 @@ async def exercise_api(session: aiohttp.ClientSession, base: str) -> list[tuple[
     answers = []
     for method, path, body, headers in calls:
         data = body if isinstance(body, str) else json.dumps(body) if body is not None else None
+        if data is not None:
+            headers = {**headers, "Content-Type": "application/json"}
         async with session.request(method, base + path, data=data, headers=headers) as response:
             answers.append((response.status, await response.text()))
     # GitHub deliveries: unsigned, wrongly signed, signed with the secret.
