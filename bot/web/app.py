@@ -16,6 +16,7 @@ from bot.services.health import HealthService
 from bot.web import api, dashboard, metrics, webhooks
 from bot.web.guard import guard_middleware, secure_headers
 from bot.web.keys import BACKGROUND, CONTEXT, EVENTS, HEALTH, MAX_BODY_BYTES, METRICS
+from bot.web.metrics import CLIENT_CLOSED
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,6 @@ _HTTP_CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
 }
-# nginx's "client closed request": counted apart from the server's own failures.
-CLIENT_CLOSED = 499
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:

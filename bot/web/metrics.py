@@ -5,6 +5,7 @@ One registry per application (no process-global collectors), served at GET /metr
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
@@ -13,6 +14,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from bot.web.keys import CONTEXT, METRICS
+
+# nginx's "client closed request": a request whose client went away is not a server error.
+CLIENT_CLOSED = 499
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -65,6 +69,9 @@ class Metrics:
             return response
         except web.HTTPException as exc:
             status = exc.status
+            raise
+        except asyncio.CancelledError:
+            status = CLIENT_CLOSED  # the client went away and its handler was cancelled
             raise
         finally:
             self.requests.labels(request.method, route, str(status)).inc()

@@ -70,18 +70,16 @@ class ApiServer:
     def __init__(self, context: AppContext) -> None:
         self.context = context
         self.runner = ApiRunner(
-            create_app(context), access_log=None, keepalive_timeout=HEADER_TIMEOUT_SECONDS
+            create_app(context),
+            access_log=None,
+            keepalive_timeout=HEADER_TIMEOUT_SECONDS,
+            shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
         )
 
     async def start(self) -> None:
         settings = self.context.settings
         await self.runner.setup()
-        site = web.TCPSite(
-            self.runner,
-            settings.http_host,
-            settings.http_port,
-            shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
-        )
+        site = web.TCPSite(self.runner, settings.http_host, settings.http_port)
         await site.start()
 
     async def stop(self) -> None:
