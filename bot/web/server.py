@@ -21,6 +21,10 @@ SHUTDOWN_GRACE_SECONDS = 10.0
 # aiohttp's keep-alive timer closes a connection still waiting for a whole request. A client
 # that trickles its headers (slow loris) is cut here; its body has guard.BODY_TIMEOUT.
 HEADER_TIMEOUT_SECONDS = 5.0
+# After an answer that did not need the whole body (a 408, 413 or 401), the rest of it is read
+# and dropped for at most this long, so the client can read the answer, then the connection
+# is closed.
+LINGER_SECONDS = 2.0
 
 
 class _JsonErrorsHandler(RequestHandler):
@@ -73,6 +77,7 @@ class ApiServer:
             create_app(context),
             access_log=None,
             keepalive_timeout=HEADER_TIMEOUT_SECONDS,
+            lingering_time=LINGER_SECONDS,
             shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
         )
 
