@@ -111,8 +111,8 @@ async def post_event(request: web.Request) -> web.Response:
     result = await request.app[EVENTS].record(
         payload,
         actor,
-        correlation_id=request.headers.get("X-Request-Id"),
-        idempotency_key=_idempotency_key(request),
+        correlation_id=_bounded_header(request, "X-Request-Id"),
+        idempotency_key=_bounded_header(request, "Idempotency-Key"),
     )
     request.app[METRICS].appends.labels(payload["type"]).inc(0 if result.duplicate else 1)
     return json_response(
@@ -127,13 +127,12 @@ async def post_event(request: web.Request) -> web.Response:
     )
 
 
-def _idempotency_key(request: web.Request) -> str | None:
-    key = request.headers.get("Idempotency-Key")
-    if key is None:
-        return None
-    if not 1 <= len(key) <= 200:
-        raise InvalidInput("the Idempotency-Key header must be 1 to 200 characters")
-    return key
+def _bounded_header(request: web.Request, name: str) -> str | None:
+    """A header kept with the event (the guard saw it is printable ASCII), 1 to 200 chars."""
+    value = request.headers.get(name)
+    if value is not None and not 1 <= len(value) <= 200:
+        raise InvalidInput(f"the {name} header must be 1 to 200 characters")
+    return value
 
 
 @routes.get("/api/events/stream")

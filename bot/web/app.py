@@ -14,7 +14,7 @@ from bot.errors import reference_id, to_user_facing
 from bot.services.events import EventService
 from bot.services.health import HealthService
 from bot.web import api, dashboard, metrics, webhooks
-from bot.web.guard import guard_middleware, secure_headers
+from bot.web.guard import PayloadTooLarge, guard_middleware, secure_headers
 from bot.web.keys import BACKGROUND, CONTEXT, EVENTS, HEALTH, MAX_BODY_BYTES, METRICS
 from bot.web.metrics import CLIENT_CLOSED
 
@@ -70,10 +70,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        if exc.status == 413:
-            return error_response(
-                413, "payload_too_large", f"the body exceeds {MAX_BODY_BYTES // 1024} KiB"
-            )
+        if exc.status == 413:  # aiohttp's own, past client_max_size
+            too_large = PayloadTooLarge(MAX_BODY_BYTES)
+            return error_response(too_large.status, too_large.code, too_large.message)
         code = _HTTP_CODES.get(exc.status, "error")
         return error_response(exc.status, code, exc.reason or code)
     except Exception as exc:

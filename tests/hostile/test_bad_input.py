@@ -153,3 +153,13 @@ async def test_a_client_that_goes_away_mid_body_is_no_error(
             await asyncio.sleep(0.05)  # the server notices the closed socket on its own time
     assert 'status="500"' not in lines
     assert await store.head_position() == 0
+
+
+@pytest.mark.parametrize("header", ["X-Request-Id", "Idempotency-Key"])
+async def test_headers_kept_with_the_event_are_bounded(
+    api: TestClient, store: EventStore, header: str
+) -> None:
+    response = await api.post("/api/events", data=HEARTBEAT, headers={**JSON, header: "x" * 201})
+    assert response.status == 400
+    assert header in (await response.json())["message"]
+    assert await store.head_position() == 0
