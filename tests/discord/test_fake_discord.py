@@ -51,7 +51,10 @@ async def test_unknown_endpoints_and_missing_auth(fake: FakeDiscord) -> None:
             assert response.status == 404
         async with http.get(f"{fake.api_url}/users/@me") as response:
             assert response.status == 401
-    assert fake.unhandled == ["GET /api/v10/not/a/route is not a Discord endpoint"]
+    assert fake.unhandled == [
+        "GET /api/v10/not/a/route is not a Discord endpoint the fake serves (to serve one: add "
+        "its `_op_<operationId>` handler, then run scripts/extract_discord_openapi.py)"
+    ]
 
 
 async def test_gateway_bot_names_the_fake_gateway(fake: FakeDiscord) -> None:

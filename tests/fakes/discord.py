@@ -9,10 +9,11 @@ It serves both halves of Discord a bot uses:
   ACKs, RESUME (replaying what the client missed), presence updates, and dispatching
   INTERACTION_CREATE for slash commands, autocomplete and button presses.
 
-Every REST request is matched to an operation of Discord's OpenAPI description and its body is
-validated against that operation's request schema; a request that breaks it is answered 400
-as Discord would and recorded in `schema_errors`, which the test harness turns into a test
-failure. Requests to undocumented or unimplemented endpoints go to `unhandled`. Every response
+Every REST request is matched to an operation of Discord's OpenAPI description (the extract in
+tests/fakes/data/, see tests/fakes/discord_openapi.py) and its body is validated against that
+operation's request schema; a request that breaks it is answered 400 as Discord would and
+recorded in `schema_errors`, which the test harness turns into a test failure. Requests to
+endpoints the fake does not serve go to `unhandled`. Every response
 carries `Content-Type: application/json` exactly (discord.py does not parse a charset suffix).
 
 Tests drive it with `invoke(...)` (a slash command as a chosen user with chosen roles),
@@ -511,7 +512,11 @@ class FakeDiscord:
         files: list[tuple[str, bytes]],
     ) -> web.Response:
         if operation is None:
-            self.unhandled.append(f"{request.method} {request.path} is not a Discord endpoint")
+            self.unhandled.append(
+                f"{request.method} {request.path} is not a Discord endpoint the fake serves "
+                "(to serve one: add its `_op_<operationId>` handler, then run "
+                "scripts/extract_discord_openapi.py)"
+            )
             return self._error(404, "404: Not Found")
         errors = (
             self.spec.validate(operation, _placeholder_ids_as_strings(body))

@@ -1,5 +1,10 @@
 """Discord's own OpenAPI description, used by the fake Discord to check every request it gets.
 
+The fakes read the facts-only extract committed in tests/fakes/data/ (the operations they serve,
+their request and response schemas, no prose), so a plain clone tests the same way as CI;
+scripts/extract_discord_openapi.py generates it from the full description, and
+tests/discord/test_openapi_extract.py checks that it is current.
+
 `DiscordSpec.match(method, path)` finds the operation a request is for (the most literal path
 template wins, so `/messages/@original` beats `/messages/{message_id}`), and `validate` checks a
 JSON body against that operation's request schema with jsonschema (Draft 2020-12, which OpenAPI
@@ -20,7 +25,7 @@ import jsonschema
 import referencing
 from referencing.jsonschema import DRAFT202012
 
-SPEC_PATH = Path(__file__).resolve().parents[3] / "shared" / "specs" / "discord-openapi.json"
+EXTRACT_PATH = Path(__file__).resolve().parent / "data" / "discord-openapi-extract.json"
 _SPEC_URI = "urn:discord-openapi"
 
 
@@ -37,9 +42,9 @@ def _pointer(*parts: str) -> str:
 
 
 class DiscordSpec:
-    """The operations and request schemas of Discord's REST API."""
+    """The operations and request schemas of Discord's REST API (those in the extract)."""
 
-    def __init__(self, path: Path = SPEC_PATH) -> None:
+    def __init__(self, path: Path = EXTRACT_PATH) -> None:
         self.document: dict[str, Any] = json.loads(path.read_text())
         self._validators: dict[tuple[str, str, str], jsonschema.protocols.Validator | None] = {}
         self._routes: list[tuple[int, int, re.Pattern[str], str]] = []
