@@ -15,8 +15,8 @@ operation's request schema; a request that breaks it is answered 400 as Discord 
 recorded in `schema_errors`, which the test harness turns into a test failure. The fake's own
 successful answers are checked against the operation's response schema the same way, so what
 discord.py parses has the shape Discord documents. Requests to endpoints the fake does not
-serve go to `unhandled`. Every response
-carries `Content-Type: application/json` exactly (discord.py does not parse a charset suffix).
+serve go to `unhandled`. Every response carries `Content-Type: application/json` exactly
+(discord.py does not parse a charset suffix).
 
 Tests drive it with `invoke(...)` (a slash command as a chosen user with chosen roles),
 `autocomplete(...)`, `press(...)` (a button, as a chosen user) and read what a person would
@@ -69,7 +69,7 @@ def request_started(request: web.Request) -> float:
 def _numbered(components: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Components as Discord stores them: each has a numeric `id`; one sent without gets the
     next free number, depth first from 1."""
-    taken = set()
+    taken: set[int] = set()
     pending = list(components)
     while pending:
         component = pending.pop()
