@@ -187,8 +187,9 @@ def source_note(original: str) -> str:
 
 def write(spec: Path, out_dir: Path) -> list[Path]:
     """Write the extract, the licence and the SOURCE note into `out_dir`; return their paths."""
-    if not spec.is_file():
-        raise ExtractError(f"no full description at {spec}: pass --spec PATH")
+    for needed in (spec, spec.with_suffix(".LICENSE"), spec.with_suffix(".SOURCE")):
+        if not needed.is_file():
+            raise ExtractError(f"no {needed} (the full description and its notes): pass --spec")
     document = json.loads(spec.read_text())
     operations = sorted({*fake_operations(), *WEBHOOK_OPERATIONS})
     text = json.dumps(extract(document, operations), indent=1, ensure_ascii=False) + "\n"

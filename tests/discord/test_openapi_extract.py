@@ -117,3 +117,16 @@ def test_strip_schema_drops_annotations_but_keeps_properties_named_like_them(
 def test_an_operation_the_description_lacks_is_refused(script: ModuleType) -> None:
     with pytest.raises(script.ExtractError, match="not in Discord's description: no_such_op"):
         script.extract({"paths": {}, "components": {}}, ["no_such_op"])
+
+
+def test_a_missing_description_is_one_clear_line_and_writes_nothing(
+    script: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    code = script.main(["--spec", str(tmp_path / "missing.json"), "--out-dir", str(out)])
+    assert code == 1
+    assert capsys.readouterr().err == (
+        f"extract_discord_openapi: no {tmp_path / 'missing.json'} "
+        "(the full description and its notes): pass --spec\n"
+    )
+    assert not out.exists()
