@@ -2,22 +2,27 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# pip -q, without setuptools' note on every editable install ("Editable installation. Please be
+# careful with folders ... with the same name as your package"), which is meant for packagers.
+PIP_INSTALL := PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --quiet
 
 .PHONY: run test load bench lint
 
+# The first install says what it does in one line; then only what pip -q shows.
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
-	touch $@
+	@echo "installing Conductor-E and its test tools into $(VENV) ..."
+	@$(PYTHON) -m venv $(VENV)
+	@$(PIP_INSTALL) --upgrade pip
+	@$(PIP_INSTALL) -e '.[test]'
+	@touch $@
 
 $(VENV)/.bench-installed: $(VENV)/.installed
-	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PIP_INSTALL) -e '.[test,bench]'
 	touch $@
 
 ## run: install, then run Conductor-E on the embedded PostgreSQL (API on :8080)
 run: $(VENV)/.installed
-	$(VENV)/bin/conductor-e run
+	@$(VENV)/bin/conductor-e run
 
 ## test: install what the tests need, then run all of them (what CI runs)
 test: $(VENV)/.installed

@@ -49,7 +49,12 @@ def describe_dsn(dsn: str) -> str:
 @contextlib.asynccontextmanager
 async def open_database(settings: Settings, *, apply_migrations: bool) -> AsyncIterator[str]:
     """Yield a DSN: DATABASE_URL, or the embedded server under CONDUCTOR_DATA_DIR (started
-    here and stopped on the way out). Migrates first when asked, else checks the schema."""
+    here and stopped on the way out).
+
+    The embedded server is this process's own, so every command migrates it first, as `run`
+    does. An external database is migrated only with `apply_migrations` (`migrate` and the
+    serving commands); the one-shot commands check its schema and refuse one that is behind,
+    saying how to migrate it: there the chart's migration hook owns the schema."""
     embedded: EmbeddedPostgres | None = None
     if settings.database_url is not None:
         dsn = settings.database_url.get_secret_value()
@@ -62,7 +67,7 @@ async def open_database(settings: Settings, *, apply_migrations: bool) -> AsyncI
     try:
         conn = await connect(dsn)
         try:
-            if apply_migrations:
+            if apply_migrations or embedded is not None:
                 applied = await migrate(conn)
                 log.info("database: schema up to date (%d migration(s) applied)", len(applied))
             else:

@@ -134,7 +134,9 @@ async def check_schema(conn: asyncpg.Connection) -> None:
     if current < latest:
         raise SchemaTooNewError(
             f"the database schema is at version {current}, this Conductor-E needs {latest}: "
-            "run `conductor-e migrate`"
+            "run `conductor-e migrate` with the same DATABASE_URL, or on Kubernetes let the "
+            "Helm chart's migration hook do it (the `<release>-migrate` Job that `helm install` "
+            "and `helm upgrade` run while `migrations.enabled` is true)"
         )
 
 

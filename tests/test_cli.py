@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import select
@@ -15,7 +16,10 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
+
+from store.database import with_database
 
 COMMAND = [sys.executable, "-m", "bot"]
 
@@ -242,3 +246,55 @@ def test_run_starts_the_loop_when_its_tokens_are_set_and_no_bot_hosts_it(
     assert code == 0, log
     assert "loop: every 0.5s" in log
     assert "ghp_not_a_real_token_0000" not in log
+
+
+def test_coordinate_once_migrates_a_fresh_embedded_database(cli_env: dict[str, str]) -> None:
+    # The embedded server is the process's own: every command migrates it, as `run` does.
+    result = subprocess.run(
+        [*COMMAND, "coordinate", "--once"], env=cli_env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("coordination ok"), result.stdout
+    assert "schema up to date (1 migration(s) applied)" in result.stderr
+
+
+def test_an_external_database_behind_is_refused_with_how_to_migrate(
+    cli_env: dict[str, str], pg_server_dsn: str
+) -> None:
+    name = f"unmigrated_cli_{os.getpid()}"
+    dsn = with_database(pg_server_dsn, name)
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(pg_server_dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    async def tables() -> list[str]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            rows = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            return [row["tablename"] for row in rows]
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f"DROP DATABASE IF EXISTS {name}"))
+    asyncio.run(admin(f"CREATE DATABASE {name}"))
+    try:
+        for args in (["coordinate", "--once"], ["projections", "rebuild"]):
+            result = subprocess.run(
+                [*COMMAND, *args],
+                env={**cli_env, "DATABASE_URL": dsn},
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert result.returncode == 1, (args, result.stderr)
+            assert "the database schema is at version 0" in result.stderr
+            assert "run `conductor-e migrate` with the same DATABASE_URL" in result.stderr
+            assert "Helm chart's migration hook" in result.stderr
+        # The chart's hook owns an external schema: the refusal changed nothing.
+        assert asyncio.run(tables()) == []
+    finally:
+        asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))

@@ -2,8 +2,9 @@
 
 `POST /api/webhooks/{id}/{token}` (also under `/api/v10`): the JSON body is checked against
 Discord's OpenAPI schema for execute_webhook (tests/fakes/discord_openapi.py); `?wait=true`
-answers 200 with a message object, otherwise 204. A wrong token is 401 `Invalid Webhook Token`
-(code 50027), an unknown id 404 `Unknown Webhook` (10015), a broken body 400 (50035).
+answers 200 with a message object (in the documented response shape), otherwise 204. A wrong
+token is 401 `Invalid Webhook Token` (code 50027), an unknown id 404 `Unknown Webhook` (10015),
+a broken body 400 (50035).
 
 Scripted failures: `rate_limit(retry_after)` answers 429 with `{message, retry_after, global}`
 and the Retry-After header; `fail(status)` answers a 5xx. Every request is in `requests`; each
@@ -199,6 +200,7 @@ class FakeWebhook:
                 "flags": 0,
                 "bot": True,
                 "global_name": None,
+                "primary_guild": None,
             },
             "attachments": [],
             "embeds": [],
@@ -213,6 +215,8 @@ class FakeWebhook:
             "components": [],
             "webhook_id": WEBHOOK_ID,
         }
+        # The fake's own answer must have the shape Discord documents, too.
+        assert spec().validate_response(operation, 200, message) == []
         self.messages.append(message)
         if request.query.get("wait") == "true":
             return self._json(200, message)

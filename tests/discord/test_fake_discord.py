@@ -45,13 +45,34 @@ async def test_a_body_that_breaks_the_schema_is_refused_and_recorded(fake: FakeD
     ]
 
 
+async def test_an_answer_of_the_fake_that_breaks_the_response_schema_is_recorded(
+    fake: FakeDiscord,
+) -> None:
+    user = fake.bot_user()
+    del user["locale"]  # Discord always sends its own user's locale
+    fake.bot_user = lambda: user  # type: ignore[method-assign]
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(
+            f"{fake.api_url}/users/@me", headers={"Authorization": f"Bot {fake.token}"}
+        ) as response,
+    ):
+        assert response.status == 200
+    assert fake.schema_errors == [
+        "GET /users/@me answered 200: (body): 'locale' is a required property"
+    ]
+
+
 async def test_unknown_endpoints_and_missing_auth(fake: FakeDiscord) -> None:
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{fake.api_url}/not/a/route") as response:
             assert response.status == 404
         async with http.get(f"{fake.api_url}/users/@me") as response:
             assert response.status == 401
-    assert fake.unhandled == ["GET /api/v10/not/a/route is not a Discord endpoint"]
+    assert fake.unhandled == [
+        "GET /api/v10/not/a/route is not a Discord endpoint the fake serves (to serve one: add "
+        "its `_op_<operationId>` handler, then run scripts/extract_discord_openapi.py)"
+    ]
 
 
 async def test_gateway_bot_names_the_fake_gateway(fake: FakeDiscord) -> None:

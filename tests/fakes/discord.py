@@ -9,11 +9,14 @@ It serves both halves of Discord a bot uses:
   ACKs, RESUME (replaying what the client missed), presence updates, and dispatching
   INTERACTION_CREATE for slash commands, autocomplete and button presses.
 
-Every REST request is matched to an operation of Discord's OpenAPI description and its body is
-validated against that operation's request schema; a request that breaks it is answered 400
-as Discord would and recorded in `schema_errors`, which the test harness turns into a test
-failure. Requests to undocumented or unimplemented endpoints go to `unhandled`. Every response
-carries `Content-Type: application/json` exactly (discord.py does not parse a charset suffix).
+Every REST request is matched to an operation of Discord's OpenAPI description (the extract in
+tests/fakes/data/, see tests/fakes/discord_openapi.py) and its body is validated against that
+operation's request schema; a request that breaks it is answered 400 as Discord would and
+recorded in `schema_errors`, which the test harness turns into a test failure. The fake's own
+successful answers are checked against the operation's response schema the same way, so what
+discord.py parses has the shape Discord documents. Requests to endpoints the fake does not
+serve go to `unhandled`. Every response carries `Content-Type: application/json` exactly
+(discord.py does not parse a charset suffix).
 
 Tests drive it with `invoke(...)` (a slash command as a chosen user with chosen roles),
 `autocomplete(...)`, `press(...)` (a button, as a chosen user) and read what a person would
@@ -61,6 +64,29 @@ _STARTED = web.RequestKey("fake_discord_started", float)
 def request_started(request: web.Request) -> float:
     """When the fake began reading a request (before body parsing and validation)."""
     return float(request[_STARTED])
+
+
+def _numbered(components: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Components as Discord stores them: each has a numeric `id`; one sent without gets the
+    next free number, depth first from 1."""
+    taken: set[int] = set()
+    pending = list(components)
+    while pending:
+        component = pending.pop()
+        if component.get("id") is not None:
+            taken.add(component["id"])
+        pending.extend(component.get("components") or [])
+    free = (n for n in itertools.count(1) if n not in taken)
+
+    def number(component: dict[str, Any]) -> dict[str, Any]:
+        numbered = {**component}
+        if numbered.get("id") is None:
+            numbered["id"] = next(free)
+        if "components" in numbered:
+            numbered["components"] = [number(child) for child in numbered["components"]]
+        return numbered
+
+    return [number(component) for component in components]
 
 
 def _now_iso() -> str:
@@ -274,10 +300,16 @@ class FakeDiscord:
             "system": False,
             "public_flags": 0,
             "flags": 0,
+            "primary_guild": None,
         }
 
     def bot_user(self) -> dict[str, Any]:
-        return {**self.user(self.bot_user_id, bot=True), "verified": True, "mfa_enabled": False}
+        return {
+            **self.user(self.bot_user_id, bot=True),
+            "verified": True,
+            "mfa_enabled": False,
+            "locale": "en-US",
+        }
 
     def application(self) -> dict[str, Any]:
         return {
@@ -291,13 +323,20 @@ class FakeDiscord:
             "bot_require_code_grant": False,
             "verify_key": "0" * 64,
             "flags": 0,
+            "flags_new": "0",
             "owner": self.user(self.owner_id),
             "team": None,
             "rpc_origins": [],
             "bot": self.bot_user(),
             "redirect_uris": [],
             "interactions_endpoint_url": None,
+            "role_connections_verification_url": None,
             "tags": [],
+            "approximate_guild_count": 1,
+            "approximate_user_install_count": 0,
+            "approximate_user_authorization_count": 0,
+            "explicit_content_filter": 0,
+            "eligible_oauth2_scopes": [],
         }
 
     def channel(self, name: str) -> dict[str, Any]:
@@ -404,7 +443,7 @@ class FakeDiscord:
             "pinned": False,
             "type": 0,
             "flags": flags | int(body.get("flags") or 0),
-            "components": body.get("components") or [],
+            "components": _numbered(body.get("components") or []),
         }
         self._attach(message, files or [])
         if body.get("nonce") is not None:
@@ -420,6 +459,9 @@ class FakeDiscord:
                 "user": self.user(interaction.user_id),
                 "authorizing_integration_owners": {"0": str(self.guild_id)},
             }
+            if interaction.type == MESSAGE_COMPONENT:
+                pressed = interaction.payload["message"]["id"]
+                message["interaction_metadata"]["interacted_message_id"] = pressed
         self.messages[message["id"]] = message
         return message
 
@@ -444,6 +486,7 @@ class FakeDiscord:
                 message[key] = (
                     body[key] if body[key] is not None else ([] if key != "content" else "")
                 )
+        message["components"] = _numbered(message["components"])
         if "attachments" in body:
             keep = {str(a.get("id")) for a in body["attachments"] or []}
             message["attachments"] = [a for a in message["attachments"] if a["id"] in keep]
@@ -501,6 +544,14 @@ class FakeDiscord:
         finally:
             await self._notify()
         record.status = response.status
+        if operation is not None and 200 <= response.status < 300 and response.body:
+            assert isinstance(response.body, bytes)
+            self.schema_errors.extend(
+                f"{request.method} {operation.template} answered {response.status}: {error}"
+                for error in self.spec.validate_response(
+                    operation, response.status, json.loads(response.body)
+                )
+            )
         return response
 
     async def _answer(
@@ -511,7 +562,11 @@ class FakeDiscord:
         files: list[tuple[str, bytes]],
     ) -> web.Response:
         if operation is None:
-            self.unhandled.append(f"{request.method} {request.path} is not a Discord endpoint")
+            self.unhandled.append(
+                f"{request.method} {request.path} is not a Discord endpoint the fake serves "
+                "(to serve one: add its `_op_<operationId>` handler, then run "
+                "scripts/extract_discord_openapi.py)"
+            )
             return self._error(404, "404: Not Found")
         errors = (
             self.spec.validate(operation, _placeholder_ids_as_strings(body))
@@ -641,6 +696,8 @@ class FakeDiscord:
                 "guild_id": str(self.guild_id),
                 "version": self.snowflake(),
                 "default_member_permissions": command.get("default_member_permissions"),
+                # Discord fills in the app's default (guild install) when none is sent.
+                "integration_types": command.get("integration_types") or [0],
                 "options": command.get("options") or [],
             }
         self.commands = stored
@@ -690,9 +747,8 @@ class FakeDiscord:
         }
         if message is not None:
             response["interaction"]["response_message_id"] = message["id"]
+        if kind in (CHANNEL_MESSAGE, UPDATE_MESSAGE):  # Discord documents no other resource
             response["resource"] = {"type": kind, "message": message}
-        else:
-            response["resource"] = {"type": kind}
         return self.json(response)
 
     def _interaction_for_token(self, token: str) -> FakeInteraction | None:
@@ -806,6 +862,7 @@ class FakeDiscord:
             "last_message_id": None,
             "rate_limit_per_user": 0,
             "message_count": 0,
+            "total_message_sent": 0,
             "member_count": 1,
             "flags": 0,
             "thread_metadata": {

@@ -1,10 +1,16 @@
-"""Discord's own OpenAPI description, used by the fake Discord to check every request it gets.
+"""Discord's own OpenAPI description, used by the fakes to check every request and answer.
+
+The fakes read the facts-only extract committed in tests/fakes/data/ (the operations they serve,
+their request and response schemas, no prose), so a plain clone tests the same way as CI;
+scripts/extract_discord_openapi.py generates it from the full description, and
+tests/discord/test_openapi_extract.py checks that it is current.
 
 `DiscordSpec.match(method, path)` finds the operation a request is for (the most literal path
-template wins, so `/messages/@original` beats `/messages/{message_id}`), and `validate` checks a
-JSON body against that operation's request schema with jsonschema (Draft 2020-12, which OpenAPI
-3.1 schemas are). The schemas' `$ref`s resolve inside the one document through a `referencing`
-registry, and one validator is built per operation and kept.
+template wins, so `/messages/@original` beats `/messages/{message_id}`), `validate` checks a
+JSON body against that operation's request schema and `validate_response` a fake's answer
+against its response schema, with jsonschema (Draft 2020-12, which OpenAPI 3.1 schemas are).
+The schemas' `$ref`s resolve inside the one document through a `referencing` registry, and one
+validator is built per schema and kept.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import jsonschema
 import referencing
 from referencing.jsonschema import DRAFT202012
 
-SPEC_PATH = Path(__file__).resolve().parents[3] / "shared" / "specs" / "discord-openapi.json"
+EXTRACT_PATH = Path(__file__).resolve().parent / "data" / "discord-openapi-extract.json"
 _SPEC_URI = "urn:discord-openapi"
 
 
@@ -37,11 +43,11 @@ def _pointer(*parts: str) -> str:
 
 
 class DiscordSpec:
-    """The operations and request schemas of Discord's REST API."""
+    """The operations, request and response schemas of Discord's REST API (the extract's)."""
 
-    def __init__(self, path: Path = SPEC_PATH) -> None:
+    def __init__(self, path: Path = EXTRACT_PATH) -> None:
         self.document: dict[str, Any] = json.loads(path.read_text())
-        self._validators: dict[tuple[str, str, str], jsonschema.protocols.Validator | None] = {}
+        self._validators: dict[tuple[str, ...], jsonschema.protocols.Validator] = {}
         self._routes: list[tuple[int, int, re.Pattern[str], str]] = []
         for template in self.document["paths"]:
             segments = template.strip("/").split("/")
@@ -69,31 +75,35 @@ class DiscordSpec:
             return Operation(method, template, found.groupdict(), operation.get("operationId", ""))
         return None
 
+    def _schema_validator(self, *pointer: str) -> jsonschema.protocols.Validator:
+        key = tuple(pointer)
+        if key not in self._validators:
+            schema = {"$ref": _SPEC_URI + "#/" + _pointer(*pointer)}
+            cls = jsonschema.validators.validator_for({}, default=jsonschema.Draft202012Validator)
+            self._validators[key] = cls(schema, registry=self.registry)
+        return self._validators[key]
+
     def validator(
         self, operation: Operation, content_type: str = "application/json"
     ) -> jsonschema.protocols.Validator | None:
-        key = (operation.method, operation.template, content_type)
-        if key not in self._validators:
-            op = self.document["paths"][operation.template][operation.method]
-            content = op.get("requestBody", {}).get("content", {})
-            if content_type not in content:
-                self._validators[key] = None
-            else:
-                ref = "#/" + _pointer(
-                    "paths",
-                    operation.template,
-                    operation.method,
-                    "requestBody",
-                    "content",
-                    content_type,
-                    "schema",
-                )
-                schema = {"$ref": _SPEC_URI + ref}
-                cls = jsonschema.validators.validator_for(
-                    {}, default=jsonschema.Draft202012Validator
-                )
-                self._validators[key] = cls(schema, registry=self.registry)
-        return self._validators[key]
+        """The validator of an operation's request body (None when it takes none)."""
+        op = self.document["paths"][operation.template][operation.method]
+        if content_type not in op.get("requestBody", {}).get("content", {}):
+            return None
+        where = ("requestBody", "content", content_type, "schema")
+        return self._schema_validator("paths", operation.template, operation.method, *where)
+
+    def response_validator(
+        self, operation: Operation, status: int
+    ) -> jsonschema.protocols.Validator | None:
+        """The validator of an operation's JSON response with this status (None when Discord
+        documents no body for it)."""
+        op = self.document["paths"][operation.template][operation.method]
+        response = op["responses"].get(str(status))
+        if response is None or "application/json" not in response.get("content", {}):
+            return None
+        where = ("responses", str(status), "content", "application/json", "schema")
+        return self._schema_validator("paths", operation.template, operation.method, *where)
 
     def has_body(self, operation: Operation) -> bool:
         op = self.document["paths"][operation.template][operation.method]
@@ -106,8 +116,17 @@ class DiscordSpec:
             if body is None:
                 return []
             return [f"{operation.method.upper()} {operation.template} takes no JSON body"]
-        errors = sorted(validator.iter_errors(body), key=lambda e: list(e.absolute_path))
-        return [_describe(error) for error in errors]
+        return _errors(validator, body)
+
+    def validate_response(self, operation: Operation, status: int, body: Any) -> list[str]:
+        """Schema errors of a JSON response body ([] when it conforms or is undocumented)."""
+        validator = self.response_validator(operation, status)
+        return [] if validator is None else _errors(validator, body)
+
+
+def _errors(validator: jsonschema.protocols.Validator, body: Any) -> list[str]:
+    errors = sorted(validator.iter_errors(body), key=lambda e: list(e.absolute_path))
+    return [_describe(error) for error in errors]
 
 
 def _describe(error: jsonschema.ValidationError) -> str:
