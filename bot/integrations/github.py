@@ -66,12 +66,20 @@ class GitHubUnavailable(Unavailable):
     """GitHub could not be reached, or kept failing, after the retries."""
 
 
+class GitHubUnauthorized(GitHubError):
+    """GitHub rejected GITHUB_TOKEN (401): retrying cannot help until the token is fixed."""
+
+
 class GitHubRateLimited(GitHubError):
     """GitHub asked us to wait longer than we are willing to."""
 
 
 class GitHubNotFound(NotFound):
     """The repository or issue does not exist (or the token cannot see it)."""
+
+
+def _unauthorized() -> GitHubUnauthorized:
+    return GitHubUnauthorized("GitHub rejected GITHUB_TOKEN (401)")
 
 
 # --- our own dataclasses --------------------------------------------------------------------------
@@ -149,6 +157,9 @@ class SearchReport:
     # Repos / org whose query did not complete: nothing may be concluded from their absence.
     incomplete_repos: set[str] = field(default_factory=set)
     incomplete_org: bool = False
+    # Why GitHub counts as down for this search (the error class), or that it refused the token.
+    unavailable: str | None = None
+    unauthorized: bool = False
 
     @property
     def incomplete(self) -> bool:
@@ -549,6 +560,8 @@ class GitHubClient:
                     f"GitHub answered {status} to GET {_path(url)} after "
                     f"{self.api.policy.max_retries + 1} attempts"
                 ) from None
+            if status == 401:
+                raise _unauthorized() from None
             detail = str(exc) or exc.status_code.phrase
             raise GitHubError(f"GitHub refused GET {_path(url)}: {status} {detail}") from None
         return data, more
@@ -587,6 +600,9 @@ class GitHubClient:
                 continue
             except (GitHubError, GitHubUnavailable, GitHubNotFound) as exc:
                 report._mark_incomplete(query, f"{query.describe()}: {exc.message}")
+                if isinstance(exc, GitHubUnavailable):
+                    report.unavailable = type(exc).__name__
+                report.unauthorized = report.unauthorized or isinstance(exc, GitHubUnauthorized)
                 continue
             if outcome.incomplete_reason:
                 report._mark_incomplete(query, f"{query.describe()}: {outcome.incomplete_reason}")
@@ -674,6 +690,8 @@ class GitHubClient:
                     f"GitHub answered {status} to the search after "
                     f"{self.api.policy.max_retries + 1} attempts"
                 ) from None
+            if status == 401:
+                raise _unauthorized() from None
             raise GitHubError(f"GitHub refused the search: {status} {exc}") from None
         return data, more
 

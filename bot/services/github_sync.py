@@ -79,6 +79,8 @@ class SyncResult:
     not_modified: int = 0  # of which answered 304 (free against the rate limit)
     incomplete: bool = False
     reasons: list[str] = field(default_factory=list)  # why the search was incomplete
+    unavailable: str | None = None  # GitHub was down for (part of) the search: the error class
+    unauthorized: bool = False  # GitHub rejected GITHUB_TOKEN
     errors: list[str] = field(default_factory=list)
     rate_limit_remaining: int | None = None
 
@@ -111,6 +113,7 @@ class SyncService:
         result.found = len(report.issues)
         result.incomplete = report.incomplete
         result.reasons = list(report.reasons)
+        result.unavailable, result.unauthorized = report.unavailable, report.unauthorized
         result.not_modified = report.not_modified
 
         known = await self._known_issues()
