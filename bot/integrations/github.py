@@ -78,8 +78,9 @@ class GitHubNotFound(NotFound):
     """The repository or issue does not exist (or the token cannot see it)."""
 
 
-def _unauthorized() -> GitHubUnauthorized:
-    return GitHubUnauthorized("GitHub rejected GITHUB_TOKEN (401)")
+def _unauthorized(exc: HTTPException) -> GitHubUnauthorized:
+    detail = str(exc) or exc.status_code.phrase
+    return GitHubUnauthorized(f"GitHub rejected GITHUB_TOKEN: 401 {detail}")
 
 
 # --- our own dataclasses --------------------------------------------------------------------------
@@ -406,7 +407,8 @@ class _GitHubAPI(gh_aiohttp.GitHubAPI):
                         f"GitHub did not answer {method} {_path(url)} after {attempt} attempts "
                         f"({type(exc).__name__})"
                     ) from None
-                log.warning("GitHub %s %s: %s; retrying", method, _path(url), type(exc).__name__)
+                # DEBUG: when GitHub is down the loop says so once ("github: down").
+                log.debug("GitHub %s %s: %s; retrying", method, _path(url), type(exc).__name__)
                 await self.sleep(self.policy.backoff(attempt))
                 continue
             if status == 304:
@@ -520,7 +522,8 @@ class GitHubClient:
         token = settings.github_token.get_secret_value() if settings.github_token else None
         self.api = _GitHubAPI(
             session,
-            policy=policy or RetryPolicy(),
+            # CONDUCTOR_RETRY_MAX_SECONDS bounds every wait on an upstream that is down.
+            policy=policy or RetryPolicy(backoff_max=min(30.0, settings.retry_max_seconds)),
             sleep=sleep or asyncio.sleep,
             clock=clock,
             oauth_token=token,
@@ -561,7 +564,7 @@ class GitHubClient:
                     f"{self.api.policy.max_retries + 1} attempts"
                 ) from None
             if status == 401:
-                raise _unauthorized() from None
+                raise _unauthorized(exc) from None
             detail = str(exc) or exc.status_code.phrase
             raise GitHubError(f"GitHub refused GET {_path(url)}: {status} {detail}") from None
         return data, more
@@ -691,7 +694,7 @@ class GitHubClient:
                     f"{self.api.policy.max_retries + 1} attempts"
                 ) from None
             if status == 401:
-                raise _unauthorized() from None
+                raise _unauthorized(exc) from None
             raise GitHubError(f"GitHub refused the search: {status} {exc}") from None
         return data, more
 

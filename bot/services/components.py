@@ -2,7 +2,7 @@
 
 The bot reports Discord, the coordination loop reports GitHub (its sync) and Anthropic (its
 summary model). Deep health and /metrics read these states beside their own probes. Each state
-change is logged once - "discord: down (ClientConnectorError); retrying" and "discord: up again
+change is logged once - "discord: down: ClientConnectorError; retrying" and "discord: up again
 after 42s" - and the retries in between stay silent. A credential the upstream rejects stops
 only its component, with one line that names the setting (never its value).
 """
@@ -76,8 +76,8 @@ class ComponentStates:
     def up(self, name: str) -> None:
         """The upstream answered. Logged when that is news: first contact, or after an outage."""
         before = self._states.get(name)
-        if before is not None and before.status == "up":
-            return
+        if before is not None and before.status in ("up", "stopped"):
+            return  # a stopped component stays stopped until the process restarts
         now = self._clock()
         self._states[name] = ComponentState(name, "up", now)
         if before is None:
@@ -103,7 +103,7 @@ class ComponentStates:
             self._states[name] = replace(before, error=what, failures=before.failures + 1)
             return
         self._states[name] = ComponentState(name, "down", self._clock(), what, 1)
-        log.warning("%s: down (%s); retrying with backoff until it answers", name, what)
+        log.warning("%s: down: %s; retrying with backoff until it answers", name, what)
 
     def stopped(self, name: str, reason: str) -> None:
         """The component gave up for good (a rejected credential): one error line, naming the

@@ -145,7 +145,9 @@ class SyncService:
         await self._append_all(appends, result)
         result.requests = self.github.requests_made - requests_before
         result.rate_limit_remaining = report.rate_limit_remaining
-        log.info(
+        # While GitHub is down the loop said so once ("github: down"); each retry is DEBUG.
+        log.log(
+            logging.DEBUG if result.unavailable else logging.INFO,
             "github sync: %d found, %d approved, %d withdrawn, %d reprioritised, "
             "%d requests (%d not modified)%s",
             result.found,

@@ -216,11 +216,11 @@ class FakeDiscord:
         self._sent: list[dict[str, Any]] = []  # dispatches of this session, for RESUME
 
     # --- life cycle ---------------------------------------------------------------------------
-    async def start(self) -> None:
+    async def start(self, port: int = 0) -> None:
         app = web.Application()
         app.router.add_get("/gateway", self._gateway)
         app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._rest)
-        self._runner, self.port = await serve(app)
+        self._runner, self.port = await serve(app, port)
 
     async def close(self) -> None:
         for ws in list(self._sockets):
