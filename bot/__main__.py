@@ -130,7 +130,9 @@ async def serve(settings: Settings, *, api: bool, bot: bool) -> int:
             )
             if service is not None and _loop_on(settings, has_bot):
                 log.info("loop: every %gs", settings.loop_interval_seconds)
-                loop = run_loop(service, settings.loop_interval_seconds, stop)
+                # Beside a bot the first run waits one interval, as the bot's loop always did:
+                # a pod that restarts repeatedly does not turn into a burst of runs.
+                loop = run_loop(service, settings.loop_interval_seconds, stop, wait_first=has_bot)
                 background.append(asyncio.create_task(loop, name="loop"))
             if not has_bot:
                 log.info("bot: off (DISCORD_BOT_TOKEN is not set)")
@@ -234,7 +236,9 @@ async def cmd_coordinate(settings: Settings, args: argparse.Namespace) -> int:
     return int(result.exit_code)
 
 
-async def run_loop(service: CoordinationService, interval: float, stop: asyncio.Event) -> None:
+async def run_loop(
+    service: CoordinationService, interval: float, stop: asyncio.Event, *, wait_first: bool = False
+) -> None:
     """Run the coordination every `interval` seconds until `stop` is set. A run never raises
     (a failed run is recorded as such), so a database blip costs one run, not the loop.
 
@@ -247,6 +251,9 @@ async def run_loop(service: CoordinationService, interval: float, stop: asyncio.
 
     retry_max = service.context.settings.retry_max_seconds
     failures = 0
+    if wait_first:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
     while not stop.is_set():
         result = await service.run()
         down = service.upstream_down()

@@ -1,4 +1,4 @@
-"""The coordination loop inside the bot, /coordinate run and /coordinate status.
+"""/coordinate run and /coordinate status, and the coordination loop of a bot built alone.
 
 In `conductor-e run` and `bot` the composition root builds the CoordinationService, runs the
 loop beside the bot (so that a Discord outage does not stop it) and hands the service to the
