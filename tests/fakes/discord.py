@@ -223,6 +223,11 @@ class FakeDiscord:
         self._runner, self.port = await serve(app, port)
 
     async def close(self) -> None:
+        if self._runner is not None:
+            # Stop listening first, as Discord going away would: a client that reconnects when
+            # its socket closes is refused, not let in to a server that is shutting down.
+            for site in list(self._runner.sites):
+                await site.stop()
         for ws in list(self._sockets):
             with contextlib.suppress(Exception):
                 await ws.close()

@@ -210,6 +210,51 @@ async def test_discord_down_at_start_then_back(start: Callable[..., Awaitable[Pr
     )
 
 
+async def test_discord_lost_while_connected_then_back(
+    start: Callable[..., Awaitable[Process]],
+) -> None:
+    fake = FakeDiscord()
+    await fake.start()
+    port = fake.port
+    run = await start(**discord_settings(fake, port))
+    try:
+        await fake.wait_for(lambda: fake.connected, timeout=WAIT)
+        await run.until(
+            lambda: run.component("discord"),
+            lambda c: c.get("component", {}).get("status") == "up",
+            "the bot ready",
+        )
+    finally:
+        await fake.close()  # Discord goes away: the gateway drops and nothing answers
+
+    down = await run.until(
+        lambda: run.component("discord"),
+        lambda c: c.get("component", {}).get("failedAttempts", 0) >= 3,
+        "several failed attempts to reach Discord again",
+    )
+    assert down["component"]["status"] == "down"
+
+    back = FakeDiscord()
+    await back.start(port)
+    try:
+        # A new IDENTIFY; the commands are not synced again: Discord kept them (this fake did
+        # not, but the bot knows what it last synced).
+        await back.wait_for(lambda: back.connected, timeout=WAIT)
+        await run.until(
+            lambda: run.component("discord"),
+            lambda c: c.get("component", {}).get("status") == "up",
+            "discord up again",
+        )
+        assert back.identifies == 1 and back.command_syncs == 0
+        assert await run.stop() == 0
+    finally:
+        await back.close()
+    assert len(run.lines(r"discord: up$")) == 1, run.log()
+    assert len(run.lines(r"discord: down: ")) == 1, run.log()
+    assert len(run.lines(r"discord: up again after")) == 1, run.log()
+    assert "Traceback" not in run.log()
+
+
 async def test_a_rejected_discord_token_stops_only_the_bot(
     start: Callable[..., Awaitable[Process]],
 ) -> None:
