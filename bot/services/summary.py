@@ -214,8 +214,10 @@ class Summariser:
 
     async def write(self, facts: Facts, *, use_model: bool = True) -> Summary:
         """The summary for `facts`: the model's words when configured and `use_model`, else
-        (or on any model error) the template. A model call's usage is recorded as
-        TOKEN_USAGE for `conductor-e`; if that record fails the text is still returned."""
+        (or on any model error) the template. Each call tells the component states whether
+        Anthropic answered; a rejected key stops the model calls until a restart. A model
+        call's usage is recorded as TOKEN_USAGE for `conductor-e`; if that record fails the text
+        is still returned."""
         digest = facts.digest()
         components = self.context.components
         if self.completer is None or not use_model or components.is_stopped(ANTHROPIC):
