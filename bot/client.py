@@ -242,7 +242,8 @@ async def run_bot(
             components.down(DISCORD, "the gateway closed the connection")
         except Exception as exc:
             if _rejected_token(exc):
-                components.stopped(DISCORD, rejected("DISCORD_BOT_TOKEN", "Discord"))
+                how = "gateway close 4004" if isinstance(exc, discord.ConnectionClosed) else "401"
+                components.stopped(DISCORD, rejected("DISCORD_BOT_TOKEN", "Discord", how))
                 return False
             if not _outage(exc):
                 raise

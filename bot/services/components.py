@@ -114,9 +114,9 @@ class ComponentStates:
         log.error("%s: stopped: %s", name, reason)
 
 
-def rejected(setting: str, upstream: str, status: int = 401) -> str:
+def rejected(setting: str, upstream: str, how: str = "401") -> str:
     """The one line for a credential the upstream refused."""
     return (
-        f"{upstream} rejected {setting} ({status}); fix the setting and restart Conductor-E "
+        f"{upstream} rejected {setting} ({how}); fix the setting and restart Conductor-E "
         "(the rest keeps running)"
     )

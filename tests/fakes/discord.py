@@ -207,6 +207,7 @@ class FakeDiscord:
         self.threads: dict[str, dict[str, Any]] = {}  # thread id → channel object
         self.presences: list[dict[str, Any]] = []
         self.identifies = 0
+        self.reject_identify = False  # close every IDENTIFY with 4004, as for a revoked token
         self.resumes = 0
         self.invoked: list[str] = []  # qualified command names, in order
 
@@ -844,7 +845,7 @@ class FakeDiscord:
         if op == OP_HEARTBEAT:
             await ws.send_str(json.dumps({"op": OP_HEARTBEAT_ACK}))
         elif op == OP_IDENTIFY:
-            if data.get("token") != self.token:
+            if data.get("token") != self.token or self.reject_identify:
                 await ws.close(code=4004, message=b"Authentication failed.")
                 return
             self.identifies += 1

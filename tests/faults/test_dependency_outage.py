@@ -255,12 +255,16 @@ async def test_discord_lost_while_connected_then_back(
     assert "Traceback" not in run.log()
 
 
+@pytest.mark.parametrize("where", ["login", "gateway"])
 async def test_a_rejected_discord_token_stops_only_the_bot(
-    start: Callable[..., Awaitable[Process]],
+    start: Callable[..., Awaitable[Process]], where: str
 ) -> None:
     fake = FakeDiscord()
     await fake.start()
-    wrong = "wrong-bot-token-0123456789"
+    # Refused at login (401 from /users/@me), or accepted there and refused by the gateway
+    # (close 4004, "Authentication failed"), as a token revoked meanwhile would be.
+    wrong = "wrong-bot-token-0123456789" if where == "login" else fake.token
+    fake.reject_identify = where == "gateway"
     try:
         run = await start(**discord_settings(fake, fake.port, token=wrong))
         stopped = await run.until(
@@ -274,11 +278,15 @@ async def test_a_rejected_discord_token_stops_only_the_bot(
         await run.until(run.api_answers, lambda _: len(run.answered) >= 20, "the API answering")
         logins = [r for r in fake.requests if r.path == "/users/@me"]
         assert len(logins) == 1 and fake.identifies == 0
+        gateways = [r for r in fake.requests if r.path == "/gateway/bot"]
+        assert len(gateways) == (1 if where == "gateway" else 0)
         assert await run.stop() == 1  # a component failed: the exit code says so at the end
     finally:
         await fake.close()
     (line,) = run.lines(r"discord: stopped")
-    assert "Discord rejected DISCORD_BOT_TOKEN (401)" in line
+    how = "401" if where == "login" else "gateway close 4004"
+    assert f"Discord rejected DISCORD_BOT_TOKEN ({how}); fix the setting and restart" in line
+    assert run.lines(r"discord: down") == [] and "Traceback" not in run.log()
     assert wrong not in run.log() and fake.token not in run.log()
 
 
