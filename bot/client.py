@@ -8,6 +8,9 @@ presence that shows the queue depth.
 Extensions are discovered: every module in the `cogs` package whose name does not start with
 `_` (python-discord's convention for private helper modules). A new cog is a new file there;
 `extensions=` overrides the list (tests, or a deployment that wants fewer).
+
+`run_bot` keeps a bot running through Discord outages: it builds a fresh bot and logs in again,
+with capped backoff, until Discord answers; only a rejected token stops it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import pkgutil
 from collections.abc import Sequence
 from typing import Any
 
+import aiohttp
 import discord
 from discord.ext import commands
 
@@ -27,6 +31,8 @@ from bot import discord_http
 from bot.context import AppContext
 from bot.permissions import AccessPolicy
 from bot.services.alerts import Alert, AlertService
+from bot.services.components import DISCORD, rejected, retry_delay
+from bot.services.coordination import CoordinationService
 from bot.services.queries import QueryService
 from bot.tree import ConductorTree
 
@@ -59,6 +65,7 @@ class ConductorBot(commands.Bot):
         presence_interval: float = PRESENCE_INTERVAL,
         alert_retry_delay: float = 1.0,
         issue_threads: bool | None = None,
+        coordination: CoordinationService | None = None,
         **options: Any,
     ) -> None:
         intents = discord.Intents.none()
@@ -86,6 +93,10 @@ class ConductorBot(commands.Bot):
             retry_delay=alert_retry_delay,
         )
         self.shown_depth: int | None = None
+        # The composition root's service, whose loop runs beside the bot (None: the cog builds
+        # its own and runs the loop itself).
+        self.coordination = coordination
+        self.was_ready = False
         self._background: list[asyncio.Task[None]] = []
 
     @property
@@ -110,6 +121,10 @@ class ConductorBot(commands.Bot):
         else:
             log.info("discord: alerts off (no CONDUCTOR_TASKS_CHANNEL_ID/ADMIN_CHANNEL_ID)")
         self._start(self._run_presence(), "discord-presence")
+
+    async def on_ready(self) -> None:
+        self.was_ready = True
+        self.context.components.up(DISCORD)
 
     def _start(self, coro: Any, name: str) -> None:
         self._background.append(asyncio.create_task(coro, name=name))
@@ -181,11 +196,59 @@ class ConductorBot(commands.Bot):
         self.shown_depth = depth
 
 
-async def run_bot(context: AppContext, **options: Any) -> None:
-    """Log in with DISCORD_BOT_TOKEN and run until cancelled; closes cleanly either way."""
+# Gateway close codes that say our side is wrong (not an outage): authentication failed, and
+# the shard, API version and intents errors. Retrying them cannot help.
+REJECTED_TOKEN_CLOSE = 4004
+FATAL_CLOSE_CODES = frozenset({REJECTED_TOKEN_CLOSE, 4010, 4011, 4012, 4013, 4014})
+
+
+def _rejected_token(exc: BaseException) -> bool:
+    if isinstance(exc, discord.ConnectionClosed):
+        return exc.code == REJECTED_TOKEN_CLOSE
+    return isinstance(exc, discord.LoginFailure)
+
+
+def _outage(exc: BaseException) -> bool:
+    """Discord cannot be reached, or fails on its side: worth retrying."""
+    if isinstance(exc, discord.ConnectionClosed):
+        return exc.code not in FATAL_CLOSE_CODES
+    if isinstance(exc, discord.HTTPException):
+        return isinstance(exc, discord.DiscordServerError) or exc.status == 429
+    return isinstance(exc, OSError | aiohttp.ClientError | TimeoutError | discord.GatewayNotFound)
+
+
+async def run_bot(
+    context: AppContext, *, coordination: CoordinationService | None = None, **options: Any
+) -> bool:
+    """Run the bot until cancelled; closes cleanly either way.
+
+    While Discord cannot be reached (refused, timed out, 5xx, the gateway lost), a fresh bot
+    logs in again after a capped, jittered backoff (CONDUCTOR_RETRY_MAX_SECONDS); the log says
+    "discord: down" once and "discord: up again" once. Returns False, after one line naming
+    DISCORD_BOT_TOKEN, when Discord rejects the token. Anything else (a broken cog) raises.
+    """
     token = context.settings.discord_bot_token
     if token is None:
         raise RuntimeError("DISCORD_BOT_TOKEN is not set")
-    bot = ConductorBot(context, **options)
-    async with bot:
-        await bot.start(token.get_secret_value())
+    components = context.components
+    failures = 0
+    while True:
+        bot = ConductorBot(context, coordination=coordination, **options)
+        try:
+            async with bot:
+                # No reconnect of discord.py's own: its backoff grows to 17 minutes and logs a
+                # traceback per attempt. A resumable drop is still resumed inside start().
+                await bot.start(token.get_secret_value(), reconnect=False)
+            components.down(DISCORD, "the gateway closed the connection")
+        except Exception as exc:
+            if _rejected_token(exc):
+                how = "gateway close 4004" if isinstance(exc, discord.ConnectionClosed) else "401"
+                components.stopped(DISCORD, rejected("DISCORD_BOT_TOKEN", "Discord", how))
+                return False
+            if not _outage(exc):
+                raise
+            components.down(DISCORD, exc)
+        if bot.was_ready:
+            failures = 0
+        await asyncio.sleep(retry_delay(failures, context.settings.retry_max_seconds))
+        failures += 1

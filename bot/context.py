@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 import asyncpg
 
+from bot.services.components import ComponentStates
 from bot.settings import Settings
 from store.events import EventStore
 from store.projections import Projections
@@ -32,6 +33,8 @@ class AppContext:
     projections: Projections
     state: AppState
     clock: Callable[[], datetime] = field(default=utcnow)
+    # What the bot and the loop know about Discord, GitHub and Anthropic (deep health shows it).
+    components: ComponentStates = field(default_factory=ComponentStates)
 
     @property
     def stale_after(self) -> timedelta:

@@ -1,6 +1,9 @@
-"""The coordination loop inside the bot, /coordinate run and /coordinate status.
+"""/coordinate run and /coordinate status, and the coordination loop of a bot built alone.
 
-The cog owns, for the bot's lifetime, the clients a coordination run needs: ONE GitHubClient
+In `conductor-e run` and `bot` the composition root builds the CoordinationService, runs the
+loop beside the bot (so that a Discord outage does not stop it) and hands the service to the
+bot; the cog then only serves the commands over it. A bot built without one (tests, tools):
+the cog owns, for the bot's lifetime, the clients a coordination run needs: ONE GitHubClient
 (when GITHUB_TOKEN is set; it carries gidgethub's ETag cache, so it must outlive a run) and ONE
 MessagesClient (when ANTHROPIC_API_KEY is set), built in `cog_load` and closed in `cog_unload`.
 The loop and the command share one CoordinationService over them; its PostgreSQL advisory lock
@@ -92,6 +95,7 @@ def _github(result: RunResult) -> str:
         "off": "off (GITHUB_TOKEN is not set)",
         "skipped": "skipped (dry run)",
         "failed": "❌ failed (see errors)",
+        "stopped": "⛔ stopped: GitHub rejected GITHUB_TOKEN (see errors)",
     }.get(result.github, result.github)
 
 
@@ -238,6 +242,11 @@ class CoordinationCog(
     async def cog_load(self) -> None:
         context = self.bot.context
         settings = context.settings
+        if self.bot.coordination is not None:
+            # `conductor-e run` and `bot`: the composition root owns the service and runs the
+            # loop beside the bot, so a Discord outage does not stop it.
+            self.service = self.bot.coordination
+            return
         self.github = GitHubClient(context.http, settings) if settings.github_token else None
         if settings.anthropic_api_key is not None:
             self.messages = MessagesClient.from_settings(settings)
@@ -296,6 +305,9 @@ class CoordinationCog(
         settings = self.bot.context.settings
         if not settings.loop_enabled:
             return "The loop is off in this bot (CONDUCTOR_LOOP_ENABLED=false): a CronJob runs it."
+        if self.bot.coordination is not None:
+            every = _every(settings.loop_interval_seconds)
+            return f"The loop runs in this process beside the bot, every {every}."
         line = f"The loop runs in this bot every {_every(settings.loop_interval_seconds)}"
         upcoming = self.coordination_loop.next_iteration
         if upcoming is None or self.loop_iterations == 0:

@@ -47,6 +47,10 @@ class AnthropicUnavailable(AnthropicError):
     """No answer: connection failure, timeout, or overloaded/5xx after the retries."""
 
 
+class AnthropicUnauthorized(AnthropicError):
+    """Anthropic rejected ANTHROPIC_API_KEY (401): retrying cannot help."""
+
+
 class AnthropicNotConfigured(AnthropicError):
     """ANTHROPIC_API_KEY is not set."""
 
@@ -107,6 +111,8 @@ class MessagesClient:
             text = f"the Anthropic API answered {exc.status_code}" + (f" ({kind})" if kind else "")
             if exc.status_code >= 500 or exc.status_code == 429:
                 raise AnthropicUnavailable(text) from None
+            if exc.status_code == 401:
+                raise AnthropicUnauthorized(text) from None
             raise AnthropicError(text) from None
         text = "".join(block.text for block in message.content if isinstance(block, TextBlock))
         usage = message.usage

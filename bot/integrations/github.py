@@ -66,12 +66,21 @@ class GitHubUnavailable(Unavailable):
     """GitHub could not be reached, or kept failing, after the retries."""
 
 
+class GitHubUnauthorized(GitHubError):
+    """GitHub rejected GITHUB_TOKEN (401): retrying cannot help until the token is fixed."""
+
+
 class GitHubRateLimited(GitHubError):
     """GitHub asked us to wait longer than we are willing to."""
 
 
 class GitHubNotFound(NotFound):
     """The repository or issue does not exist (or the token cannot see it)."""
+
+
+def _unauthorized(exc: HTTPException) -> GitHubUnauthorized:
+    detail = str(exc) or exc.status_code.phrase
+    return GitHubUnauthorized(f"GitHub rejected GITHUB_TOKEN: 401 {detail}")
 
 
 # --- our own dataclasses --------------------------------------------------------------------------
@@ -149,6 +158,9 @@ class SearchReport:
     # Repos / org whose query did not complete: nothing may be concluded from their absence.
     incomplete_repos: set[str] = field(default_factory=set)
     incomplete_org: bool = False
+    # Why GitHub counts as down for this search (the error class), or that it refused the token.
+    unavailable: str | None = None
+    unauthorized: bool = False
 
     @property
     def incomplete(self) -> bool:
@@ -395,7 +407,8 @@ class _GitHubAPI(gh_aiohttp.GitHubAPI):
                         f"GitHub did not answer {method} {_path(url)} after {attempt} attempts "
                         f"({type(exc).__name__})"
                     ) from None
-                log.warning("GitHub %s %s: %s; retrying", method, _path(url), type(exc).__name__)
+                # DEBUG: when GitHub is down the loop says so once ("github: down").
+                log.debug("GitHub %s %s: %s; retrying", method, _path(url), type(exc).__name__)
                 await self.sleep(self.policy.backoff(attempt))
                 continue
             if status == 304:
@@ -509,7 +522,8 @@ class GitHubClient:
         token = settings.github_token.get_secret_value() if settings.github_token else None
         self.api = _GitHubAPI(
             session,
-            policy=policy or RetryPolicy(),
+            # CONDUCTOR_RETRY_MAX_SECONDS bounds every wait on an upstream that is down.
+            policy=policy or RetryPolicy(backoff_max=min(30.0, settings.retry_max_seconds)),
             sleep=sleep or asyncio.sleep,
             clock=clock,
             oauth_token=token,
@@ -549,6 +563,8 @@ class GitHubClient:
                     f"GitHub answered {status} to GET {_path(url)} after "
                     f"{self.api.policy.max_retries + 1} attempts"
                 ) from None
+            if status == 401:
+                raise _unauthorized(exc) from None
             detail = str(exc) or exc.status_code.phrase
             raise GitHubError(f"GitHub refused GET {_path(url)}: {status} {detail}") from None
         return data, more
@@ -587,6 +603,9 @@ class GitHubClient:
                 continue
             except (GitHubError, GitHubUnavailable, GitHubNotFound) as exc:
                 report._mark_incomplete(query, f"{query.describe()}: {exc.message}")
+                if isinstance(exc, GitHubUnavailable):
+                    report.unavailable = type(exc).__name__
+                report.unauthorized = report.unauthorized or isinstance(exc, GitHubUnauthorized)
                 continue
             if outcome.incomplete_reason:
                 report._mark_incomplete(query, f"{query.describe()}: {outcome.incomplete_reason}")
@@ -674,6 +693,8 @@ class GitHubClient:
                     f"GitHub answered {status} to the search after "
                     f"{self.api.policy.max_retries + 1} attempts"
                 ) from None
+            if status == 401:
+                raise _unauthorized(exc) from None
             raise GitHubError(f"GitHub refused the search: {status} {exc}") from None
         return data, more
 

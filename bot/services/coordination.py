@@ -36,9 +36,11 @@ from typing import Any, Protocol
 
 from bot.context import AppContext
 from bot.integrations.discord_webhook import DiscordWebhook, WebhookError, WebhookResult
+from bot.integrations.github import GitHubUnavailable
+from bot.services.components import ANTHROPIC, GITHUB, rejected
 from bot.services.costs import CostService
 from bot.services.github_sync import SyncService
-from bot.services.health import HealthService
+from bot.services.health import ComponentHealth, HealthService
 from bot.services.stuck import StuckDetector, StuckReport
 from bot.services.summary import Completer, Facts, IssueFact, Summariser
 from store import catalogue
@@ -71,6 +73,8 @@ class SyncOutcome(Protocol):
     requests: int
     incomplete: bool
     reasons: list[str]
+    unavailable: str | None
+    unauthorized: bool
     errors: list[str]
 
 
@@ -98,7 +102,7 @@ class RunResult:
     health: dict[str, bool] = field(default_factory=dict)
     health_ok: bool | None = None
     queue_depth: dict[str, int] = field(default_factory=dict)
-    github: str = "off"  # ok | incomplete | failed | off | skipped
+    github: str = "off"  # ok | incomplete | failed | off | skipped | stopped
     github_found: int = 0
     github_requests: int = 0
     approved: list[str] = field(default_factory=list)
@@ -228,6 +232,7 @@ class CoordinationService:
         now = self.context.clock()
         report = await self.health.check()
         result.health = {c.name: c.ok for c in report.components}
+        self._note_anthropic(report.components)
         result.health_ok = report.ok
         if not report.ok:
             down = ", ".join(c.name for c in report.components if c.critical and not c.ok)
@@ -279,9 +284,32 @@ class CoordinationService:
         result.budget_alerts = [alert.text for alert in alerts]
         result.appended += len(alerts)
 
+    def upstream_down(self) -> bool:
+        """Whether GitHub or Anthropic is down for this loop: it then retries sooner."""
+        components = self.context.components
+        return components.is_down(GITHUB) or components.is_down(ANTHROPIC)
+
+    def _note_anthropic(self, probed: Sequence[ComponentHealth]) -> None:
+        """Anthropic's state from this run's probe, when the summary model is configured (a
+        model call made later in the run has the last word)."""
+        if self.summariser.completer is None:
+            return
+        for component in probed:
+            if component.name != ANTHROPIC or component.refused:
+                continue  # a refused key is judged by the model call, which names the setting
+            if component.ok:
+                self.context.components.up(ANTHROPIC)
+            else:
+                self.context.components.down(ANTHROPIC, component.detail)
+
     async def _sync(self, result: RunResult, dry_run: bool) -> None:
         if self.syncer is None:
             result.github = "off"
+            return
+        components = self.context.components
+        if components.is_stopped(GITHUB):
+            result.github = "stopped"
+            result.errors.append(f"GitHub sync stopped: {rejected('GITHUB_TOKEN', 'GitHub')}")
             return
         if dry_run:
             result.github = "skipped"
@@ -293,6 +321,8 @@ class CoordinationService:
             raise
         except Exception as exc:
             result.github = "failed"
+            if isinstance(exc, GitHubUnavailable):
+                components.down(GITHUB, exc)
             message = getattr(exc, "message", None) or _describe(exc)
             result.errors.append(f"GitHub sync failed: {message}")
             log.error(
@@ -301,6 +331,12 @@ class CoordinationService:
                 exc_info=not hasattr(exc, "message"),
             )
             return
+        if sync.unauthorized:
+            components.stopped(GITHUB, rejected("GITHUB_TOKEN", "GitHub"))
+        elif sync.unavailable is not None:
+            components.down(GITHUB, sync.unavailable)
+        else:
+            components.up(GITHUB)
         result.github = "incomplete" if sync.incomplete else "ok"
         result.github_found = sync.found
         result.github_requests = sync.requests

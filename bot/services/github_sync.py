@@ -79,6 +79,8 @@ class SyncResult:
     not_modified: int = 0  # of which answered 304 (free against the rate limit)
     incomplete: bool = False
     reasons: list[str] = field(default_factory=list)  # why the search was incomplete
+    unavailable: str | None = None  # GitHub was down for (part of) the search: the error class
+    unauthorized: bool = False  # GitHub rejected GITHUB_TOKEN
     errors: list[str] = field(default_factory=list)
     rate_limit_remaining: int | None = None
 
@@ -111,6 +113,7 @@ class SyncService:
         result.found = len(report.issues)
         result.incomplete = report.incomplete
         result.reasons = list(report.reasons)
+        result.unavailable, result.unauthorized = report.unavailable, report.unauthorized
         result.not_modified = report.not_modified
 
         known = await self._known_issues()
@@ -142,7 +145,9 @@ class SyncService:
         await self._append_all(appends, result)
         result.requests = self.github.requests_made - requests_before
         result.rate_limit_remaining = report.rate_limit_remaining
-        log.info(
+        # While GitHub is down the loop said so once ("github: down"); each retry is DEBUG.
+        log.log(
+            logging.DEBUG if result.unavailable else logging.INFO,
             "github sync: %d found, %d approved, %d withdrawn, %d reprioritised, "
             "%d requests (%d not modified)%s",
             result.found,

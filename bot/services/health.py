@@ -1,7 +1,10 @@
 """Deep health: PostgreSQL (critical) and the upstreams Conductor-E talks to (not critical).
 
-Upstream checks are cheap unauthenticated-or-free calls with a short timeout, and their result
-is cached briefly, so a readiness probe every few seconds does not hammer GitHub or Discord.
+Upstream checks are cheap unauthenticated-or-free calls with a short timeout, and a good result
+is cached briefly, so a readiness probe every few seconds does not hammer GitHub or Discord (a
+failed one is not cached: its recovery shows at once). Beside each probe stands what the
+component that uses the upstream knows (bot/services/components.py): a bot that cannot reach
+Discord, or a GitHub sync whose token was rejected, shows down even when the probe answers.
 """
 
 from __future__ import annotations
@@ -9,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import aiohttp
 
 from bot.context import AppContext
+from bot.services.components import ComponentState
 
 UPSTREAM_TIMEOUT = 3.0
 UPSTREAM_CACHE_SECONDS = 30.0
@@ -27,6 +32,31 @@ class ComponentHealth:
     critical: bool
     latency_ms: float | None
     detail: str
+    # What the component using this upstream knows (None: no component here uses it).
+    state: ComponentState | None = None
+
+    @property
+    def refused(self) -> bool:
+        """The upstream answered but refused our credential (the probe's 401 or 403)."""
+        return self.detail in ("HTTP 401", "HTTP 403")
+
+    def as_json(self) -> dict[str, Any]:
+        """The component as /healthz/deep and the dashboard show it."""
+        body: dict[str, Any] = {
+            "name": self.name,
+            "status": "up" if self.ok else "down",
+            "critical": self.critical,
+            "latencyMs": self.latency_ms,
+            "detail": self.detail,
+        }
+        if self.state is not None:
+            body["component"] = {
+                "status": self.state.status,
+                "since": self.state.since.isoformat(),
+                "lastError": self.state.error,
+                "failedAttempts": self.state.failures,
+            }
+        return body
 
 
 @dataclass(frozen=True)
@@ -51,7 +81,18 @@ class HealthService:
         checks = [self._postgres()]
         for name, probe in self._upstreams().items():
             checks.append(self._cached(name, probe))
-        return HealthReport(list(await asyncio.gather(*checks)))
+        found = await asyncio.gather(*checks)
+        return HealthReport([self._with_state(c) for c in found])
+
+    def _with_state(self, probed: ComponentHealth) -> ComponentHealth:
+        state = self.context.components.get(probed.name)
+        if state is None:
+            return probed
+        if state.status == "up" or not probed.ok:
+            return replace(probed, state=state)
+        # The probe answered, but the component cannot use the upstream (yet, or at all).
+        detail = f"{state.status} since {state.since:%Y-%m-%d %H:%M:%S} UTC: {state.error}"
+        return replace(probed, ok=False, detail=detail, state=state)
 
     async def _postgres(self) -> ComponentHealth:
         started = time.perf_counter()
@@ -88,7 +129,10 @@ class HealthService:
         if hit is not None and now - hit[0] < UPSTREAM_CACHE_SECONDS:
             return hit[1]
         result = await probe()
-        self._cache[name] = (now, result)
+        if result.ok:
+            self._cache[name] = (now, result)
+        else:
+            self._cache.pop(name, None)
         return result
 
     async def _http(

@@ -22,7 +22,13 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from bot.context import AppContext
-from bot.integrations.anthropic_messages import AnthropicError, Completion
+from bot.integrations.anthropic_messages import (
+    AnthropicError,
+    AnthropicUnauthorized,
+    AnthropicUnavailable,
+    Completion,
+)
+from bot.services.components import ANTHROPIC, rejected
 from bot.services.costs import record_completion_usage
 from bot.services.pricing import Pricing
 
@@ -208,16 +214,23 @@ class Summariser:
 
     async def write(self, facts: Facts, *, use_model: bool = True) -> Summary:
         """The summary for `facts`: the model's words when configured and `use_model`, else
-        (or on any model error) the template. A model call's usage is recorded as
-        TOKEN_USAGE for `conductor-e`; if that record fails the text is still returned."""
+        (or on any model error) the template. Each call tells the component states whether
+        Anthropic answered; a rejected key stops the model calls until a restart. A model
+        call's usage is recorded as TOKEN_USAGE for `conductor-e`; if that record fails the text
+        is still returned."""
         digest = facts.digest()
-        if self.completer is None or not use_model:
+        components = self.context.components
+        if self.completer is None or not use_model or components.is_stopped(ANTHROPIC):
             return Summary(template(facts), digest, "template")
         model = self.context.settings.summary_model
         prompt = json.dumps(facts.for_prompt(), indent=1, ensure_ascii=False)
         try:
             completion = await self.completer.complete(SYSTEM_PROMPT, prompt, model, MAX_TOKENS)
         except AnthropicError as exc:
+            if isinstance(exc, AnthropicUnauthorized):
+                components.stopped(ANTHROPIC, rejected("ANTHROPIC_API_KEY", "Anthropic"))
+            elif isinstance(exc, AnthropicUnavailable):
+                components.down(ANTHROPIC, str(exc))
             log.warning("summary: model call failed (%s); posting the template", exc)
             return Summary(template(facts), digest, "template", model_error=str(exc))
         except Exception as exc:
@@ -225,6 +238,7 @@ class Summariser:
             log.warning("summary: model call failed (%s); posting the template", type(exc).__name__)
             return Summary(template(facts), digest, "template", model_error=type(exc).__name__)
 
+        components.up(ANTHROPIC)
         recorded = False
         try:
             await record_completion_usage(self.context, completion, pricing=self.pricing)

@@ -87,16 +87,7 @@ async def deep_health(request: web.Request) -> web.Response:
     body = {
         "status": "healthy" if report.ok else "unhealthy",
         "timestamp": request.app[CONTEXT].clock(),
-        "components": [
-            {
-                "name": c.name,
-                "status": "up" if c.ok else "down",
-                "critical": c.critical,
-                "latencyMs": c.latency_ms,
-                "detail": c.detail,
-            }
-            for c in report.components
-        ],
+        "components": [c.as_json() for c in report.components],
     }
     return json_response(body, status=200 if report.ok else 503)
 

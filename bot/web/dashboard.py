@@ -517,16 +517,7 @@ async def health(request: web.Request) -> web.Response:
         {
             "status": "healthy" if report.ok else "unhealthy",
             "now": request.app[CONTEXT].clock(),
-            "components": [
-                {
-                    "name": c.name,
-                    "status": "up" if c.ok else "down",
-                    "critical": c.critical,
-                    "latencyMs": c.latency_ms,
-                    "detail": c.detail,
-                }
-                for c in report.components
-            ],
+            "components": [c.as_json() for c in report.components],
         }
     )
 

@@ -1,4 +1,5 @@
-"""Prometheus metrics: request counts and latencies, appends, claims, queue depth.
+"""Prometheus metrics: request counts and latencies, appends, claims, queue depth, and
+whether each component (discord, github, anthropic) reaches its upstream.
 
 One registry per application (no process-global collectors), served at GET /metrics.
 """
@@ -55,6 +56,12 @@ class Metrics:
             ["priority"],
             registry=self.registry,
         )
+        self.component_up = Gauge(
+            "conductor_component_up",
+            "1 while a component reaches its upstream, 0 while it is down or stopped.",
+            ["component"],
+            registry=self.registry,
+        )
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -80,7 +87,10 @@ class Metrics:
 
 async def handle_metrics(request: web.Request) -> web.Response:
     metrics = request.app[METRICS]
-    depth = await request.app[CONTEXT].projections.queue_depth()
+    context = request.app[CONTEXT]
+    for state in context.components.all():
+        metrics.component_up.labels(state.name).set(1 if state.status == "up" else 0)
+    depth = await context.projections.queue_depth()
     for priority in ("critical", "high", "normal"):
         metrics.queue_depth.labels(priority).set(depth.get(priority, 0))
     body = generate_latest(metrics.registry)

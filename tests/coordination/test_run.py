@@ -216,6 +216,17 @@ async def test_a_github_refusal_fails_the_run_but_the_rest_still_happens(
     line = format_line(result)
     assert line.startswith("coordination FAILED in ") and "GitHub sync incomplete" in line
 
+    # A rejected token stops the GitHub sync alone, until a restart: the next run does not
+    # knock again and says why, the rest of it still runs.
+    state = ctx.components.get("github")
+    assert state is not None and state.status == "stopped"
+    assert state.error is not None and "GITHUB_TOKEN" in state.error
+    searches = len(github_fake.searches())
+    again = await make_service(ctx, github=github_client(http_session, ctx)).run()
+    assert again.github == "stopped" and len(github_fake.searches()) == searches
+    assert again.errors == [f"GitHub sync stopped: {state.error}"]
+    assert again.recorded and "github stopped" in format_line(again)
+
 
 async def test_a_dry_run_appends_nothing_posts_nothing_and_prints_the_summary(
     make_context: Callable[..., AppContext],

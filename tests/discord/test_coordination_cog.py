@@ -3,11 +3,13 @@ real discord.py against the fake Discord, real PostgreSQL, gidgethub against the
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
+from bot.context import AppContext
+from bot.services.coordination import CoordinationService
 from store.catalogue import COORDINATION_STREAM
 from store.locks import COORDINATION_RUN_LOCK, try_run_lock
 from tests.discord.conftest import (
@@ -316,6 +318,24 @@ async def test_the_loop_survives_the_database_going_away(start_bot: StartBot) ->
     result = cog.last_result
     assert result is not None and not result.ok
     assert "could not take the run lock" in result.errors[0]
+
+
+async def test_a_service_handed_to_the_bot_serves_the_commands_and_the_loop_runs_outside(
+    start_bot: StartBot, make_context: Callable[..., AppContext]
+) -> None:
+    # `conductor-e run` and `bot`: the composition root owns the service and runs the loop
+    # beside the bot, so that a Discord outage does not stop it.
+    service = CoordinationService.build(make_context(TINY))
+    harness = await start_bot(TINY, coordination=service)
+    cog = cog_of(harness)
+    assert cog.service is service
+    assert cog.coordination_loop.get_task() is None  # the bot's own loop never started
+
+    ran = await harness.reply("coordinate run", user_id=ADMIN_USER)
+    assert ran["embeds"][0]["title"] == "Coordination run: ok"
+    reply = await harness.reply("coordinate status")
+    assert "The loop runs in this process beside the bot, every 0.05 seconds." in text_of(reply)
+    assert len(await run_events(harness)) == 1
 
 
 async def test_the_loop_is_off_when_disabled(start_bot: StartBot) -> None:

@@ -11,6 +11,8 @@ It serves, in the documented shapes:
   answers errors (500 api_error, 529 overloaded_error, 429 ...);
   `hang(times)` holds requests until the client gives up or the fake stops. Every request is
   in `requests`; `calls` counts the Messages calls.
+* `GET /v1/models` — one model in the list shape (`{data, has_more, first_id, last_id}`), as
+  deep health asks it; needs a key.
 * `GET /v1/organizations/api_keys` — `{data, has_more, first_id, last_id}`, `after_id`/`limit`.
 * `GET /v1/organizations/usage_report/messages` — 1d buckets, `group_by[]` of api_key_id and
   model, `page`/`next_page` paging over `limit` buckets; the usage is what the test put in
@@ -175,12 +177,13 @@ class FakeAnthropic:
         return [r for r in self.requests if r.path == "/v1/messages"]
 
     # --- lifecycle --------------------------------------------------------------------------
-    async def start(self) -> FakeAnthropic:
+    async def start(self, port: int = 0) -> FakeAnthropic:
         app = web.Application()
         app.router.add_post("/v1/messages", self._messages)
+        app.router.add_get("/v1/models", self._models)
         app.router.add_get("/v1/organizations/api_keys", self._api_keys)
         app.router.add_get("/v1/organizations/usage_report/messages", self._usage_report)
-        self._runner, port = await serve(app)
+        self._runner, port = await serve(app, port)
         self.url = f"http://127.0.0.1:{port}"
         return self
 
@@ -230,6 +233,20 @@ class FakeAnthropic:
         if failure.times <= 0:
             failures.pop(0)
         return failure
+
+    # --- the Models API (what deep health asks) ----------------------------------------------
+    async def _models(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        if not _credential(request):
+            return self._json(401, error_body(401, "x-api-key header is required"))
+        model = {
+            "type": "model",
+            "id": "claude-haiku-4-5",
+            "display_name": "Claude Haiku 4.5",
+            "created_at": "2025-10-01T00:00:00Z",
+        }
+        body = {"data": [model], "has_more": False, "first_id": model["id"], "last_id": model["id"]}
+        return self._json(200, body)
 
     # --- the Messages API -------------------------------------------------------------------
     async def _messages(self, request: web.Request) -> web.StreamResponse:

@@ -233,6 +233,7 @@ class FakeDiscord:
         self.threads: dict[str, dict[str, Any]] = {}  # thread id → channel object
         self.presences: list[dict[str, Any]] = []
         self.identifies = 0
+        self.reject_identify = False  # close every IDENTIFY with 4004, as for a revoked token
         self.resumes = 0
         self.invoked: list[str] = []  # qualified command names, in order
 
@@ -242,13 +243,18 @@ class FakeDiscord:
         self._sent: list[dict[str, Any]] = []  # dispatches of this session, for RESUME
 
     # --- life cycle ---------------------------------------------------------------------------
-    async def start(self) -> None:
+    async def start(self, port: int = 0) -> None:
         app = web.Application()
         app.router.add_get("/gateway", self._gateway)
         app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._rest)
-        self._runner, self.port = await serve(app)
+        self._runner, self.port = await serve(app, port)
 
     async def close(self) -> None:
+        if self._runner is not None:
+            # Stop listening first, as Discord going away would: a client that reconnects when
+            # its socket closes is refused, not let in to a server that is shutting down.
+            for site in list(self._runner.sites):
+                await site.stop()
         for ws in list(self._sockets):
             with contextlib.suppress(Exception):
                 await ws.close()
@@ -896,7 +902,7 @@ class FakeDiscord:
         if op == OP_HEARTBEAT:
             await ws.send_str(json.dumps({"op": OP_HEARTBEAT_ACK}))
         elif op == OP_IDENTIFY:
-            if data.get("token") != self.token:
+            if data.get("token") != self.token or self.reject_identify:
                 await ws.close(code=4004, message=b"Authentication failed.")
                 return
             self.identifies += 1

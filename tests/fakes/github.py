@@ -135,14 +135,14 @@ class FakeGitHub:
 
     # --- lifecycle ----------------------------------------------------------------------------
 
-    async def start(self) -> str:
+    async def start(self, port: int = 0) -> str:
         app = web.Application()
         app.router.add_get("/rate_limit", self._search)  # answered by the middleware
         app.router.add_get("/search/issues", self._search)
         app.router.add_get("/repos/{owner}/{repo}/issues", self._list_issues)
         app.router.add_get("/repos/{owner}/{repo}/issues/{number:\\d+}", self._get_issue)
         app.middlewares.append(self._middleware)
-        self._runner, port = await serve(app)
+        self._runner, port = await serve(app, port)
         self.url = f"http://127.0.0.1:{port}"
         return self.url
 

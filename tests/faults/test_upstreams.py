@@ -313,3 +313,32 @@ async def test_an_incomplete_search_that_misses_an_approved_issue_withdraws_noth
     queued = [i.stream_id for i in await rig.ctx.projections.queue(100)]
     assert sorted(queued) == ["acme/api#1", "acme/api#2", "acme/web#3"]
     print(f"\nincomplete search: {broken.github_found} of 3 found, 0 withdrawn, queue intact")
+
+
+async def test_a_rejected_anthropic_key_stops_the_model_alone(
+    make_rig: Callable[..., Rig], webhook: FakeWebhook, anthropic_fake: FakeAnthropic
+) -> None:
+    env = {
+        "DISCORD_WEBHOOK_URL": webhook.url,
+        "ANTHROPIC_API_KEY": ANTHROPIC_KEY,
+        "ANTHROPIC_BASE_URL": anthropic_fake.url,
+    }
+    rig = make_rig(env)
+    await approve(rig.ctx, "acme/api", 1, "high")
+    anthropic_fake.fail(401, message="invalid x-api-key")
+
+    first = await rig.run()
+
+    assert first.ok and first.summary == "posted" and first.summary_source == "template"
+    state = rig.ctx.components.get("anthropic")
+    assert state is not None and state.status == "stopped"
+    assert state.error is not None and "ANTHROPIC_API_KEY (401)" in state.error
+    assert ANTHROPIC_KEY not in state.error
+
+    # The facts change, but the key was rejected: no further model call until a restart.
+    await approve(rig.ctx, "acme/api", 2)
+    later = await rig.run()
+    assert later.ok and later.summary == "posted" and later.summary_source == "template"
+    assert later.model_calls == 0 and anthropic_fake.calls == 1
+    assert len(webhook.messages) == 2
+    assert rig.ctx.components.is_stopped("anthropic")
