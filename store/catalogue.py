@@ -194,8 +194,8 @@ class ExecutionLogStarted(ExecutionLogRecord):
     steps: list[ExecutionStep] = []
 
 
-class ExecutionLogStep(ExecutionLogRecord, ExecutionStep):
-    pass
+class ExecutionLogStep(ExecutionLogRecord):
+    step: ExecutionStep  # nested: its `type` is the step's, not the event's
 
 
 class ExecutionLogLine(BaseModel):

@@ -71,9 +71,10 @@ class ExecutionLogService:
 
     async def add_step(self, log_id: str, body: Any, actor: Actor) -> ExecutionLog:
         """Append one step `{type, status, detail, costUsd, turns}`."""
+        await self.get(log_id)  # an unknown id is a 404 whatever the body
         if not isinstance(body, dict):
             raise InvalidInput("the body must be a JSON object")
-        step = _cut({k: v for k, v in body.items() if k != "executionLogId"}, "detail")
+        step = {"step": _cut(body, "detail")}
 
         def check(log: ExecutionLog) -> None:
             if len(log.steps) >= MAX_STEPS:
@@ -86,9 +87,9 @@ class ExecutionLogService:
 
         Keeps the lines that fit in the run's bound; returns the run and how many were left out.
         """
+        log = await self.get(log_id)
         entries = body.get("entries") if isinstance(body, dict) else body
         lines = _items(entries, "message", "the body (log lines)")
-        log = await self.get(log_id)
         room = max(MAX_LOG_LINES - len(log.log_lines), 0)
         if lines and room == 0:
             raise Conflict(f"execution log {log_id} already holds {MAX_LOG_LINES} log lines")
@@ -104,6 +105,7 @@ class ExecutionLogService:
 
     async def complete(self, log_id: str, body: Any, actor: Actor) -> ExecutionLog:
         """Close a run with its totals (or just `{status: "failed"}`)."""
+        await self.get(log_id)
         if not isinstance(body, dict):
             raise InvalidInput("the body must be a JSON object")
         totals = {k: v for k, v in body.items() if k != "executionLogId"}
@@ -132,7 +134,6 @@ class ExecutionLogService:
         actor: Actor,
         check: Callable[[ExecutionLog], None] | None,
     ) -> ExecutionLog:
-        await self.get(log_id)  # an unknown id is a 404 whatever the body
         data = catalogue.validate(event_type, {**payload, "executionLogId": log_id}, internal=True)
         for _ in range(_RETRIES):
             log = await self.get(log_id)

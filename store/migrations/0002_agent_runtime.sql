@@ -173,7 +173,7 @@ BEGIN
                 e.recorded_at, e.version, e.position);
     ELSIF e.type = 'EXECUTION_LOG_STEP' THEN
         UPDATE execution_logs
-        SET steps = steps || jsonb_build_array(d - 'executionLogId'),
+        SET steps = steps || jsonb_build_array(d->'step'),
             version = e.version, position = e.position
         WHERE id = d->>'executionLogId';
     ELSIF e.type = 'EXECUTION_LOG_LINES' THEN
