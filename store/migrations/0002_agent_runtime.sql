@@ -90,6 +90,20 @@ CREATE TABLE execution_logs (
 );
 CREATE INDEX execution_logs_issue ON execution_logs (lower(repo), issue_number, started_at);
 
+-- The issue `owner/repo#N` names: that issue when we know it; else, when N is a PR we know (issues
+-- and PRs share GitHub's numbers), the issue the PR belongs to - Review-E reports its usage and
+-- runs under the PR's number; else `owner/repo#N` as given. Reads only the projection as it
+-- stands at the event's position, so a rebuild resolves it the same way.
+CREATE FUNCTION conductor_issue_of(p_repo text, p_number integer) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(
+        (SELECT stream_id FROM issues WHERE stream_id = p_repo || '#' || p_number),
+        (SELECT stream_id FROM issues
+         WHERE lower(repo) = lower(p_repo) AND pr_number = p_number
+         ORDER BY last_activity DESC, stream_id LIMIT 1),
+        p_repo || '#' || p_number)
+$$;
+
 -- The first generation's projection keeps the issues and agents; TOKEN_USAGE is projected by
 -- conductor_project_usage below instead of its usage branch.
 ALTER FUNCTION conductor_project(events) RENAME TO conductor_project_lifecycle;
@@ -115,7 +129,7 @@ BEGIN
                        ELSE 0 END;
     v_reported := CASE WHEN jsonb_typeof(d->'costUsd') = 'number' THEN 1 ELSE 0 END;
     v_stream := CASE WHEN v_repo IS NOT NULL AND v_number IS NOT NULL
-                     THEN v_repo || '#' || v_number END;
+                     THEN conductor_issue_of(v_repo, v_number::integer) END;
     INSERT INTO usage_daily AS u (day, agent_id, repo, model, events, input_tokens,
                                   output_tokens, cache_read_tokens, cache_creation_tokens,
                                   cost_usd, position, cache_creation_1h_tokens, reported_events)
@@ -162,13 +176,18 @@ $$;
 CREATE FUNCTION conductor_project_execution_log(e events) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
-    d jsonb := e.data;
+    d        jsonb   := e.data;
+    v_repo   text    := nullif(d->>'repo', '');
+    v_number integer := nullif((d->>'issueNumber')::integer, 0);
 BEGIN
     IF e.type = 'EXECUTION_LOG_STARTED' THEN
+        IF v_repo IS NOT NULL AND v_number IS NOT NULL THEN
+            -- A review run names its PR: shown with the PR's issue.
+            v_number := split_part(conductor_issue_of(v_repo, v_number), '#', 2)::integer;
+        END IF;
         INSERT INTO execution_logs (id, stream_id, repo, issue_number, agent_id, model, status,
                                     steps, started_at, version, position)
-        VALUES (d->>'executionLogId', e.stream_id, nullif(d->>'repo', ''),
-                nullif((d->>'issueNumber')::integer, 0), d->>'agentId', d->>'model',
+        VALUES (d->>'executionLogId', e.stream_id, v_repo, v_number, d->>'agentId', d->>'model',
                 coalesce(d->>'status', 'running'), coalesce(d->'steps', '[]'::jsonb),
                 e.recorded_at, e.version, e.position);
     ELSIF e.type = 'EXECUTION_LOG_STEP' THEN

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from bot.context import AppContext
 from tests.api.test_webhook_route import ENV, deliver
 from tests.compat.conftest import read, send, timeline
-from tests.compat.runtime import merge_request, review_verdict
+from tests.compat.runtime import execution_log_create, merge_request, review_verdict, token_usage
 from tests.fakes.github import pull_request_payload
 
 ISSUE = "acme/app#12"
@@ -116,3 +116,32 @@ async def test_a_malformed_merge_request_is_refused(api: TestClient) -> None:
         answer = await send(api, "/api/merge", body, status=400)
         assert answer["error"] == "invalid_request"
     assert (await read(api, "/api/events"))["events"] == []
+
+
+async def test_review_e_usage_and_runs_under_the_pr_number_count_for_the_issue(
+    api: TestClient,
+) -> None:
+    """For a review assignment the stream consumer sets CONDUCTOR_ISSUE_NUMBER to the PR number
+    (so conductor.js reports usage under it) and creates the execution log with it."""
+    await send(api, "/api/events", APPROVED)
+    await send(api, "/api/events", PR_CREATED)
+    usage = token_usage(
+        "review-e",
+        model="claude-sonnet-4-6",
+        input_tokens=2_000,
+        cost_usd=0.006,
+        env_repo="acme/app",
+        env_issue="41",
+    )
+    await send(api, "/api/events", usage)
+    run = await send(
+        api, "/api/execution-logs", execution_log_create("acme/app", "41", "review-e", None), 201
+    )
+    assert run["issueNumber"] == 12
+
+    cost = await read(api, "/api/costs/issue?repo=acme/app&issueNumber=12")
+    assert cost["byAgent"][0]["agentId"] == "review-e"
+    assert cost["total"]["tokens"]["input"] == 2_000
+    listed = await read(api, "/api/execution-logs?repo=acme/app&issueNumber=12")
+    assert [r["agentId"] for r in listed["executionLogs"]] == ["review-e"]
+    await _issue(api, 41, 404)
