@@ -64,8 +64,8 @@ class Agent:
 @dataclass(frozen=True)
 class UsageRow:
     agent_id: str
-    repo: str | None  # None: the agent did not say (it sent repo "")
-    model: str  # "": the agent did not say; priced as unknown
+    repo: str
+    model: str
     events: int
     input_tokens: int
     output_tokens: int
@@ -228,7 +228,6 @@ WITH rates AS (
     FROM usage_by_issue u
     LEFT JOIN rates r ON r.model = u.model AND u.day >= r.valid_from AND u.day < r.valid_to
     WHERE u.day >= $1 AND u.day <= $2 AND ($3::text IS NULL OR u.agent_id = $3)
-      AND u.stream_id IS NOT NULL
     GROUP BY u.stream_id
     ORDER BY greatest(
         coalesce(sum((u.input_tokens * r.input::float8 + u.output_tokens * r.output::float8

@@ -2,25 +2,14 @@
 -- contract: usage it cannot attribute, execution logs, review verdicts and merge requests that
 -- name a PR, not an issue.
 
--- Usage: NULL now means "the agent did not say" (it sends repo "" and issueNumber 0 then).
--- A NULL repo or issue is still one group, so the keys become unique indexes whose NULLs are
--- not distinct (they also serve ON CONFLICT), in place of the primary keys.
-ALTER TABLE usage_daily DROP CONSTRAINT usage_daily_pkey;
-ALTER TABLE usage_daily ALTER COLUMN repo DROP NOT NULL;
-UPDATE usage_daily SET repo = NULL WHERE repo = '';
-CREATE UNIQUE INDEX usage_daily_key ON usage_daily (day, agent_id, repo, model)
-    NULLS NOT DISTINCT;
-
--- usage_by_issue now holds every usage event: stream_id NULL is the usage no issue claimed,
--- so "attributed + unattributed" adds up to what the agent spent.
-ALTER TABLE usage_by_issue DROP CONSTRAINT usage_by_issue_pkey;
-ALTER TABLE usage_by_issue ALTER COLUMN stream_id DROP NOT NULL;
-CREATE UNIQUE INDEX usage_by_issue_key ON usage_by_issue (stream_id, day, agent_id, model)
-    NULLS NOT DISTINCT;
+-- Usage: every TOKEN_USAGE now lands in usage_by_issue too, under the stream '' when it names
+-- no issue (the runtime sends repo "" and issueNumber 0 then): "unattributed", so attributed +
+-- unattributed adds up to what each agent spent. usage_daily keeps repo '' for "no repo" and
+-- model '' for "no model" (unpriced). Backfill the unattributed part of what is recorded.
 INSERT INTO usage_by_issue (stream_id, day, agent_id, model, events, input_tokens,
                             output_tokens, cache_read_tokens, cache_creation_tokens,
                             cache_creation_1h_tokens, cost_usd, reported_events, position)
-SELECT NULL, d.day, d.agent_id, d.model,
+SELECT '', d.day, d.agent_id, d.model,
        d.events - coalesce(i.events, 0),
        d.input_tokens - coalesce(i.input_tokens, 0),
        d.output_tokens - coalesce(i.output_tokens, 0),
@@ -44,7 +33,8 @@ LEFT JOIN (SELECT day, agent_id, model, sum(events)::int AS events,
                   sum(cache_creation_1h_tokens) AS cache_creation_1h_tokens,
                   sum(cost_usd) AS cost_usd, sum(reported_events)::int AS reported_events
            FROM usage_by_issue GROUP BY day, agent_id, model) i USING (day, agent_id, model)
-WHERE d.events > coalesce(i.events, 0);
+WHERE d.events > coalesce(i.events, 0)
+ON CONFLICT (stream_id, day, agent_id, model) DO NOTHING;
 
 -- The issue a PR belongs to, by PR number (review verdicts and merge requests name the PR).
 CREATE INDEX issues_pr ON issues (lower(repo), pr_number) WHERE pr_number IS NOT NULL;
@@ -113,8 +103,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     d          jsonb := e.data;
     v_agent    text  := d->>'agentId';
-    v_repo     text  := nullif(d->>'repo', '');
-    v_number   text  := nullif(d->>'issueNumber', '0');
+    v_repo     text  := coalesce(d->>'repo', '');
     v_model    text  := coalesce(d->>'model', '');
     v_stream   text;
     v_write_1h bigint;
@@ -128,8 +117,11 @@ BEGIN
                                   coalesce((d->>'cacheCreationTokens')::numeric, 0))::bigint
                        ELSE 0 END;
     v_reported := CASE WHEN jsonb_typeof(d->'costUsd') = 'number' THEN 1 ELSE 0 END;
-    v_stream := CASE WHEN v_repo IS NOT NULL AND v_number IS NOT NULL
-                     THEN conductor_issue_of(v_repo, v_number::integer) END;
+    -- Its issue when it names a repo and an issue number ≥ 1, else '' (unattributed).
+    v_stream := CASE WHEN v_repo <> '' AND jsonb_typeof(d->'issueNumber') = 'number'
+                          AND (d->>'issueNumber')::numeric >= 1
+                     THEN conductor_issue_of(v_repo, (d->>'issueNumber')::integer)
+                     ELSE '' END;
     INSERT INTO usage_daily AS u (day, agent_id, repo, model, events, input_tokens,
                                   output_tokens, cache_read_tokens, cache_creation_tokens,
                                   cost_usd, position, cache_creation_1h_tokens, reported_events)

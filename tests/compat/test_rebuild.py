@@ -57,5 +57,5 @@ async def test_a_rebuild_reproduces_every_projection(api: TestClient, pool: asyn
     # PR 41's verdict was linked (no longer pending); the merge request for PR 40 still waits.
     assert [row[2] for row in before["pending_pr_events"]] == ["acme/app"]
     assert [row[3] for row in before["pending_pr_events"]] == [40]
-    # Unattributed usage is kept apart from the issues' (stream_id NULL), never dropped.
-    assert sorted(row[0] or "" for row in before["usage_by_issue"]) == ["", "", "acme/app#12"]
+    # Unattributed usage is kept apart from the issues' (stream_id ''), never dropped.
+    assert sorted(row[0] for row in before["usage_by_issue"]) == ["", "", "acme/app#12"]
