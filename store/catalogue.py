@@ -23,7 +23,8 @@ PRIORITY_RANK: dict[str, int] = {"critical": 0, "high": 1, "normal": 2}
 # A name of dots only (".", "..") is no repository: it would be a path step in every link.
 _NAME = r"[A-Za-z0-9_.-]{0,99}[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}"
 REPO_PATTERN = rf"^{_NAME}/{_NAME}$"
-AGENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+# An agent id, optionally with the instance the runtime appends (`dev-e-node/abc12`).
+AGENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}(/[A-Za-z0-9_.:-]{1,64})?$"
 _ISSUE_STREAM = re.compile(rf"({_NAME}/{_NAME})#([1-9][0-9]{{0,9}})")
 
 Repo = Annotated[str, Field(pattern=REPO_PATTERN)]
@@ -34,11 +35,21 @@ ShortText = Annotated[str, Field(max_length=1_000)]
 LongText = Annotated[str, Field(max_length=8_000)]
 # Links are shown on the dashboard and in Discord: http(s) only, never `javascript:`.
 Link = Annotated[str, Field(max_length=1_000, pattern=r"^(?:[Hh][Tt][Tt][Pp][Ss]?://\S+)?$")]
+Label = Annotated[str, Field(max_length=64)]
+Count = Annotated[int, Field(ge=0, le=2_147_483_647)]
+Usd = Annotated[float, Field(ge=0, le=1_000_000)]
+# What the agent runtime sends when it does not know: repo "" and issueNumber 0. Kept as sent;
+# the projections read both as "unknown".
+MaybeRepo = Repo | Literal[""] | None
+MaybeNumber = Number | Literal[0] | None
 
 # Streams of Conductor-E's own events.
 COORDINATION_STREAM = "conductor-e:coordination"
 ADMIN_STREAM = "conductor-e:admin"
 SUMMARY_STREAM = "conductor-e:summaries"
+# An execution log's events go to `execution-log#<id>` (no agent id or issue holds a '#'
+# without an 'owner/' before it).
+EXECUTION_LOG_STREAM = "execution-log"
 BUDGET_STREAM = "conductor-e:budgets"
 
 
@@ -120,9 +131,9 @@ class Note(IssuePayload):
 class Heartbeat(Payload):
     stream: ClassVar[str] = "agent"
     agentId: AgentId
-    status: Annotated[str, Field(min_length=1, max_length=64)]
-    currentIssue: Number | None = None
-    currentRepo: Repo | None = None
+    status: Label | None = None
+    currentIssue: MaybeNumber = None
+    currentRepo: MaybeRepo = None
 
 
 class AgentStuck(Payload):
@@ -136,7 +147,7 @@ class AgentStuck(Payload):
 class TokenUsage(Payload):
     stream: ClassVar[str] = "agent"
     agentId: AgentId
-    model: Annotated[str, Field(min_length=1, max_length=100)]
+    model: Annotated[str, Field(max_length=100)]  # "" when the runtime does not know it
     inputTokens: Tokens
     outputTokens: Tokens
     cacheReadTokens: Tokens = Field(
@@ -147,9 +158,72 @@ class TokenUsage(Payload):
     )
     # The part of cacheCreationTokens written to the 1-hour cache (priced apart from 5-minute).
     cacheCreation1hTokens: Tokens = 0
-    costUsd: Annotated[float, Field(ge=0, le=1_000_000)] | None = None
-    repo: Repo | None = None
-    issueNumber: Number | None = None
+    costUsd: Usd | None = None
+    repo: MaybeRepo = None
+    issueNumber: MaybeNumber = None
+    category: Label | None = None  # "work", "idle", "chat" or ""
+
+
+class MergeRequested(Payload):
+    """An agent asks the merge gate to decide on a PR (`POST /api/merge`)."""
+
+    public: ClassVar[bool] = False
+    repo: Repo
+    prNumber: Number
+    agentId: AgentId | None = None
+
+
+class ExecutionLogRecord(Payload):
+    """The events of one execution log, recorded through /api/execution-logs only."""
+
+    stream: ClassVar[str] = EXECUTION_LOG_STREAM
+    public: ClassVar[bool] = False
+    executionLogId: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+
+
+class ExecutionStep(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+    type: Label
+    status: Label | None = None
+    detail: LongText | None = None
+    costUsd: Usd | None = None
+    turns: Count | None = None
+
+
+class ExecutionLogStarted(ExecutionLogRecord):
+    repo: MaybeRepo = None
+    issueNumber: MaybeNumber = None
+    agentId: AgentId | None = None
+    status: Label = "running"
+    model: Annotated[str, Field(max_length=100)] | None = None
+    steps: list[ExecutionStep] = []
+
+
+class ExecutionLogStep(ExecutionLogRecord):
+    step: ExecutionStep  # nested: its `type` is the step's, not the event's
+
+
+class ExecutionLogLine(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+    timestamp: Label | None = None
+    level: Label | None = None
+    message: LongText = ""
+
+
+class ExecutionLogLines(ExecutionLogRecord):
+    entries: list[ExecutionLogLine]
+
+
+class ExecutionLogCompleted(ExecutionLogRecord):
+    status: Label
+    totalCostUsd: Usd | None = None
+    totalTurns: Count | None = None
+    totalInputTokens: Tokens | None = None
+    totalOutputTokens: Tokens | None = None
+    cacheReadTokens: Tokens | None = None
+    cacheCreationTokens: Tokens | None = None
+    durationApiMs: Annotated[int, Field(ge=0, le=10**12)] | None = None
+    prNumber: MaybeNumber = None
 
 
 class ConductorRecord(Payload):
@@ -209,6 +283,7 @@ CATALOGUE: dict[str, type[Payload]] = {
     "HUMAN_GATE_TRIGGERED": Reasoned,
     "HUMAN_GATE_REMINDER": Note,
     "ESCALATED": Reasoned,
+    "MERGE_REQUESTED": MergeRequested,
     # Conductor-E's own changes to an issue.
     "ISSUE_WITHDRAWN": Withdrawn,
     "ISSUE_REQUEUED": Requeued,
@@ -217,6 +292,10 @@ CATALOGUE: dict[str, type[Payload]] = {
     "HEARTBEAT": Heartbeat,
     "AGENT_STUCK": AgentStuck,
     "TOKEN_USAGE": TokenUsage,
+    "EXECUTION_LOG_STARTED": ExecutionLogStarted,
+    "EXECUTION_LOG_STEP": ExecutionLogStep,
+    "EXECUTION_LOG_LINES": ExecutionLogLines,
+    "EXECUTION_LOG_COMPLETED": ExecutionLogCompleted,
     # Conductor-E's own records.
     "COORDINATION_RUN_COMPLETED": CoordinationRecord,
     "COORDINATION_RUN_FAILED": CoordinationRecord,
@@ -291,11 +370,22 @@ def stream_for(event_type: str, data: dict[str, Any]) -> str:
         return issue_stream(data["repo"], data["issueNumber"])
     if kind == "agent":
         return str(data["agentId"])
+    if kind == EXECUTION_LOG_STREAM:
+        return execution_log_stream(data["executionLogId"])
     return kind
 
 
 def issue_stream(repo: str, number: int) -> str:
     return f"{repo}#{number}"
+
+
+def pr_stream(repo: str, pr_number: int) -> str:
+    """The stream of what is said about a PR before we know its issue: `owner/repo!N`."""
+    return f"{repo}!{pr_number}"
+
+
+def execution_log_stream(log_id: str) -> str:
+    return f"{EXECUTION_LOG_STREAM}#{log_id}"
 
 
 def parse_issue_stream(stream_id: str) -> tuple[str, int] | None:

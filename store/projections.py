@@ -145,6 +145,46 @@ class IssueCostRow:
     unpriced_events: int
 
 
+@dataclass(frozen=True)
+class PendingPrEvent:
+    """A review verdict or merge request waiting on its PR's stream for the PR's issue."""
+
+    position: int
+    stream_id: str
+    repo: str
+    pr_number: int
+    type: str
+    data: dict[str, Any]
+    recorded_at: datetime
+
+
+@dataclass(frozen=True)
+class ExecutionLog:
+    """One run of an agent on an assignment, as its execution-log events left it."""
+
+    id: str
+    stream_id: str
+    repo: str | None
+    issue_number: int | None
+    agent_id: str | None
+    model: str | None
+    status: str
+    steps: list[dict[str, Any]]
+    log_lines: list[dict[str, Any]]
+    total_cost_usd: Decimal | None
+    total_turns: int | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cache_read_tokens: int | None
+    cache_creation_tokens: int | None
+    duration_api_ms: int | None
+    pr_number: int | None
+    started_at: datetime
+    completed_at: datetime | None
+    version: int  # of its stream: appends expect it, so the bounds hold under concurrency
+    position: int
+
+
 # (model as recorded, first day, first day of the next price, USD per million tokens of:
 #  input, output, 5-minute cache writes, 1-hour cache writes, cache reads)
 Rate = tuple[str, date, date, Decimal, Decimal, Decimal, Decimal, Decimal]
@@ -286,6 +326,68 @@ class Projections:
         )
         return rows[0]["rank"] if rows else None
 
+    async def issue_for_pr(self, repo: str, pr_number: int) -> Issue | None:
+        """The issue whose current PR is `repo`'s PR `pr_number` (the latest active one)."""
+        rows = await self._fetch(
+            f"SELECT {_ISSUE_COLUMNS} FROM issues WHERE lower(repo) = lower($1) "
+            "AND pr_number = $2 ORDER BY last_activity DESC, stream_id LIMIT 1",
+            repo,
+            pr_number,
+        )
+        return _issue(rows[0]) if rows else None
+
+    async def issues_for_prs(self, repo: str, pr_numbers: Sequence[int]) -> list[Issue]:
+        """Every issue whose current PR is one of `repo`'s PRs `pr_numbers`."""
+        rows = await self._fetch(
+            f"SELECT {_ISSUE_COLUMNS} FROM issues WHERE lower(repo) = lower($1) "
+            "AND pr_number = any($2::integer[]) ORDER BY stream_id",
+            repo,
+            list(pr_numbers),
+        )
+        return [_issue(row) for row in rows]
+
+    async def pending_pr_events(self, repo: str, pr_number: int) -> list[PendingPrEvent]:
+        """Verdicts and merge requests about a PR that wait for its issue, oldest first."""
+        rows = await self._fetch(
+            "SELECT position, stream_id, repo, pr_number, type, data, recorded_at "
+            "FROM pending_pr_events WHERE lower(repo) = lower($1) AND pr_number = $2 "
+            "ORDER BY position",
+            repo,
+            pr_number,
+        )
+        return [PendingPrEvent(**dict(row.items())) for row in rows]
+
+    # --- execution logs ---------------------------------------------------------------------
+    async def execution_log(self, log_id: str) -> ExecutionLog | None:
+        rows = await self._fetch("SELECT * FROM execution_logs WHERE id = $1", log_id)
+        return ExecutionLog(**dict(rows[0].items())) if rows else None
+
+    async def execution_logs(
+        self, repo: str | None, issue_number: int | None, limit: int = 50
+    ) -> list[ExecutionLog]:
+        """Runs, newest first, optionally of one repo and one issue."""
+        rows = await self._fetch(
+            "SELECT * FROM execution_logs WHERE ($1::text IS NULL OR lower(repo) = lower($1)) "
+            "AND ($2::integer IS NULL OR issue_number = $2) "
+            "ORDER BY started_at DESC, position DESC LIMIT $3",
+            repo,
+            issue_number,
+            limit,
+        )
+        return [ExecutionLog(**dict(row.items())) for row in rows]
+
+    async def last_runs(self, issues: Sequence[tuple[str, int]]) -> list[ExecutionLog]:
+        """The newest run of each of these (repo, number) issues that has one."""
+        rows = await self._fetch(
+            "SELECT l.* FROM unnest($1::text[], $2::integer[]) AS i(repo, number) "
+            "CROSS JOIN LATERAL (SELECT * FROM execution_logs l "
+            "WHERE lower(l.repo) = lower(i.repo) AND l.issue_number = i.number "
+            "ORDER BY l.started_at DESC, l.position DESC LIMIT 1) l",
+            [repo for repo, _ in issues],
+            [number for _, number in issues],
+        )
+        return [ExecutionLog(**dict(row.items())) for row in rows]
+
     # --- agents -----------------------------------------------------------------------------
     async def agents(self, now: datetime, stale_after: timedelta) -> list[Agent]:
         """Every agent seen, with `stale` when no heartbeat came within `stale_after`."""
@@ -370,7 +472,14 @@ class Projections:
         return [IssueCostRow(**dict(row.items())) for row in rows]
 
 
-PROJECTION_TABLES = ("issues", "agents", "usage_daily", "usage_by_issue")
+PROJECTION_TABLES = (
+    "issues",
+    "agents",
+    "usage_daily",
+    "usage_by_issue",
+    "execution_logs",
+    "pending_pr_events",
+)
 
 
 async def rebuild_projections(

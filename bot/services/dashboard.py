@@ -23,7 +23,7 @@ from bot.context import AppContext
 from bot.services.stuck import HELD_STATES, StuckDetector, judge
 from store import catalogue
 from store.events import RecordedEvent
-from store.projections import Agent, Issue
+from store.projections import Agent, ExecutionLog, Issue
 
 # The board's columns, left to right: (key, issue state, title).
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -65,6 +65,7 @@ class Card:
     issue: Issue
     stuck: bool
     stuck_reason: str | None
+    last_run: ExecutionLog | None = None  # the agent runtime's latest execution log for it
 
     @property
     def agent(self) -> str | None:
@@ -173,7 +174,11 @@ class DashboardService:
         else:
             total = counts.get(key, 0)
             issues = await projections.issues(key, limit, offset) if offset < total else []
-        cards = [self.card(issue, now, agents) for issue in issues]
+        runs = await projections.last_runs([(i.repo, i.number) for i in issues])
+        last_run = {(run.repo or "").lower() + f"#{run.issue_number}": run for run in runs}
+        cards = [
+            self.card(issue, now, agents, last_run.get(issue.stream_id.lower())) for issue in issues
+        ]
         title = dict(COLUMNS)[key]
         return Column(key, title, total, offset, cards, sum(1 for c in cards if c.stuck))
 
@@ -192,10 +197,16 @@ class DashboardService:
                 return found
             offset += COUNT_PAGE
 
-    def card(self, issue: Issue, now: datetime, agents: dict[str, Agent]) -> Card:
+    def card(
+        self,
+        issue: Issue,
+        now: datetime,
+        agents: dict[str, Agent],
+        last_run: ExecutionLog | None = None,
+    ) -> Card:
         """Judge one issue at `now` (see the module docstring for what stuck means)."""
         reason = self._stuck_reason(issue, now, agents)
-        return Card(issue, reason is not None, reason)
+        return Card(issue, reason is not None, reason, last_run)
 
     def _stuck_reason(self, issue: Issue, now: datetime, agents: dict[str, Agent]) -> str | None:
         if issue.state not in HELD_STATES:

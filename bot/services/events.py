@@ -8,12 +8,13 @@ from typing import Any
 
 from bot.context import AppContext
 from bot.errors import Forbidden, InvalidInput, Unprocessable
+from bot.services.pull_requests import PR_SCOPED, MergeRequest, PullRequestService
 from store import catalogue
 from store.catalogue import AGENT_PATTERN, priority_from_labels
 from store.events import AppendResult, NewEvent
 from store.projections import Issue
 
-_AGENT_ID_MAX = 64
+_AGENT_ID_MAX = 129  # an agent id, "/" and the runtime's instance suffix
 
 
 @dataclass(frozen=True)
@@ -62,45 +63,82 @@ class EventService:
             raise InvalidInput("the body must be a JSON object")
         event_type = payload.get("type")
         data = catalogue.validate(event_type, payload)
-        agent = data.get("agentId")
-        if actor.authenticated and agent is not None and agent != actor.name:
-            raise Forbidden(f"the token belongs to {actor.name!r}, not to agentId {agent!r}")
+        self.authorise(actor, data.get("agentId"))
         if event_type == "ISSUE_APPROVED" and "priority" not in data:
             data["priority"] = priority_from_labels(
                 data.get("labels", []), self.context.settings.priority_labels
             )
+        metadata = self.metadata(actor, correlation_id)
+        stream_id = catalogue.stream_for(str(event_type), data)
+        scoped_key = None
+        if idempotency_key is not None:
+            owner = actor.name if actor.authenticated else (data.get("agentId") or stream_id)
+            scoped_key = f"api:{owner}:{idempotency_key}"
+        prs = PullRequestService(self.context)
+        if event_type in PR_SCOPED:
+            result = await prs.record(str(event_type), data, metadata, idempotency_key=scoped_key)
+        else:
+            result = await self.context.store.append(
+                stream_id, [NewEvent(str(event_type), data, metadata)], idempotency_key=scoped_key
+            )
+            if data.get("prNumber") is not None and catalogue.parse_issue_stream(stream_id):
+                await prs.link_pending(data["repo"], data["prNumber"])
+        if result.duplicate:
+            await self._check_same_event(result, str(event_type), data)
+        return result
+
+    async def _check_same_event(
+        self, result: AppendResult, event_type: str, data: dict[str, Any]
+    ) -> None:
+        """A retry must carry the event its key first stored; anything else is a mistake."""
+        stored = await self.context.store.read_all(result.first_position - 1, 1)
+        first = stored[0] if stored else None
+        if first is None or (first.type, first.data) != (event_type, data):
+            raise Unprocessable(
+                "the Idempotency-Key was already used for a different event; "
+                "use a new key for a new event"
+            )
+
+    async def request_merge(self, body: Any, actor: Actor) -> MergeRequest:
+        """Record `POST /api/merge {repo, prNumber}` as MERGE_REQUESTED, for the merge gate.
+
+        Nothing is merged: the gate is not built yet, so it is off for every repo, and the
+        answer says so. The request lands on the PR's issue (or waits for it, as a verdict does).
+        """
+        if not isinstance(body, dict):
+            raise InvalidInput("the body must be a JSON object")
+        payload = {key: value for key, value in body.items() if key != "type"}
+        data = catalogue.validate("MERGE_REQUESTED", payload, internal=True)
+        self.authorise(actor, data.get("agentId"))
+        result = await PullRequestService(self.context).record(
+            "MERGE_REQUESTED", data, self.metadata(actor)
+        )
+        return MergeRequest(
+            stream_id=result.stream_id,
+            position=result.last_position,
+            gate="off",
+            message=(
+                f"recorded; the merge gate is not on for {data['repo']} yet, so PR "
+                f"#{data['prNumber']} is not merged"
+            ),
+        )
+
+    @staticmethod
+    def authorise(actor: Actor, agent: str | None) -> None:
+        """Forbidden when an agent's token speaks for another agent (an instance suffix,
+        `dev-e-node/abc12`, still speaks for `dev-e-node`)."""
+        if actor.authenticated and agent is not None and agent.split("/")[0] != actor.name:
+            raise Forbidden(f"the token belongs to {actor.name!r}, not to agentId {agent!r}")
+
+    @staticmethod
+    def metadata(actor: Actor, correlation_id: str | None = None) -> dict[str, Any]:
+        """The metadata of an event an actor writes: source, actor and correlation id."""
         metadata: dict[str, Any] = {"source": actor.source}
         if actor.name:
             metadata["actor"] = actor.name
         if correlation_id:
             metadata["correlationId"] = correlation_id
-        stream_id = catalogue.stream_for(str(event_type), data)
-        scoped_key = None
-        if idempotency_key is not None:
-            owner = actor.name if actor.authenticated else (agent or stream_id)
-            scoped_key = f"api:{owner}:{idempotency_key}"
-        result = await self.context.store.append(
-            stream_id, [NewEvent(str(event_type), data, metadata)], idempotency_key=scoped_key
-        )
-        if result.duplicate:
-            await self._check_same_event(result, stream_id, str(event_type), data)
-        return result
-
-    async def _check_same_event(
-        self, result: AppendResult, stream_id: str, event_type: str, data: dict[str, Any]
-    ) -> None:
-        """A retry must carry the event its key first stored; anything else is a mistake."""
-        stored = await self.context.store.read_all(result.first_position - 1, 1)
-        first = stored[0] if stored else None
-        if first is None or (first.stream_id, first.type, first.data) != (
-            stream_id,
-            event_type,
-            data,
-        ):
-            raise Unprocessable(
-                "the Idempotency-Key was already used for a different event; "
-                "use a new key for a new event"
-            )
+        return metadata
 
     async def claim(self, kind: str, agent_id: str, actor: Actor) -> Issue | None:
         """Atomically give the top queued issue (`issue`) or PR awaiting review (`review`)

@@ -42,6 +42,7 @@ from typing import Any
 from bot.context import AppContext
 from bot.errors import InvalidInput
 from bot.services.github_sync import ACTIVE_STATES
+from bot.services.pull_requests import PullRequestService
 from bot.settings import Settings
 from store import catalogue
 from store.catalogue import priority_from_labels
@@ -350,20 +351,17 @@ class WebhookService:
             )
             if stored.duplicate:
                 result.duplicates += 1
-            else:
-                result.appended.append((stream_id, event.type))
+                continue
+            result.appended.append((stream_id, event.type))
+            if data.get("prNumber"):
+                # The PR is known now: what Review-E said about it before lands on the issue.
+                await PullRequestService(self.context).link_pending(data["repo"], data["prNumber"])
         return result
 
     async def _issues_for_prs(self, repo: str, numbers: Sequence[int]) -> dict[int, list[int]]:
-        """Issues the projection links to these PRs of `repo`.
-
-        Scans the states in which an issue has a PR; an indexed lookup by PR number in the
-        projections would serve this better.
-        """
-        wanted = set(numbers)
+        """Issues the projection links to these PRs of `repo` (by their current PR)."""
         found: dict[int, list[int]] = {}
-        for state in ("in_progress", "in_review", "assigned", "deploying"):
-            for issue in await self.context.projections.issues(state=state, limit=10_000):
-                if issue.repo.lower() == repo.lower() and issue.pr_number in wanted:
-                    found.setdefault(issue.pr_number, []).append(issue.number)
+        for issue in await self.context.projections.issues_for_prs(repo, numbers):
+            if issue.pr_number is not None:
+                found.setdefault(issue.pr_number, []).append(issue.number)
         return found

@@ -8,14 +8,14 @@ through to the one error mapping.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from bot.context import AppContext
 from bot.errors import InvalidInput, NotFound, quoted
 from store import catalogue
 from store.events import RecordedEvent
-from store.projections import Agent, Issue
+from store.projections import Agent, ExecutionLog, Issue
 
 _REPO = re.compile(catalogue.REPO_PATTERN)
 _GITHUB_URL = re.compile(
@@ -25,6 +25,7 @@ _SHORT_REF = re.compile(r"^([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)\s*#\s*([1-9][0-9]{0
 
 MAX_EVENTS = 50
 MAX_PAGE = 25
+MAX_RUNS = 5
 AUTOCOMPLETE_SCAN = 500
 
 _WAITS_FOR = {
@@ -94,6 +95,7 @@ class Timeline:
     issue: Issue | None
     stream_id: str
     events: list[RecordedEvent]
+    runs: list[ExecutionLog] = field(default_factory=list)  # newest first
 
 
 class QueryService:
@@ -164,13 +166,16 @@ class QueryService:
         return QueueExplanation(issue, rank, sum(depth.values()), ahead, top, reasons)
 
     async def timeline(self, reference: str) -> Timeline:
-        """An issue's lifecycle: every event of its stream, oldest first."""
+        """An issue's lifecycle: every event of its stream, oldest first, and its latest runs
+        (the agent runtime's execution logs)."""
         stream_id = parse_issue_ref(reference)
         events = await self.context.store.read_stream(stream_id)
         issue = await self.context.projections.issue(stream_id)
-        if not events and issue is None:
+        repo, number = stream_id.split("#")
+        runs = await self.context.projections.execution_logs(repo, int(number), MAX_RUNS)
+        if not events and issue is None and not runs:
             raise NotFound(f"{stream_id} has no events")
-        return Timeline(issue, stream_id, events)
+        return Timeline(issue, stream_id, events, runs)
 
     async def recent_events(self, event_type: str | None, limit: int) -> list[RecordedEvent]:
         """The latest events, newest first, optionally of one type."""

@@ -15,7 +15,7 @@ from bot.services.health import HealthReport
 from bot.services.queries import QueueExplanation, QueuePage, Timeline
 from bot.ui.limits import FIELD_VALUE, chunk_lines, cut, fit_embed
 from store.events import RecordedEvent
-from store.projections import Agent, Issue
+from store.projections import Agent, ExecutionLog, Issue
 
 BLUE = discord.Colour.blurple()
 GREEN = discord.Colour.green()
@@ -114,6 +114,39 @@ def _event_detail(event: RecordedEvent) -> str:
     return cut(", ".join(str(p) for p in parts), 200)
 
 
+RUN_MARK = {"completed": "✅", "failed": "❌", "running": "⏳"}
+
+
+def run_line(run: ExecutionLog, now: datetime) -> str:
+    """One execution log: agent, model, steps, turns, duration, tokens, cost, PR."""
+    parts = [f"{RUN_MARK.get(run.status, '•')} **{_escape(run.status)}**"]
+    parts.append(_escape(run.agent_id or "unknown agent"))
+    parts.append(_escape(run.model or "unknown model"))
+    parts.append(f"{len(run.steps)} steps")
+    if run.total_turns is not None:
+        parts.append(f"{run.total_turns} turns")
+    if run.completed_at is not None:
+        parts.append(f"took {age(run.started_at, run.completed_at)}")
+    else:
+        parts.append(f"running for {age(run.started_at, now)}")
+    tokens = sum(
+        n or 0
+        for n in (
+            run.input_tokens,
+            run.output_tokens,
+            run.cache_read_tokens,
+            run.cache_creation_tokens,
+        )
+    )
+    if tokens:
+        parts.append(f"{tokens:,} tokens")
+    if run.total_cost_usd is not None:
+        parts.append(f"${run.total_cost_usd:,.2f} reported")
+    if run.pr_number:
+        parts.append(f"PR #{run.pr_number}")
+    return cut(" · ".join(parts), 300)
+
+
 def timeline_pages(timeline: Timeline, now: datetime) -> list[discord.Embed]:
     lines = []
     for event in timeline.events:
@@ -135,6 +168,9 @@ def timeline_pages(timeline: Timeline, now: datetime) -> list[discord.Embed]:
             embed.add_field(name="State", value=issue.state.replace("_", " "))
             embed.add_field(name="Priority", value=issue.priority)
             embed.add_field(name="Assignee", value=issue.assignee or "—")
+        if timeline.runs:
+            runs = "\n".join(run_line(run, now) for run in timeline.runs)
+            embed.add_field(name="Runs (newest first)", value=cut(runs, FIELD_VALUE), inline=False)
         embed.set_footer(text=f"Page {i + 1} of {len(pages)} · {len(timeline.events)} events")
         embeds.append(fit_embed(embed))
     return embeds

@@ -13,12 +13,13 @@ from aiohttp import web
 from bot.errors import InvalidInput, NotFound
 from bot.services.costs import MAX_DAYS, CostService
 from bot.services.events import check_agent_id
+from bot.services.execution_logs import ExecutionLogService
 from bot.web.auth import actor_for
 from bot.web.guard import json_body, refuse_browser
 from bot.web.keys import CONTEXT, EVENTS, HEALTH, METRICS
 from store.catalogue import CATALOGUE, parse_issue_stream
 from store.events import RecordedEvent
-from store.projections import ISSUE_STATES, Agent, Issue, UsageRow
+from store.projections import ISSUE_STATES, Agent, ExecutionLog, Issue, UsageRow
 
 routes = web.RouteTableDef()
 
@@ -231,7 +232,7 @@ async def list_agents(request: web.Request) -> web.Response:
     return json_response({"agents": [agent_json(a) for a in agents]})
 
 
-@routes.get("/api/agents/{agent_id}")
+@routes.get(r"/api/agents/{agent_id:[\s\S]+}")  # an instance id holds a "/"
 async def get_agent(request: web.Request) -> web.Response:
     context = request.app[CONTEXT]
     agent_id = check_agent_id(request.match_info["agent_id"])
@@ -289,6 +290,85 @@ async def costs_issue(request: web.Request) -> web.Response:
         raise InvalidInput("query parameters 'repo' and 'issueNumber' are required")
     cost = await CostService(request.app[CONTEXT]).issue(repo, number)
     return json_response(cost.to_dict())
+
+
+# --- execution logs and the merge gate (the agent runtime's stream consumer) -----------------
+
+
+def execution_log_json(log: ExecutionLog) -> dict[str, Any]:
+    data = {_camel(key): value for key, value in asdict(log).items()}
+    data["logs"] = data.pop("logLines")
+    return data
+
+
+def _log_id(request: web.Request) -> str:
+    return request.match_info["log_id"]
+
+
+@routes.post("/api/execution-logs")
+async def create_execution_log(request: web.Request) -> web.Response:
+    """A new run: `{repo, issueNumber, agentId, status, model, steps}` → 201 `{id, ...}`."""
+    actor = actor_for(request)
+    log = await ExecutionLogService(request.app[CONTEXT]).create(json_body(request), actor)
+    return json_response(execution_log_json(log), status=201)
+
+
+@routes.post("/api/execution-logs/{log_id}/steps")
+async def add_execution_step(request: web.Request) -> web.Response:
+    actor = actor_for(request)
+    service = ExecutionLogService(request.app[CONTEXT])
+    log = await service.add_step(_log_id(request), json_body(request), actor)
+    return json_response({"id": log.id, "steps": len(log.steps)})
+
+
+@routes.post("/api/execution-logs/{log_id}/logs")
+async def add_execution_log_lines(request: web.Request) -> web.Response:
+    actor = actor_for(request)
+    service = ExecutionLogService(request.app[CONTEXT])
+    log, dropped = await service.add_lines(_log_id(request), json_body(request), actor)
+    return json_response({"id": log.id, "logs": len(log.log_lines), "dropped": dropped})
+
+
+@routes.post("/api/execution-logs/{log_id}/complete")
+async def complete_execution_log(request: web.Request) -> web.Response:
+    actor = actor_for(request)
+    service = ExecutionLogService(request.app[CONTEXT])
+    log = await service.complete(_log_id(request), json_body(request), actor)
+    return json_response(execution_log_json(log))
+
+
+@routes.get("/api/execution-logs/{log_id}")
+async def get_execution_log(request: web.Request) -> web.Response:
+    log = await ExecutionLogService(request.app[CONTEXT]).get(_log_id(request))
+    return json_response(execution_log_json(log))
+
+
+@routes.get("/api/execution-logs")
+async def list_execution_logs(request: web.Request) -> web.Response:
+    """Runs, newest first: `?repo=owner/repo&issueNumber=N` (either or both), `limit`."""
+    repo = request.query.get("repo") or None
+    number = int_param(request, "issueNumber", 0, low=0, high=2_147_483_647) or None
+    limit = int_param(request, "limit", 50, low=1, high=500)
+    logs = await ExecutionLogService(request.app[CONTEXT]).find(repo, number, limit)
+    return json_response({"executionLogs": [execution_log_json(log) for log in logs]})
+
+
+@routes.post("/api/merge")
+async def request_merge(request: web.Request) -> web.Response:
+    """`{repo, prNumber}` → 202: recorded for the merge gate, which says whether it is on."""
+    actor = actor_for(request)
+    merge = await request.app[EVENTS].request_merge(json_body(request), actor)
+    return json_response(
+        {
+            "status": "recorded",
+            "streamId": merge.stream_id,
+            "position": merge.position,
+            "gate": merge.gate,
+            "merged": False,
+            "message": merge.message,
+        },
+        status=202,
+    )
 
 
 def add_routes(app: web.Application) -> None:

@@ -54,6 +54,7 @@ from bot.web.auth import same_secret
 from bot.web.keys import CONTEXT, HEALTH
 from store import catalogue
 from store.events import EventFollower, RecordedEvent
+from store.projections import ExecutionLog
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,8 @@ def topics_for(event_type: str) -> list[str]:
         return ["agents", "board"]  # a stale holder marks its cards stuck
     if event_type == "TOKEN_USAGE":
         return ["spend", "agents"]
+    if event_type.startswith("EXECUTION_LOG_"):
+        return ["board"]  # a card shows its last run's status
     if event_type == "BUDGET_THRESHOLD_CROSSED":
         return ["spend"]
     if event_type.startswith("COORDINATION_RUN_"):
@@ -416,6 +419,21 @@ def card_json(card: Card, github_api_url: str) -> dict[str, Any]:
         "lastActivity": issue.last_activity,
         "stuck": card.stuck,
         "stuckReason": card.stuck_reason,
+        "lastRun": None if card.last_run is None else last_run_json(card.last_run),
+    }
+
+
+def last_run_json(run: ExecutionLog) -> dict[str, Any]:
+    """What a card says of the agent runtime's last run on its issue."""
+    return {
+        "id": run.id,
+        "status": run.status,
+        "agent": run.agent_id,
+        "model": run.model,
+        "steps": len(run.steps),
+        "startedAt": run.started_at,
+        "completedAt": run.completed_at,
+        "prNumber": run.pr_number,
     }
 
 

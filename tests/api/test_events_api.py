@@ -85,7 +85,7 @@ async def test_the_agents_heartbeat_and_usage_are_accepted_and_visible(api: Test
         ('{"type": "NOT_A_TYPE"}', 400, "unknown event type 'NOT_A_TYPE'"),
         ('{"type": 12}', 400, "'type' is required"),
         ('{"type": "HEARTBEAT", "status": "working"}', 400, "'agentId'"),
-        ('{"type": "HEARTBEAT", "agentId": "dev-e-1"}', 400, "'status'"),
+        ('{"type": "HEARTBEAT", "agentId": "dev-e-1", "status": 3}', 400, "'status'"),
         ('{"type": "HEARTBEAT", "agentId": 7, "status": "x"}', 400, "'agentId'"),
         ('{"type": "HEARTBEAT", "agentId": "no spaces", "status": "x"}', 400, "'agentId'"),
         (

@@ -94,6 +94,28 @@ async def test_the_board_shows_each_issue_in_its_column(dashboard_factory: Dashb
     assert datetime.fromisoformat(review["stateSince"]) <= datetime.fromisoformat(board["now"])
 
 
+async def test_a_card_shows_its_last_runs_status(dashboard_factory: DashboardFactory):
+    """The agent runtime's execution logs (stream-consumer.js): the newest run's status."""
+    client = await dashboard_factory()
+    await seed_board(client)
+    create = {"repo": "acme/app", "issueNumber": 3, "agentId": "dev-e-2", "status": "running"}
+    run_ids = []
+    for _ in range(2):
+        run = await client.post("/api/execution-logs", json={**create, "model": "m"})
+        assert run.status == 201
+        run_ids.append((await run.json())["id"])
+    run_id = run_ids[-1]
+    board = columns(await get(client, "/dashboard/api/board"))
+    (card,) = board["in_progress"]["cards"]
+    assert card["lastRun"]["status"] == "running"
+    assert card["lastRun"]["id"] == run_id
+    await client.post(f"/api/execution-logs/{run_id}/complete", json={"status": "failed"})
+    board = columns(await get(client, "/dashboard/api/board"))
+    (card,) = board["in_progress"]["cards"]
+    assert (card["lastRun"]["status"], card["lastRun"]["agent"]) == ("failed", "dev-e-2")
+    assert board["assigned"]["cards"][0]["lastRun"] is None
+
+
 async def test_cards_are_marked_stuck_by_idle_time(
     dashboard_factory: DashboardFactory, make_context
 ):

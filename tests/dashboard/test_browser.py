@@ -7,6 +7,7 @@ HTTP, as an operator's browser and the agents would.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -93,6 +94,16 @@ async def watch_the_board_move(page: Any, base: str, client: Any) -> None:
     assert moved_ms < MOVE_WITHIN_MS
     assert await column_streams(page, "assigned") == []
     assert await page.inner_text('.column[data-column="in_progress"] .count') == "2"
+    # The agent runtime's execution log (stream-consumer.js): the card shows its last run, live.
+    run = {"repo": "acme/app", "issueNumber": 2, "agentId": "dev-e-1", "status": "running"}
+    created = await client.post("/api/execution-logs", data=json.dumps(run))
+    run_id = json.loads(await created.text())["id"]
+    await page.wait_for_selector('.card[data-stream="acme/app#2"] .run', timeout=MOVE_WITHIN_MS)
+    done = await client.post(f"/api/execution-logs/{run_id}/complete", data='{"status":"failed"}')
+    assert done.status == 200
+    badge = '.card[data-stream="acme/app#2"] .run.bad'
+    await page.wait_for_selector(badge, timeout=MOVE_WITHIN_MS)
+    assert await page.inner_text(badge) == "run failed"
     # The same page: no navigation, no reload.
     assert navigations == [] and page.url == url
     assert await page.evaluate("window.__dashboard.loadedAt") == loaded_at

@@ -27,6 +27,41 @@ async def test_issue_show_timeline(harness: Harness) -> None:
     assert "in progress" in text_of(reply) or "in review" in text_of(reply)
 
 
+async def test_issue_show_lists_the_runs(harness: Harness) -> None:
+    """The agent runtime's execution logs, newest first: agent, model, steps, turns,
+    duration, tokens, cost, PR."""
+    from bot.services.events import Actor
+    from bot.services.execution_logs import ExecutionLogService
+
+    await lifecycle(harness)
+    runs = ExecutionLogService(harness.context)
+    agent = Actor(name=None, authenticated=False)
+    create = {"repo": "acme/api", "issueNumber": 5, "agentId": "dev-e-node", "status": "running"}
+    first = await runs.create({**create, "model": "claude-sonnet-4-6"}, agent)
+    await runs.add_step(first.id, {"type": "implement", "status": "failed"}, agent)
+    await runs.complete(first.id, {"status": "failed"}, agent)
+    second = await runs.create({**create, "model": "claude-opus-4-6"}, agent)
+    totals = {
+        "status": "completed",
+        "totalCostUsd": 1.5,
+        "totalTurns": 17,
+        "totalInputTokens": 1000,
+        "totalOutputTokens": 200,
+        "cacheReadTokens": 30,
+        "cacheCreationTokens": 4,
+        "prNumber": 77,
+    }
+    await runs.complete(second.id, totals, agent)
+
+    reply = await harness.reply("issue show", {"issue": "acme/api#5"})
+    (field,) = [f for f in reply["embeds"][0]["fields"] if f["name"].startswith("Runs")]
+    newest, oldest = field["value"].splitlines()
+    assert newest.startswith("✅ **completed** · dev-e-node · claude-opus-4-6 · 0 steps")
+    assert "17 turns" in newest and "took 0s" in newest
+    assert "1,234 tokens · $1.50 reported · PR #77" in newest
+    assert oldest.startswith("❌ **failed** · dev-e-node · claude-sonnet-4-6 · 1 steps")
+
+
 async def test_issue_show_long_timeline_pages(harness: Harness) -> None:
     await harness.approve("acme/api", 9)
     for _ in range(30):

@@ -103,6 +103,17 @@ async function getJSON(path, topic) {
 
 // --- the board -------------------------------------------------------------------------------
 
+// The agent runtime's last execution log on the issue: its status, who ran it, with what.
+function runBadge(run) {
+  const tone = { failed: "badge bad", running: "badge warn" }[run.status] || "badge";
+  const who = [run.agent, run.model].filter(Boolean).join(" · ");
+  return el("span", {
+    class: `${tone} run`,
+    title: `last run${who ? ` (${who})` : ""}: ${run.steps} steps`,
+    text: `run ${run.status}`,
+  });
+}
+
 function card(c) {
   const classes = ["card", `prio-${c.priority}`];
   if (c.stuck) classes.push("stuck");
@@ -113,6 +124,7 @@ function card(c) {
   if (c.prNumber) meta.append(el("span", { title: "pull request", text: `PR #${c.prNumber}` }));
   if (c.escalated) meta.append(el("span", { class: "badge bad", text: "escalated" }));
   if (c.humanGate) meta.append(el("span", { class: "badge warn", text: "human gate" }));
+  if (c.lastRun) meta.append(runBadge(c.lastRun));
   return el(
     "article",
     { class: classes.join(" "), dataset: { stream: c.streamId, state: c.state } },
