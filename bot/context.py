@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 import asyncpg
 
+from bot.services.pricing import Pricing
 from bot.settings import Settings
 from store.events import EventStore
 from store.projections import Projections
@@ -32,6 +33,8 @@ class AppContext:
     projections: Projections
     state: AppState
     clock: Callable[[], datetime] = field(default=utcnow)
+    # Model prices: genai-prices, with CONDUCTOR_PRICES_FILE on top (checked by the settings).
+    pricing: Pricing = field(default_factory=Pricing)
 
     @property
     def stale_after(self) -> timedelta:
@@ -56,4 +59,5 @@ class AppContext:
             projections=Projections(pool),
             state=AppState(pool),
             clock=clock,
+            pricing=Pricing(settings.price_overrides),
         )

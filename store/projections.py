@@ -74,15 +74,6 @@ class UsageRow:
     cost_usd: Decimal
 
 
-@dataclass(frozen=True)
-class DailyCost:
-    day: date
-    agent_id: str
-    cost_usd: Decimal
-    input_tokens: int
-    output_tokens: int
-
-
 _ISSUE_COLUMNS = (
     "stream_id, repo, number, title, url, labels, priority, state, assignee, reviewer, attempt, "
     "pr_number, review_state, escalated, human_gate, approved_at, state_since, last_activity, "
@@ -321,17 +312,6 @@ class Projections:
             since,
         )
         return [_usage(row) for row in rows]
-
-    async def daily_costs(self, since: date) -> list[DailyCost]:
-        """USD and tokens per day and agent since a day (inclusive)."""
-        rows = await self._fetch(
-            "SELECT day, agent_id, sum(cost_usd) AS cost_usd, "
-            "sum(input_tokens)::bigint AS input_tokens, "
-            "sum(output_tokens)::bigint AS output_tokens "
-            "FROM usage_daily WHERE day >= $1 GROUP BY day, agent_id ORDER BY day, agent_id",
-            since,
-        )
-        return [DailyCost(**dict(row.items())) for row in rows]
 
     async def issue_usage(self, stream_id: str) -> list[UsageRow]:
         """What one issue cost, per agent and model."""

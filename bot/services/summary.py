@@ -260,7 +260,7 @@ def completion_cost(
 ) -> Decimal | None:
     """USD for one completion at today's price, as `record_completion_usage` records it;
     None when the model has no price."""
-    table = pricing or Pricing.bundled()
+    table = pricing or context.pricing
     write_1h = min(completion.cache_creation_1h_tokens, completion.cache_creation_tokens)
     return table.cost(
         completion.model,

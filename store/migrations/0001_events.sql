@@ -94,7 +94,7 @@ CREATE TABLE usage_daily (
 );
 
 -- The same figures per issue and UTC day, for "what did this issue cost" and the most
--- expensive issues of a window.
+-- expensive issues of a window; usage that names no issue is under stream_id '' (unattributed).
 CREATE TABLE usage_by_issue (
     stream_id                text    NOT NULL,
     day                      date    NOT NULL,
@@ -153,6 +153,7 @@ DECLARE
     v_write_1h bigint;
     v_reported integer;
     v_day      date;
+    v_usage_of text;
 BEGIN
     IF e.stream_id LIKE '%/%#%' THEN
         SELECT * INTO v_current FROM issues WHERE stream_id = e.stream_id;
@@ -280,31 +281,36 @@ BEGIN
                                        + excluded.cache_creation_1h_tokens,
             reported_events = u.reported_events + excluded.reported_events;
 
-        IF d->>'repo' IS NOT NULL AND d->>'issueNumber' IS NOT NULL THEN
-            INSERT INTO usage_by_issue AS u (stream_id, day, agent_id, model, events,
-                                             input_tokens, output_tokens, cache_read_tokens,
-                                             cache_creation_tokens, cache_creation_1h_tokens,
-                                             cost_usd, reported_events, position)
-            VALUES ((d->>'repo') || '#' || (d->>'issueNumber'), v_day, v_agent,
-                    coalesce(d->>'model', ''), 1,
-                    coalesce((d->>'inputTokens')::bigint, 0),
-                    coalesce((d->>'outputTokens')::bigint, 0),
-                    coalesce((d->>'cacheReadTokens')::bigint, 0),
-                    coalesce((d->>'cacheCreationTokens')::bigint, 0),
-                    v_write_1h,
-                    coalesce((d->>'costUsd')::numeric, 0), v_reported, e.position)
-            ON CONFLICT (stream_id, day, agent_id, model) DO UPDATE SET
-                events = u.events + 1,
-                input_tokens = u.input_tokens + excluded.input_tokens,
-                output_tokens = u.output_tokens + excluded.output_tokens,
-                cache_read_tokens = u.cache_read_tokens + excluded.cache_read_tokens,
-                cache_creation_tokens = u.cache_creation_tokens + excluded.cache_creation_tokens,
-                cache_creation_1h_tokens = u.cache_creation_1h_tokens
-                                           + excluded.cache_creation_1h_tokens,
-                cost_usd = u.cost_usd + excluded.cost_usd,
-                reported_events = u.reported_events + excluded.reported_events,
-                position = excluded.position;
-        END IF;
+        -- Every usage event lands here: under its issue when it names a repo and an issue
+        -- number ≥ 1, else under '' ("unattributed"). The agent runtime sends `repo: ""` and
+        -- `issueNumber: 0` when it knows neither (and `model: ""`, kept as '' = unpriced).
+        v_usage_of := CASE WHEN coalesce(d->>'repo', '') <> ''
+                                AND jsonb_typeof(d->'issueNumber') = 'number'
+                                AND (d->>'issueNumber')::numeric >= 1
+                           THEN (d->>'repo') || '#' || (d->>'issueNumber') ELSE '' END;
+        INSERT INTO usage_by_issue AS u (stream_id, day, agent_id, model, events,
+                                         input_tokens, output_tokens, cache_read_tokens,
+                                         cache_creation_tokens, cache_creation_1h_tokens,
+                                         cost_usd, reported_events, position)
+        VALUES (v_usage_of, v_day, v_agent,
+                coalesce(d->>'model', ''), 1,
+                coalesce((d->>'inputTokens')::bigint, 0),
+                coalesce((d->>'outputTokens')::bigint, 0),
+                coalesce((d->>'cacheReadTokens')::bigint, 0),
+                coalesce((d->>'cacheCreationTokens')::bigint, 0),
+                v_write_1h,
+                coalesce((d->>'costUsd')::numeric, 0), v_reported, e.position)
+        ON CONFLICT (stream_id, day, agent_id, model) DO UPDATE SET
+            events = u.events + 1,
+            input_tokens = u.input_tokens + excluded.input_tokens,
+            output_tokens = u.output_tokens + excluded.output_tokens,
+            cache_read_tokens = u.cache_read_tokens + excluded.cache_read_tokens,
+            cache_creation_tokens = u.cache_creation_tokens + excluded.cache_creation_tokens,
+            cache_creation_1h_tokens = u.cache_creation_1h_tokens
+                                       + excluded.cache_creation_1h_tokens,
+            cost_usd = u.cost_usd + excluded.cost_usd,
+            reported_events = u.reported_events + excluded.reported_events,
+            position = excluded.position;
     END IF;
 END
 $$;
