@@ -85,20 +85,21 @@ def _plural(count: int, word: str) -> str:
     return f"{count:,} {word}{'s' if count != 1 else ''}"
 
 
-def _reported_note(spend: Spend) -> str:
-    """` · reported $X (+12.3%)` — how far the agents' own figure is from ours — with ⚠️ when
-    they disagree by more than 5%; `` when there is nothing to compare."""
+def _reported_note(spend: Spend, *, always: bool = False) -> str:
+    """How far the agents' own reported cost is from ours: ` ⚠️ reported $X (+12.3%)` when
+    they disagree by more than 5%, ` · reported $X (+0.4%)` otherwise when `always`."""
     pct = spend.difference_pct
-    if pct is None:
+    if pct is None or not (always or spend.mismatch):
         return ""
-    mark = f" {MISMATCH}" if spend.mismatch else ""
-    return f" · reported {usd(spend.reported_usd)} ({pct:+.1f}%){mark}"
+    lead = f" {MISMATCH}" if spend.mismatch else " ·"
+    return f"{lead} reported {usd(spend.reported_usd)} ({pct:+.1f}%)"
 
 
+# What a figure rests on (Spend.basis): ours, or the agents' reported cost where there is no price.
 BASIS_NOTE = {
     "priced": "",
-    "reported": " (reported)",
-    "priced and reported": " (partly reported)",
+    "reported": " (reported: no price)",
+    "partly priced": " (some usage has no price: see Unpriced models)",
 }
 
 
@@ -111,13 +112,13 @@ def issue_mismatch(row: IssueSpend) -> bool:
     return gap >= MISMATCH_MIN_USD and gap > MISMATCH_RATIO * computed
 
 
-def _spend_text(spend: Spend, *, bold: bool = False) -> str:
+def _spend_text(spend: Spend, *, bold: bool = False, compare: bool = False) -> str:
     """The figure to show for some spend, with its caveats (no price, reported differs)."""
     cost = spend.cost_usd
     if cost is None:
         return "cost unknown (no price, none reported)"
     text = f"**{usd(cost)}**" if bold else usd(cost)
-    return text + BASIS_NOTE.get(spend.basis, "") + _reported_note(spend)
+    return text + BASIS_NOTE.get(spend.basis, "") + _reported_note(spend, always=compare)
 
 
 def _field_text(lines: list[str], limit: int = FIELD_VALUE, max_rows: int = ROWS_PER_FIELD) -> str:
@@ -142,7 +143,8 @@ def model_name(model: str) -> str:
 
 def _pair_line(row: AgentModelSpend) -> str:
     unpriced = " (unpriced model)" if row.unpriced else ""
-    return f"`{row.agent_id}` · {model_name(row.model)}{unpriced} · {_spend_text(row.spend)}"
+    spend = _spend_text(row.spend, compare=True)
+    return f"`{row.agent_id}` · {model_name(row.model)}{unpriced} · {spend}"
 
 
 def issue_name(stream_id: str) -> str:

@@ -86,6 +86,8 @@ class _IssueCost(Protocol):
     @property
     def computed_usd(self) -> Decimal | None: ...
     @property
+    def best_usd(self) -> Decimal: ...
+    @property
     def unpriced_events(self) -> int: ...
 
 
@@ -199,13 +201,13 @@ class Spend:
 
     @property
     def basis(self) -> str:
-        """What the figure rests on: "priced" (ours), "reported" (the agents' own), "priced and
-        reported" (ours where the model has a price, theirs where not), or "unknown"."""
+        """What the figure rests on: "priced" (ours), "reported" (no price: the agents' own),
+        "partly priced" (ours where the model has a price, theirs where not), or "unknown"."""
         if not self.unpriced_events:
             return "priced"
         if self.cost_usd is None:
             return "unknown"
-        return "reported" if self.unpriced_events == self.events else "priced and reported"
+        return "reported" if self.unpriced_events == self.events else "partly priced"
 
     @property
     def fully_reported(self) -> bool:
@@ -339,6 +341,8 @@ class IssueSpend:
     tokens: int
     reported_usd: Decimal | None
     computed_usd: Decimal | None
+    best_usd: Decimal  # ours where priced, the reported cost where not
+    unpriced_events: int
 
     @property
     def unattributed(self) -> bool:
@@ -346,7 +350,9 @@ class IssueSpend:
 
     @property
     def cost_usd(self) -> Decimal | None:
-        return self.computed_usd if self.computed_usd is not None else self.reported_usd
+        if self.unpriced_events == self.events and self.reported_usd is None:
+            return None  # nothing priced and nothing reported: unknown, not zero
+        return self.best_usd
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -359,6 +365,7 @@ class IssueSpend:
             "costUsd": _usd(self.cost_usd),
             "reportedUsd": _usd(self.reported_usd),
             "computedUsd": _usd(self.computed_usd),
+            "unpricedEvents": self.unpriced_events,
         }
 
 
@@ -768,6 +775,8 @@ def _issue_spend(row: _IssueCost) -> IssueSpend:
         tokens=row.tokens,
         reported_usd=row.cost_usd if row.reported_events else None,
         computed_usd=row.computed_usd,
+        best_usd=row.best_usd,
+        unpriced_events=row.unpriced_events,
     )
 
 

@@ -284,7 +284,7 @@ function spendChart(agent, days, scaleMax) {
 }
 
 // What a figure rests on: our price, or the agent's own reported cost where a model has none.
-const BASIS = { priced: "priced", reported: "reported", "priced and reported": "partly reported", unknown: "cost unknown" };
+const BASIS = { priced: "priced", reported: "reported (no price)", "partly priced": "partly priced", unknown: "cost unknown" };
 
 function modelLine(m) {
   // One model of an agent: our figure, and how far the agent's own report is from it.
