@@ -182,10 +182,13 @@ async def measure(dsn: str, runs: int) -> None:
                 f"  30-day summary: ${summary.total.cost_usd:,.2f} over "
                 f"{summary.total.events:,} events, {len(summary.by_agent_model)} agent/model "
                 f"rows, {len(summary.mismatches)} flagged, unknown models "
-                f"{summary.unknown_models}, top issue {summary.top_issues[0].stream_id} "
-                f"(${summary.top_issues[0].cost_usd:,.2f})"
+                f"{summary.unknown_models}, top issue "
+                f"{summary.top_issues[0].stream_id or '(unattributed)'} "
+                f"(${summary.top_issues[0].cost_usd:,.2f}), priced by "
+                f"{' + '.join(summary.price_sources)}"
             )
-            issue = summary.top_issues[0]
+            # The most expensive issue (the usage that named none, conductor-e's, may rank above).
+            issue = next(i for i in summary.top_issues if not i.unattributed)
             assert issue.repo is not None and issue.number is not None
             print(f"\n{'operation':<34}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}")
             for name, op in (

@@ -77,6 +77,9 @@ class Facts:
     stuck: list[str] = field(default_factory=list)
     requeued: list[str] = field(default_factory=list)
     newly_escalated: list[str] = field(default_factory=list)
+    # Today's spend from the cost ledger (the figure /cost shows), and what it rests on.
+    spend_today_usd: Decimal | None = None
+    spend_basis: str = "priced"
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -125,6 +128,9 @@ class Facts:
             },
             "components_down": sorted(name for name, up in self.health.items() if not up),
             "github_sync": self.github,
+            "spend_today_usd": None
+            if self.spend_today_usd is None
+            else float(round(self.spend_today_usd, 2)),
         }
 
 
@@ -189,6 +195,9 @@ def template(facts: Facts) -> str:
         lines.append(f"New since last summary: {_names(facts.approved_since)}")
     if facts.done_since:
         lines.append(f"Done since last summary: {_names(facts.done_since)}")
+    if facts.spend_today_usd:
+        partly = " (some usage has no price)" if facts.spend_basis != "priced" else ""
+        lines.append(f"Spend today: ${facts.spend_today_usd:,.2f}{partly}")
     return "\n".join(lines)
 
 
