@@ -11,7 +11,7 @@ the queue changes (an issue is approved, or the oldest queued issue is done); th
 runs find the same facts as the run before. The fake answers every model call with realistic
 usage (about 600 input and 150 output tokens, with a little spread). Cost is what the loop
 recorded as TOKEN_USAGE for `conductor-e`, priced by bot/services/pricing.py
-(bot/data/prices.json: Haiku 4.5 at $1/MTok in, $5/MTok out).
+(genai-prices: Haiku 4.5 at $1/MTok in, $5/MTok out).
 
 The comparison is the original design: a Haiku call on every run, about $0.005 a run, $1.44 a
 day; and that same every-run design at this benchmark's own token figures.
@@ -39,7 +39,7 @@ from bot.context import AppContext  # noqa: E402
 from bot.integrations.anthropic_messages import MessagesClient  # noqa: E402
 from bot.integrations.discord_webhook import DiscordWebhook  # noqa: E402
 from bot.services.coordination import CoordinationService  # noqa: E402
-from bot.services.pricing import cost  # noqa: E402
+from bot.services.pricing import Pricing  # noqa: E402
 from bot.services.summary import Summariser  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
 from store import catalogue  # noqa: E402
@@ -162,7 +162,7 @@ async def simulate(dsn: str, runs: int, changes: int, seed: int) -> None:
     per_call = day_cost / calls if calls else Decimal(0)
     today = date.today()
     every_run_same_tokens = Decimal(RUNS_PER_DAY) * (
-        cost(
+        Pricing().cost(
             "claude-haiku-4-5",
             today,
             round(tokens_in / max(calls, 1)),

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from bench._common import fresh_database  # noqa: E402
 from bot.context import AppContext  # noqa: E402
 from bot.services.costs import CostService  # noqa: E402
-from bot.services.pricing import cost  # noqa: E402
+from bot.services.pricing import Pricing  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
 from store.database import connect, create_pool  # noqa: E402
 from store.events import EventStore, NewEvent  # noqa: E402
@@ -56,14 +56,14 @@ SELECT agent, row_number() OVER (PARTITION BY agent ORDER BY i), 'TOKEN_USAGE',
 FROM (
     SELECT i, agent, model, inp, outp, cr, cw, repo, issue,
            CASE WHEN agent = 'dev-e-6' THEN 1.3 ELSE 1.0 END AS drift,
-           CASE model WHEN 'claude-sonnet-4-5' THEN 3 WHEN 'claude-haiku-4-5' THEN 1
-                      WHEN 'claude-opus-4-5' THEN 5 ELSE 2 END AS r_in,
-           CASE model WHEN 'claude-sonnet-4-5' THEN 15 WHEN 'claude-haiku-4-5' THEN 5
-                      WHEN 'claude-opus-4-5' THEN 25 ELSE 10 END AS r_out,
-           CASE model WHEN 'claude-sonnet-4-5' THEN 0.30 WHEN 'claude-haiku-4-5' THEN 0.10
-                      WHEN 'claude-opus-4-5' THEN 0.50 ELSE 0.2 END AS r_read,
-           CASE model WHEN 'claude-sonnet-4-5' THEN 3.75 WHEN 'claude-haiku-4-5' THEN 1.25
-                      WHEN 'claude-opus-4-5' THEN 6.25 ELSE 2.5 END AS r_w5
+           CASE model WHEN 'claude-sonnet-4-6' THEN 3 WHEN 'claude-haiku-4-5' THEN 1
+                      WHEN 'claude-opus-4-6' THEN 5 ELSE 2 END AS r_in,
+           CASE model WHEN 'claude-sonnet-4-6' THEN 15 WHEN 'claude-haiku-4-5' THEN 5
+                      WHEN 'claude-opus-4-6' THEN 25 ELSE 10 END AS r_out,
+           CASE model WHEN 'claude-sonnet-4-6' THEN 0.30 WHEN 'claude-haiku-4-5' THEN 0.10
+                      WHEN 'claude-opus-4-6' THEN 0.50 ELSE 0.2 END AS r_read,
+           CASE model WHEN 'claude-sonnet-4-6' THEN 3.75 WHEN 'claude-haiku-4-5' THEN 1.25
+                      WHEN 'claude-opus-4-6' THEN 6.25 ELSE 2.5 END AS r_w5
     FROM (
         SELECT i,
                CASE WHEN i % 97 = 0 THEN 'conductor-e'
@@ -71,8 +71,8 @@ FROM (
                     ELSE 'dev-e-' || ((i / 50) % 7 + 1) END AS agent,
                CASE WHEN i % 997 = 0 THEN 'claude-mystery-1'
                     WHEN i % 97 = 0 OR i % 5 = 4 THEN 'claude-haiku-4-5'
-                    WHEN i % 11 = 0 THEN 'claude-opus-4-5'
-                    ELSE 'claude-sonnet-4-5' END AS model,
+                    WHEN i % 11 = 0 THEN 'claude-opus-4-6'
+                    ELSE 'claude-sonnet-4-6' END AS model,
                2000 + (i * 7919) % 30000 AS inp,
                200 + (i * 104729) % 4000 AS outp,
                (i * 15485863) % 60000 AS cr,
@@ -129,8 +129,9 @@ async def load(dsn: str, total: int, sample: int) -> None:
     pool = await create_pool(dsn, max_size=10)
     try:
         store = EventStore(pool)
+        pricing = Pricing()
         started = time.perf_counter()
-        models = ("claude-sonnet-4-5", "claude-haiku-4-5-20251001", "claude-opus-4-5")
+        models = ("claude-sonnet-4-6", "claude-haiku-4-5-20251001", "claude-opus-4-6")
 
         async def append(k: int) -> None:
             data = {
@@ -140,7 +141,8 @@ async def load(dsn: str, total: int, sample: int) -> None:
                 "outputTokens": 100 + k,
                 "cacheReadTokens": 5000,
                 "costUsd": float(
-                    cost(models[k % 3], datetime.now(UTC).date(), 1000 + k, 100 + k, 5000) or 0
+                    pricing.cost(models[k % 3], datetime.now(UTC).date(), 1000 + k, 100 + k, 5000)
+                    or 0
                 ),
                 "repo": f"acme/repo{k % 5}",
                 "issueNumber": 1_000_000 + k // 10,
@@ -180,10 +182,13 @@ async def measure(dsn: str, runs: int) -> None:
                 f"  30-day summary: ${summary.total.cost_usd:,.2f} over "
                 f"{summary.total.events:,} events, {len(summary.by_agent_model)} agent/model "
                 f"rows, {len(summary.mismatches)} flagged, unknown models "
-                f"{summary.unknown_models}, top issue {summary.top_issues[0].stream_id} "
-                f"(${summary.top_issues[0].cost_usd:,.2f})"
+                f"{summary.unknown_models}, top issue "
+                f"{summary.top_issues[0].stream_id or '(unattributed)'} "
+                f"(${summary.top_issues[0].cost_usd:,.2f}), priced by "
+                f"{' + '.join(summary.price_sources)}"
             )
-            issue = summary.top_issues[0]
+            # The most expensive issue (the usage that named none, conductor-e's, may rank above).
+            issue = next(i for i in summary.top_issues if not i.unattributed)
             assert issue.repo is not None and issue.number is not None
             print(f"\n{'operation':<34}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}")
             for name, op in (

@@ -13,6 +13,7 @@ import aiohttp
 import asyncpg
 
 from bot.services.components import ComponentStates
+from bot.services.pricing import Pricing
 from bot.settings import Settings
 from store.events import EventStore
 from store.projections import Projections
@@ -35,6 +36,8 @@ class AppContext:
     clock: Callable[[], datetime] = field(default=utcnow)
     # What the bot and the loop know about Discord, GitHub and Anthropic (deep health shows it).
     components: ComponentStates = field(default_factory=ComponentStates)
+    # Model prices: genai-prices, with CONDUCTOR_PRICES_FILE on top (checked by the settings).
+    pricing: Pricing = field(default_factory=Pricing)
 
     @property
     def stale_after(self) -> timedelta:
@@ -59,4 +62,5 @@ class AppContext:
             projections=Projections(pool),
             state=AppState(pool),
             clock=clock,
+            pricing=Pricing(settings.price_overrides),
         )

@@ -19,12 +19,15 @@ import platformdirs
 from pydantic import (
     AliasChoices,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bot.services.pricing import PriceFile, PriceFileError, load_price_file
 
 Priority = Literal["critical", "high", "normal"]
 
@@ -193,6 +196,12 @@ class Settings(BaseSettings):
     agent_budgets_usd: Annotated[dict[str, float], NoDecode] = Field(
         default_factory=dict, alias="CONDUCTOR_AGENT_BUDGETS_USD"
     )
+    prices_file: Path | None = Field(
+        None,
+        alias="CONDUCTOR_PRICES_FILE",
+        description="A YAML or JSON file of model prices that adds to or overrides genai-prices.",
+    )
+    _price_overrides: PriceFile | None = PrivateAttr(None)
 
     # --- validators --------------------------------------------------------------------------
     @field_validator(
@@ -290,11 +299,27 @@ class Settings(BaseSettings):
         "kube_context",
         "github_org",
         "anthropic_base_url",
+        "prices_file",
         mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _load_prices_file(self) -> Settings:
+        # Read and checked once, at start-up: a bad file stops it with one line naming it.
+        if self.prices_file is not None:
+            try:
+                self._price_overrides = load_price_file(self.prices_file)
+            except PriceFileError as exc:
+                raise ValueError(f"CONDUCTOR_PRICES_FILE: {exc}") from None
+        return self
+
+    @property
+    def price_overrides(self) -> PriceFile | None:
+        """The models and prices of CONDUCTOR_PRICES_FILE, validated (None without one)."""
+        return self._price_overrides
 
     @model_validator(mode="after")
     def _database_url_scheme(self) -> Settings:

@@ -4,9 +4,10 @@ Costs are read-only figures from the usage projections, so `/cost` is a query gr
 everyone in the server like /queue and /agents. `/keys verify` talks to the Anthropic Admin
 API about the organisation's keys: it is an admin command (group "keys").
 
-The figures are the cost service's (bot/services/costs.py): computed from tokens at each day's
-list price, the agents' reported cost where a model has no price ("cost unknown" when neither
-exists). A row whose reported and computed cost differ by more than 5% is marked ⚠️.
+The figures are the cost service's one ledger (bot/services/costs.py): priced from tokens at
+each day's price (genai-prices, CONDUCTOR_PRICES_FILE on top), the agents' reported cost where a
+model has no price, labelled "reported" ("cost unknown" when neither exists). Each agent and
+model shows how far the agent's own reported cost is from ours; more than 5% is marked ⚠️.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from bot.services.costs import (
     MAX_DAYS,
     MISMATCH_MIN_USD,
     MISMATCH_RATIO,
+    UNATTRIBUTED,
     AgentModelSpend,
     CostService,
     CostSummary,
@@ -83,13 +85,22 @@ def _plural(count: int, word: str) -> str:
     return f"{count:,} {word}{'s' if count != 1 else ''}"
 
 
-def _mismatch_note(spend: Spend) -> str:
-    """` ⚠️ reported $X (+12.3%)` when reported and computed cost disagree, else ``."""
-    if not spend.mismatch:
-        return ""
+def _reported_note(spend: Spend, *, always: bool = False) -> str:
+    """How far the agents' own reported cost is from ours: ` ⚠️ reported $X (+12.3%)` when
+    they disagree by more than 5%, ` · reported $X (+0.4%)` otherwise when `always`."""
     pct = spend.difference_pct
-    diff = f" ({pct:+.1f}%)" if pct is not None else ""
-    return f" {MISMATCH} reported {usd(spend.reported_usd)}{diff}"
+    if pct is None or not (always or spend.mismatch):
+        return ""
+    lead = f" {MISMATCH}" if spend.mismatch else " ·"
+    return f"{lead} reported {usd(spend.reported_usd)} ({pct:+.1f}%)"
+
+
+# What a figure rests on (Spend.basis): ours, or the agents' reported cost where there is no price.
+BASIS_NOTE = {
+    "priced": "",
+    "reported": " (reported: no price)",
+    "partly priced": " (some usage has no price: see Unpriced models)",
+}
 
 
 def issue_mismatch(row: IssueSpend) -> bool:
@@ -101,15 +112,13 @@ def issue_mismatch(row: IssueSpend) -> bool:
     return gap >= MISMATCH_MIN_USD and gap > MISMATCH_RATIO * computed
 
 
-def _spend_text(spend: Spend, *, bold: bool = False) -> str:
+def _spend_text(spend: Spend, *, bold: bool = False, compare: bool = False) -> str:
     """The figure to show for some spend, with its caveats (no price, reported differs)."""
     cost = spend.cost_usd
     if cost is None:
         return "cost unknown (no price, none reported)"
     text = f"**{usd(cost)}**" if bold else usd(cost)
-    if spend.unpriced_events and spend.computed_usd is None:
-        text += " (some usage has no price: see Cost unknown)"
-    return text + _mismatch_note(spend)
+    return text + BASIS_NOTE.get(spend.basis, "") + _reported_note(spend, always=compare)
 
 
 def _field_text(lines: list[str], limit: int = FIELD_VALUE, max_rows: int = ROWS_PER_FIELD) -> str:
@@ -128,8 +137,23 @@ def _field_text(lines: list[str], limit: int = FIELD_VALUE, max_rows: int = ROWS
     return "\n".join(shown) or "—"
 
 
+def model_name(model: str) -> str:
+    return f"`{model}`" if model else "no model named"
+
+
 def _pair_line(row: AgentModelSpend) -> str:
-    return f"`{row.agent_id}` · `{row.model}` · {_spend_text(row.spend)}"
+    unpriced = " (unpriced model)" if row.unpriced else ""
+    spend = _spend_text(row.spend, compare=True)
+    return f"`{row.agent_id}` · {model_name(row.model)}{unpriced} · {spend}"
+
+
+def issue_name(stream_id: str) -> str:
+    return "unattributed (no issue named)" if stream_id == UNATTRIBUTED else f"`{stream_id}`"
+
+
+def _price_footer(sources: list[str]) -> str:
+    where = " + ".join(sources) if sources else "no price"
+    return f"Priced at each day's price by {where}; reported where a model has none"
 
 
 def _days(count: int) -> str:
@@ -181,16 +205,17 @@ def summary_embed(summary: CostSummary) -> discord.Embed:
                 f" {MISMATCH} reported {usd(issue.reported_usd)}" if issue_mismatch(issue) else ""
             )
             issues.append(
-                f"`{issue.stream_id}` {usd(issue.cost_usd)} · {_tokens(issue.tokens)}{mark}"
+                f"{issue_name(issue.stream_id)} {usd(issue.cost_usd)} · "
+                f"{_tokens(issue.tokens)}{mark}"
             )
         embed.add_field(name="Top issues by cost", value=_field_text(issues), inline=False)
     if summary.unknown_models:
-        models = ", ".join(f"`{m}`" for m in summary.unknown_models)
+        models = ", ".join(model_name(m) for m in summary.unknown_models)
         embed.add_field(
-            name="Cost unknown",
+            name="Unpriced models",
             value=cut(
-                f"No price for {models}: the agents' reported cost is used where they sent "
-                "one (prices live in bot/data/prices.json).",
+                f"No price for {models}: their tokens count, and the agents' reported cost is "
+                "used where they sent one (add prices with CONDUCTOR_PRICES_FILE).",
                 FIELD_VALUE,
             ),
             inline=False,
@@ -198,7 +223,7 @@ def summary_embed(summary: CostSummary) -> discord.Embed:
     flagged = any(r.spend.mismatch for r in summary.by_agent_model) or any(
         issue_mismatch(i) for i in summary.top_issues
     )
-    footer = "Computed from tokens at each day's list price"
+    footer = _price_footer(summary.price_sources)
     if flagged:
         footer = f"{MISMATCH} reported and computed cost differ by more than 5% · " + footer
     embed.set_footer(text=footer)
@@ -207,10 +232,11 @@ def summary_embed(summary: CostSummary) -> discord.Embed:
 
 def issue_embed(cost: IssueCost) -> discord.Embed:
     """The /cost issue answer."""
-    embed = discord.Embed(title=f"Cost of {cost.stream_id}", colour=BLUE)
+    title = "unattributed usage" if cost.unattributed else cost.stream_id
+    embed = discord.Embed(title=f"Cost of {title}", colour=BLUE)
     total = cost.total
     if total.events == 0:
-        embed.description = f"No token usage recorded for `{cost.stream_id}`."
+        embed.description = f"No token usage recorded for {issue_name(cost.stream_id)}."
         embed.colour = GREY
         return fit_embed(embed)
     embed.description = (
@@ -233,11 +259,11 @@ def issue_embed(cost: IssueCost) -> discord.Embed:
         inline=False,
     )
     if cost.unknown_models:
-        models = ", ".join(f"`{m}`" for m in cost.unknown_models)
+        models = ", ".join(model_name(m) for m in cost.unknown_models)
         embed.add_field(
-            name="Cost unknown", value=cut(f"No price for {models}.", FIELD_VALUE), inline=False
+            name="Unpriced models", value=cut(f"No price for {models}.", FIELD_VALUE), inline=False
         )
-    footer = "Computed from tokens at each day's list price"
+    footer = _price_footer(cost.price_sources)
     if total.mismatch or any(r.spend.mismatch for r in cost.by_agent_model):
         footer = f"{MISMATCH} reported and computed cost differ by more than 5% · " + footer
     embed.set_footer(text=footer)
@@ -281,8 +307,11 @@ def check_agent(agent: str | None) -> str | None:
     return agent
 
 
-def split_issue(reference: str) -> tuple[str, int]:
-    """`owner/repo#12` or an issue URL → ("owner/repo", 12)."""
+def split_issue(reference: str) -> tuple[str, int] | tuple[None, None]:
+    """`owner/repo#12` or an issue URL → ("owner/repo", 12); `unattributed` → (None, None),
+    the usage that named no issue."""
+    if reference.strip().lower() == "unattributed":
+        return None, None
     parsed = parse_issue_stream(parse_issue_ref(reference))
     if parsed is None:  # parse_issue_ref only returns issue streams; kept for the type
         raise InvalidInput(f"{quoted(reference)} is not an issue")
@@ -343,8 +372,7 @@ class CostCog(commands.GroupCog, group_name="cost", group_description="What the 
         # a cold start or a busy database must not miss Discord's three-second deadline.
         await replies.defer(interaction, share=share)
         summary = await costs.summary(days, agent_id)
-        series = await costs.daily(days, agent_id)
-        png = await asyncio.to_thread(daily_spend_png, series)
+        png = await asyncio.to_thread(daily_spend_png, summary.daily)
         await interaction.edit_original_response(
             embed=summary_embed(summary),
             attachments=[discord.File(io.BytesIO(png), filename=CHART_NAME)],
@@ -353,7 +381,7 @@ class CostCog(commands.GroupCog, group_name="cost", group_description="What the 
 
     @access(QUERIES)
     @app_commands.command(name="issue", description="What one issue cost, by agent and model")
-    @app_commands.describe(issue=ISSUE, share=SHARE)
+    @app_commands.describe(issue=f"{ISSUE}, or unattributed", share=SHARE)
     @app_commands.autocomplete(issue=issue_autocomplete)
     async def issue(
         self, interaction: discord.Interaction[Any], issue: str, share: bool = False

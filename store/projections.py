@@ -74,15 +74,6 @@ class UsageRow:
     cost_usd: Decimal
 
 
-@dataclass(frozen=True)
-class DailyCost:
-    day: date
-    agent_id: str
-    cost_usd: Decimal
-    input_tokens: int
-    output_tokens: int
-
-
 _ISSUE_COLUMNS = (
     "stream_id, repo, number, title, url, labels, priority, state, assignee, reviewer, attempt, "
     "pr_number, review_state, escalated, human_gate, approved_at, state_since, last_activity, "
@@ -142,6 +133,7 @@ class IssueCostRow:
     tokens: int
     cost_usd: Decimal
     computed_usd: Decimal | None
+    best_usd: Decimal  # ours where priced, the reported cost where not
     unpriced_events: int
 
 
@@ -214,10 +206,11 @@ ORDER BY day, agent_id, model
 """
 
 # Issues ranked by cost within [since, until]: priced in the query with the caller's rates
-# (a row whose model and day match no rate is "unpriced"), ranked by the larger of the computed
-# and the reported cost, so an issue whose model is unknown still shows up. The ranking runs
-# in float8 over every issue of the window (cheap, and small enough to aggregate in memory);
-# only the `limit` issues it picks are then summed exactly in numeric.
+# (a row whose model and day match no rate is "unpriced"), each row at our price where it has
+# one and at the agents' reported cost where not (the ledger's rule), so an issue whose model is
+# unknown still shows up. The ranking runs in float8 over every issue of the window (cheap, and
+# small enough to aggregate in memory); only the `limit` issues it picks are then summed
+# exactly in numeric. Usage that named no issue is the stream '' (unattributed).
 TOP_ISSUES = """
 WITH rates AS (
     SELECT * FROM unnest($4::text[], $5::date[], $6::date[], $7::numeric[], $8::numeric[],
@@ -229,13 +222,13 @@ WITH rates AS (
     LEFT JOIN rates r ON r.model = u.model AND u.day >= r.valid_from AND u.day < r.valid_to
     WHERE u.day >= $1 AND u.day <= $2 AND ($3::text IS NULL OR u.agent_id = $3)
     GROUP BY u.stream_id
-    ORDER BY greatest(
-        coalesce(sum((u.input_tokens * r.input::float8 + u.output_tokens * r.output::float8
-                      + (u.cache_creation_tokens - u.cache_creation_1h_tokens)
-                        * r.write_5m::float8
-                      + u.cache_creation_1h_tokens * r.write_1h::float8
-                      + u.cache_read_tokens * r.read::float8) / 1000000), 0),
-        sum(u.cost_usd::float8)) DESC, u.stream_id
+    ORDER BY sum(CASE WHEN r.model IS NULL THEN u.cost_usd::float8
+                      ELSE (u.input_tokens * r.input::float8 + u.output_tokens * r.output::float8
+                            + (u.cache_creation_tokens - u.cache_creation_1h_tokens)
+                              * r.write_5m::float8
+                            + u.cache_creation_1h_tokens * r.write_1h::float8
+                            + u.cache_read_tokens * r.read::float8) / 1000000 END) DESC,
+             u.stream_id
     LIMIT $12
 ), priced AS (
     SELECT u.stream_id, u.events, u.reported_events, u.cost_usd,
@@ -254,10 +247,11 @@ WITH rates AS (
 SELECT stream_id, sum(events)::int AS events, sum(reported_events)::int AS reported_events,
        sum(tokens)::bigint AS tokens, sum(cost_usd) AS cost_usd,
        CASE WHEN bool_or(unpriced) THEN NULL ELSE sum(computed) END AS computed_usd,
+       sum(CASE WHEN unpriced THEN cost_usd ELSE computed END) AS best_usd,
        coalesce(sum(events) FILTER (WHERE unpriced), 0)::int AS unpriced_events
 FROM priced
 GROUP BY stream_id
-ORDER BY greatest(coalesce(sum(computed), 0), sum(cost_usd)) DESC, stream_id
+ORDER BY best_usd DESC, stream_id
 """
 
 
@@ -423,17 +417,6 @@ class Projections:
             since,
         )
         return [_usage(row) for row in rows]
-
-    async def daily_costs(self, since: date) -> list[DailyCost]:
-        """USD and tokens per day and agent since a day (inclusive)."""
-        rows = await self._fetch(
-            "SELECT day, agent_id, sum(cost_usd) AS cost_usd, "
-            "sum(input_tokens)::bigint AS input_tokens, "
-            "sum(output_tokens)::bigint AS output_tokens "
-            "FROM usage_daily WHERE day >= $1 GROUP BY day, agent_id ORDER BY day, agent_id",
-            since,
-        )
-        return [DailyCost(**dict(row.items())) for row in rows]
 
     async def issue_usage(self, stream_id: str) -> list[UsageRow]:
         """What one issue cost, per agent and model."""

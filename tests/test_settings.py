@@ -84,3 +84,37 @@ def test_the_readme_documents_every_setting() -> None:
     names.add("ANTHROPIC_BASE_URL")
     missing = sorted(name for name in names if f"`{name}`" not in readme)
     assert missing == []
+
+
+def test_a_prices_file_is_read_at_start_up(tmp_path) -> None:
+    path = tmp_path / "prices.yaml"
+    path.write_text(
+        "models:\n"
+        "  - model: claude-next-5\n"
+        "    prices:\n"
+        "      - {effective: 2026-11-01, input: 4, output: 20, cache_write_5m: 5,\n"
+        "         cache_write_1h: 8, cache_read: 0.4}\n"
+    )
+    settings = load_settings({"CONDUCTOR_PRICES_FILE": str(path)})
+    assert settings.prices_file == path
+    assert settings.price_overrides is not None
+    assert settings.price_overrides.models[0].model == "claude-next-5"
+    assert load_settings({"CONDUCTOR_PRICES_FILE": ""}).price_overrides is None
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [(None, "cannot read"), ("models: [", "not valid YAML/JSON"), ("models: []", "at least 1")],
+)
+def test_a_bad_prices_file_stops_start_up_in_one_line(
+    tmp_path, content: str | None, reason: str
+) -> None:
+    path = tmp_path / "prices.yaml"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"CONDUCTOR_PRICES_FILE": str(path)})
+    message = str(raised.value)
+    assert message.startswith("configuration error: CONDUCTOR_PRICES_FILE: ")
+    assert reason in message and str(path) in message
+    assert "\n" not in message

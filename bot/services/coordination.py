@@ -30,7 +30,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -363,6 +363,8 @@ class CoordinationService:
         for state in ACTIVE_STATES:
             active.extend(await projections.issues(state=state, limit=MAX_ISSUES))
         failed = await projections.issues(state="failed", limit=MAX_ISSUES)
+        today = self.context.clock().astimezone(UTC).date()
+        spend = (await CostService(self.context).ledger(today, today)).breakdown().total
         return Facts(
             queue_depth=dict(result.queue_depth),
             queued=[i.stream_id for i in queued],
@@ -375,6 +377,8 @@ class CoordinationService:
             stuck=list(stuck.stuck),
             requeued=list(stuck.requeued),
             newly_escalated=list(stuck.escalated),
+            spend_today_usd=spend.cost_usd,
+            spend_basis=spend.basis,
         )
 
     async def _deltas(self, facts: Facts, since: int | None) -> None:

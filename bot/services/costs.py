@@ -1,13 +1,17 @@
-"""What the agents spend: the ledger of TOKEN_USAGE, priced, checked and budgeted.
+"""What the agents spend: the one ledger of TOKEN_USAGE, priced, checked and budgeted.
 
 Two figures for every row: the cost the agents *reported* (`costUsd` on their events) and the
-cost *computed* here from the tokens and the price table of that day (bot/data/prices.json).
-The headline figure is the computed one; the reported one stands in where a model has no
-price. Rows where both are known and differ by more than 5% (and at least a cent) are flagged:
-either an agent prices wrongly or the table is out of date.
+cost *priced* here from the tokens at that day's price (bot/services/pricing.py: genai-prices,
+and CONDUCTOR_PRICES_FILE on top). The figure shown is ours where the model has a price and the
+agent's reported one where it has not, labelled as such (`Spend.basis`); usage on a model with
+no price (or none named) still counts its tokens for the agent. Rows where both figures are
+known and differ by more than 5% (and at least a cent) are flagged: either an agent prices
+wrongly or the price database is out of date.
 
-Everything reads the usage projections (per day, agent and model; per issue and day), never the
-events, so a 30-day summary costs two small queries however many events there are.
+`CostService.ledger()` is the one place spend is computed: /cost, /api/costs/*, the dashboard,
+the budgets and their alerts all read it, so they show the same number for the same agent and
+window. Everything reads the usage projections (per day, agent and model; per issue and day),
+never the events, so a 30-day summary costs two small queries however many events there are.
 
 Budgets are per agent per UTC day (CONDUCTOR_AGENT_BUDGETS_USD). `check_budgets` records a
 BUDGET_THRESHOLD_CROSSED event at 80% and 100%, once per agent, day and threshold (an
@@ -27,7 +31,7 @@ from typing import Any, Protocol
 from bot.context import AppContext
 from bot.errors import InvalidInput, quoted
 from bot.integrations.anthropic_messages import Completion
-from bot.services.pricing import Pricing
+from bot.services.pricing import Price, Pricing
 from store.catalogue import BUDGET_STREAM, parse_issue_stream, stream_for, validate
 from store.events import AppendResult, NewEvent
 
@@ -38,7 +42,6 @@ MISMATCH_RATIO = Decimal("0.05")
 MISMATCH_MIN_USD = Decimal("0.01")  # below a cent, a difference is rounding, not a finding
 BUDGET_THRESHOLDS = (80, 100)
 MAX_DAYS = 366
-FAR_FUTURE = date(9999, 12, 31)
 
 
 # --- what the service reads (the projection readers of store/projections.py) ----------------
@@ -82,6 +85,8 @@ class _IssueCost(Protocol):
     def cost_usd(self) -> Decimal: ...
     @property
     def computed_usd(self) -> Decimal | None: ...
+    @property
+    def best_usd(self) -> Decimal: ...
     @property
     def unpriced_events(self) -> int: ...
 
@@ -195,6 +200,16 @@ class Spend:
         return self.best_sum
 
     @property
+    def basis(self) -> str:
+        """What the figure rests on: "priced" (ours), "reported" (no price: the agents' own),
+        "partly priced" (ours where the model has a price, theirs where not), or "unknown"."""
+        if not self.unpriced_events:
+            return "priced"
+        if self.cost_usd is None:
+            return "unknown"
+        return "reported" if self.unpriced_events == self.events else "partly priced"
+
+    @property
     def fully_reported(self) -> bool:
         return self.events > 0 and self.reported_events == self.events
 
@@ -232,6 +247,7 @@ class Spend:
             "events": self.events,
             "tokens": self.tokens.to_dict(),
             "costUsd": _usd(self.cost_usd),
+            "basis": self.basis,
             "reportedUsd": _usd(self.reported_usd),
             "reportedEvents": self.reported_events,
             "computedUsd": _usd(self.computed_usd),
@@ -280,11 +296,21 @@ class _Tally:
 @dataclass(frozen=True)
 class AgentModelSpend:
     agent_id: str
-    model: str
+    model: str  # '' when the agent named none
     spend: Spend
 
+    @property
+    def unpriced(self) -> bool:
+        """Some of this usage is on a model without a price (or with no model named)."""
+        return self.spend.unpriced_events > 0
+
     def to_dict(self) -> dict[str, Any]:
-        return {"agentId": self.agent_id, "model": self.model, **self.spend.to_dict()}
+        return {
+            "agentId": self.agent_id,
+            "model": self.model,
+            "unpricedModel": self.unpriced,
+            **self.spend.to_dict(),
+        }
 
 
 @dataclass(frozen=True)
@@ -303,23 +329,35 @@ class AgentSpend:
         }
 
 
+UNATTRIBUTED = ""  # the usage_by_issue stream id of usage that names no repo and issue
+
+
 @dataclass(frozen=True)
 class IssueSpend:
-    stream_id: str
+    stream_id: str  # UNATTRIBUTED for usage that named no issue
     repo: str | None
     number: int | None
     events: int
     tokens: int
     reported_usd: Decimal | None
     computed_usd: Decimal | None
+    best_usd: Decimal  # ours where priced, the reported cost where not
+    unpriced_events: int
+
+    @property
+    def unattributed(self) -> bool:
+        return self.stream_id == UNATTRIBUTED
 
     @property
     def cost_usd(self) -> Decimal | None:
-        return self.computed_usd if self.computed_usd is not None else self.reported_usd
+        if self.unpriced_events == self.events and self.reported_usd is None:
+            return None  # nothing priced and nothing reported: unknown, not zero
+        return self.best_usd
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "streamId": self.stream_id,
+            "unattributed": self.unattributed,
             "repo": self.repo,
             "issueNumber": self.number,
             "events": self.events,
@@ -327,6 +365,7 @@ class IssueSpend:
             "costUsd": _usd(self.cost_usd),
             "reportedUsd": _usd(self.reported_usd),
             "computedUsd": _usd(self.computed_usd),
+            "unpricedEvents": self.unpriced_events,
         }
 
 
@@ -345,6 +384,8 @@ class CostSummary:
     daily_average_usd: Decimal
     top_issues: list[IssueSpend]
     unknown_models: list[str]
+    daily: DailySeries
+    price_sources: list[str]  # what priced these figures, e.g. "genai-prices 0.2.3"
 
     @property
     def mismatches(self) -> list[AgentModelSpend]:
@@ -373,6 +414,7 @@ class CostSummary:
             "mismatches": [row.to_dict() for row in self.mismatches],
             "topIssues": [row.to_dict() for row in self.top_issues],
             "unknownModels": self.unknown_models,
+            "priceSources": self.price_sources,
         }
 
 
@@ -402,22 +444,95 @@ class DailySeries:
 
 @dataclass(frozen=True)
 class IssueCost:
-    """What one issue cost, per agent and model (and in total)."""
+    """What one issue (or the unattributed usage) cost, per agent and model, and in total."""
 
     stream_id: str
     by_agent_model: list[AgentModelSpend]
     by_agent: list[tuple[str, Spend]]
     total: Spend
     unknown_models: list[str]
+    price_sources: list[str]
+
+    @property
+    def unattributed(self) -> bool:
+        return self.stream_id == UNATTRIBUTED
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "streamId": self.stream_id,
+            "unattributed": self.unattributed,
             "total": self.total.to_dict(),
             "byAgent": [{"agentId": a, **s.to_dict()} for a, s in self.by_agent],
             "byAgentModel": [row.to_dict() for row in self.by_agent_model],
             "unknownModels": self.unknown_models,
+            "priceSources": self.price_sources,
         }
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One agent's usage of one model on one UTC day, priced."""
+
+    day: date
+    agent_id: str
+    model: str
+    spend: Spend
+    price: Price | None  # None: the model has no price that day
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """Priced usage per day, agent and model over [since, until]: what every spend figure
+    (/cost, /api/costs/*, the dashboard, budgets) is summed from."""
+
+    since: date
+    until: date
+    rows: list[LedgerRow]
+
+    @property
+    def price_sources(self) -> list[str]:
+        return sorted({row.price.source for row in self.rows if row.price is not None})
+
+    def breakdown(self) -> _Breakdown:
+        """Sum the rows per agent and model, per agent, in total, and per agent on `until`."""
+        pair_tally: dict[tuple[str, str], _Tally] = defaultdict(_Tally)
+        agent_tally: dict[str, _Tally] = defaultdict(_Tally)
+        on_day: dict[str, Decimal] = defaultdict(Decimal)
+        total_tally = _Tally()
+        unknown: set[str] = set()
+        for row in self.rows:
+            spend = row.spend
+            pair_tally[(row.agent_id, row.model)].add(spend)
+            agent_tally[row.agent_id].add(spend)
+            total_tally.add(spend)
+            if spend.unpriced_events:
+                unknown.add(row.model)
+            if row.day == self.until:
+                on_day[row.agent_id] += spend.best_sum
+        pairs = sorted(
+            (AgentModelSpend(a, m, tally.spend()) for (a, m), tally in pair_tally.items()),
+            key=lambda r: (-(r.spend.best_sum), r.agent_id, r.model),
+        )
+        return _Breakdown(
+            pairs,
+            {agent: tally.spend() for agent, tally in agent_tally.items()},
+            total_tally.spend(),
+            sorted(unknown),
+            dict(on_day),
+        )
+
+    def series(self) -> DailySeries:
+        """USD per agent and day (every day of the window, zeros too), busiest agent first."""
+        days = (self.until - self.since).days + 1
+        day_list = [self.since + timedelta(days=i) for i in range(days)]
+        usd: dict[str, list[Decimal]] = {}
+        unpriced = 0
+        for row in self.rows:
+            unpriced += row.spend.unpriced_events
+            daily = usd.setdefault(row.agent_id, [Decimal(0)] * days)
+            daily[(row.day - self.since).days] += row.spend.best_sum
+        agents = sorted(usd, key=lambda a: (-sum(usd[a], Decimal(0)), a))
+        return DailySeries(day_list, agents, usd, unpriced)
 
 
 @dataclass(frozen=True)
@@ -428,7 +543,7 @@ class _Breakdown:
     by_agent: dict[str, Spend]
     total: Spend
     unknown_models: list[str]
-    on_day: dict[str, Decimal]  # per agent, on the day asked for
+    on_day: dict[str, Decimal]  # per agent, on the last day of the window
 
 
 @dataclass(frozen=True)
@@ -453,7 +568,7 @@ class BudgetAlert:
 
 
 class CostService:
-    """Spend per agent, model, day and issue, the reported-vs-computed check, and budgets."""
+    """Spend per agent, model, day and issue, the reported-vs-priced check, and budgets."""
 
     def __init__(
         self,
@@ -463,7 +578,7 @@ class CostService:
         reader: CostReader | None = None,
     ) -> None:
         self.context = context
-        self.pricing = pricing or Pricing.bundled()
+        self.pricing = pricing or context.pricing
         self.reader: CostReader = reader or context.projections
 
     def _today(self) -> date:
@@ -476,20 +591,23 @@ class CostService:
         until = self._today()
         return until - timedelta(days=days - 1), until
 
-    def price(self, row: _UsageFigures) -> Spend:
-        """Price one projection row (one day, one model)."""
+    def price(self, row: _UsageFigures) -> LedgerRow:
+        """Price one projection row (one day, agent and model)."""
         tokens = Tokens.of(row)
-        computed = self.pricing.cost(
-            row.model,
-            row.day,
-            tokens.input,
-            tokens.output,
-            tokens.cache_read,
-            tokens.cache_write_5m,
-            tokens.cache_write_1h,
+        price = self.pricing.price_for(row.model, row.day)
+        computed = (
+            None
+            if price is None
+            else price.cost(
+                tokens.input,
+                tokens.output,
+                tokens.cache_read,
+                tokens.cache_write_5m,
+                tokens.cache_write_1h,
+            )
         )
         reported = Decimal(row.cost_usd) if row.reported_events else Decimal(0)
-        return Spend(
+        spend = Spend(
             events=row.events,
             reported_events=row.reported_events,
             tokens=tokens,
@@ -498,41 +616,51 @@ class CostService:
             unpriced_events=0 if computed is not None else row.events,
             best_sum=computed if computed is not None else reported,
         )
+        return LedgerRow(row.day, row.agent_id, row.model, spend, price)
 
-    def _rates(self, models: Iterable[str]) -> list[Rate]:
-        rates: list[Rate] = []
-        for model in sorted(set(models)):
-            for start, end, p in self.pricing.periods(model):
-                rates.append(
-                    (
-                        model,
-                        start,
-                        end or FAR_FUTURE,
-                        p.input,
-                        p.output,
-                        p.cache_write_5m,
-                        p.cache_write_1h,
-                        p.cache_read,
-                    )
-                )
-        return rates
+    async def ledger(self, since: date, until: date, agent_id: str | None = None) -> Ledger:
+        """The priced usage of [since, until] (UTC days), optionally of one agent."""
+        rows = await self.reader.usage_by_day(since, until, agent_id)
+        return Ledger(since, until, [self.price(row) for row in rows])
+
+    def _rates(self, models: Iterable[str], since: date, until: date) -> list[Rate]:
+        """Each model's prices over the window, as the top-issues query takes them."""
+        return [
+            (
+                model,
+                start,
+                end,
+                p.input,
+                p.output,
+                p.cache_write_5m,
+                p.cache_write_1h,
+                p.cache_read,
+            )
+            for model in sorted(set(models))
+            for start, end, p in self.pricing.periods(model, since, until)
+        ]
 
     async def summary(
         self, days: int = 30, agent_id: str | None = None, *, top: int = 10
     ) -> CostSummary:
-        """Spend over the last `days` days: per agent and model, per agent, today against the
-        window's daily average, the top issues, models without a price, mismatches."""
+        """Spend over the last `days` days: per agent and model, per agent, per day, today
+        against the window's daily average, the top issues (none when `top` is 0), models
+        without a price, mismatches, and what priced it all."""
         since, until = self.window(days)
-        rows = await self.reader.usage_by_day(since, until, agent_id)
-        breakdown = self._breakdown(rows, today=until)
+        ledger = await self.ledger(since, until, agent_id)
+        breakdown = ledger.breakdown()
         today_by_agent = breakdown.on_day
         total = breakdown.total
-        issues = await self.reader.top_issues(
-            since,
-            until,
-            self._rates(p.model for p in breakdown.pairs),
-            limit=top,
-            agent_id=agent_id,
+        issues = (
+            await self.reader.top_issues(
+                since,
+                until,
+                self._rates((p.model for p in breakdown.pairs), since, until),
+                limit=top,
+                agent_id=agent_id,
+            )
+            if top > 0
+            else []
         )
         budgets = self.context.settings.agent_budgets_usd
         agent_rows = [
@@ -558,65 +686,38 @@ class CostService:
             daily_average_usd=total.best_sum / days,
             top_issues=[_issue_spend(row) for row in issues],
             unknown_models=breakdown.unknown_models,
+            daily=ledger.series(),
+            price_sources=ledger.price_sources,
         )
 
     async def daily(self, days: int = 30, agent_id: str | None = None) -> DailySeries:
         """Cost per day and agent over the last `days` days (every day present, zeros too)."""
         since, until = self.window(days)
-        rows = await self.reader.usage_by_day(since, until, agent_id)
-        day_list = [since + timedelta(days=i) for i in range(days)]
-        index = {d: i for i, d in enumerate(day_list)}
-        usd: dict[str, list[Decimal]] = {}
-        unpriced = 0
-        for row in rows:
-            spend = self.price(row)
-            unpriced += spend.unpriced_events
-            series = usd.setdefault(row.agent_id, [Decimal(0)] * days)
-            series[index[row.day]] += spend.best_sum
-        agents = sorted(usd, key=lambda a: (-sum(usd[a], Decimal(0)), a))
-        return DailySeries(day_list, agents, usd, unpriced)
+        return (await self.ledger(since, until, agent_id)).series()
 
-    async def issue(self, repo: str, number: int) -> IssueCost:
-        """One issue's cost by agent and model, each day's usage at that day's price."""
-        stream_id = f"{repo}#{number}"
-        if parse_issue_stream(stream_id) is None:
-            raise InvalidInput(
-                f"{quoted(stream_id)} is not an issue (expected owner/repo and a number)"
-            )
+    async def issue(self, repo: str | None, number: int | None) -> IssueCost:
+        """One issue's cost by agent and model, each day's usage at that day's price; with no
+        repo and number, the usage that named no issue ("unattributed")."""
+        if repo is None and number is None:
+            stream_id = UNATTRIBUTED
+        else:
+            stream_id = f"{repo}#{number}"
+            if parse_issue_stream(stream_id) is None:
+                raise InvalidInput(
+                    f"{quoted(stream_id)} is not an issue (expected owner/repo and a number)"
+                )
         rows = await self.reader.issue_usage_by_day(stream_id)
-        breakdown = self._breakdown(rows)
+        priced = [self.price(row) for row in rows]
+        ledger = Ledger(min((r.day for r in priced), default=self._today()), self._today(), priced)
+        breakdown = ledger.breakdown()
         agents = sorted(breakdown.by_agent.items(), key=lambda item: (-(item[1].best_sum), item[0]))
         return IssueCost(
-            stream_id, breakdown.pairs, agents, breakdown.total, breakdown.unknown_models
-        )
-
-    def _breakdown(self, rows: Sequence[_UsageFigures], today: date | None = None) -> _Breakdown:
-        """Price rows and sum them per agent and model, per agent and in total (and, when
-        `today` is given, per agent on that day)."""
-        pair_tally: dict[tuple[str, str], _Tally] = defaultdict(_Tally)
-        agent_tally: dict[str, _Tally] = defaultdict(_Tally)
-        on_day: dict[str, Decimal] = defaultdict(Decimal)
-        total_tally = _Tally()
-        unknown: set[str] = set()
-        for row in rows:
-            spend = self.price(row)
-            pair_tally[(row.agent_id, row.model)].add(spend)
-            agent_tally[row.agent_id].add(spend)
-            total_tally.add(spend)
-            if spend.unpriced_events:
-                unknown.add(row.model)
-            if row.day == today:
-                on_day[row.agent_id] += spend.best_sum
-        pairs = sorted(
-            (AgentModelSpend(a, m, tally.spend()) for (a, m), tally in pair_tally.items()),
-            key=lambda r: (-(r.spend.best_sum), r.agent_id, r.model),
-        )
-        return _Breakdown(
-            pairs,
-            {agent: tally.spend() for agent, tally in agent_tally.items()},
-            total_tally.spend(),
-            sorted(unknown),
-            dict(on_day),
+            stream_id,
+            breakdown.pairs,
+            agents,
+            breakdown.total,
+            breakdown.unknown_models,
+            ledger.price_sources,
         )
 
     async def check_budgets(self, now: datetime | None = None) -> list[BudgetAlert]:
@@ -634,10 +735,7 @@ class CostService:
         }
         if not budgets:
             return []
-        spent: dict[str, Decimal] = defaultdict(Decimal)
-        for row in await self.reader.usage_by_day(day, day):
-            if row.agent_id in budgets:
-                spent[row.agent_id] += self.price(row).best_sum
+        spent = (await self.ledger(day, day)).breakdown().on_day
         alerts: list[BudgetAlert] = []
         for agent, budget in sorted(budgets.items()):
             used = spent.get(agent, Decimal(0))
@@ -677,6 +775,8 @@ def _issue_spend(row: _IssueCost) -> IssueSpend:
         tokens=row.tokens,
         reported_usd=row.cost_usd if row.reported_events else None,
         computed_usd=row.computed_usd,
+        best_usd=row.best_usd,
+        unpriced_events=row.unpriced_events,
     )
 
 
@@ -693,7 +793,7 @@ async def record_completion_usage(
     `costUsd` is our computed cost at today's price; it is left out (cost unknown) when the
     model has no price, never sent as 0. The message id makes a retried record a no-op.
     """
-    table = pricing or Pricing.bundled()
+    table = pricing or context.pricing
     day = context.clock().astimezone(UTC).date()
     write_1h = min(completion.cache_creation_1h_tokens, completion.cache_creation_tokens)
     computed = table.cost(

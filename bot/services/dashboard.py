@@ -20,6 +20,8 @@ from decimal import Decimal
 from typing import Any
 
 from bot.context import AppContext
+from bot.services.costs import AgentModelSpend, CostService
+from bot.services.costs import Spend as Ledgered
 from bot.services.stuck import HELD_STATES, StuckDetector, judge
 from store import catalogue
 from store.events import RecordedEvent
@@ -98,6 +100,8 @@ class AgentSpend:
     today_usd: Decimal
     total_usd: Decimal
     budget_usd: Decimal | None
+    spend: Ledgered  # the window's figures: basis (priced / reported), reported, difference
+    models: list[AgentModelSpend]
 
     @property
     def over_budget(self) -> bool:
@@ -109,6 +113,7 @@ class Spend:
     now: datetime
     days: list[date]
     agents: list[AgentSpend]
+    price_sources: list[str]
 
     @property
     def today_usd(self) -> Decimal:
@@ -237,33 +242,32 @@ class DashboardService:
 
     # --- spend ------------------------------------------------------------------------------
     async def spend(self, days: int = SPEND_DAYS) -> Spend:
-        """USD per agent and UTC day over the last `days` days (today included), with budgets."""
+        """USD per agent and UTC day over the last `days` days (today included), with budgets:
+        the cost service's ledger, the same figures as /cost and /api/costs/summary."""
         now = self.context.clock()
-        today = now.astimezone(UTC).date()
-        window = [today - timedelta(days=n) for n in range(days - 1, -1, -1)]
-        rows = await self.context.projections.daily_costs(window[0])
-        per_agent: dict[str, dict[date, Decimal]] = {}
-        for row in rows:
-            per_agent.setdefault(row.agent_id, {})[row.day] = Decimal(row.cost_usd)
+        summary = await CostService(self.context).summary(days, top=0)
         budgets = {
             agent: Decimal(str(usd))
             for agent, usd in self.context.settings.agent_budgets_usd.items()
         }
+        ledgered = {row.agent_id: row.spend for row in summary.by_agent}
         spend = []
-        for agent_id in sorted(per_agent.keys() | budgets.keys()):
-            by_day = per_agent.get(agent_id, {})
-            daily = [by_day.get(day, Decimal(0)) for day in window]
+        for agent_id in sorted(ledgered.keys() | budgets.keys()):
+            daily = summary.daily.usd.get(agent_id, [Decimal(0)] * days)
+            figures = ledgered.get(agent_id, Ledgered())
             spend.append(
                 AgentSpend(
                     agent_id=agent_id,
                     daily_usd=daily,
                     today_usd=daily[-1],
-                    total_usd=sum(daily, Decimal(0)),
+                    total_usd=figures.best_sum,
                     budget_usd=budgets.get(agent_id),
+                    spend=figures,
+                    models=[m for m in summary.by_agent_model if m.agent_id == agent_id],
                 )
             )
         spend.sort(key=lambda a: (-a.total_usd, a.agent_id))
-        return Spend(now, window, spend)
+        return Spend(now, summary.daily.days, spend, summary.price_sources)
 
     # --- coordination runs ------------------------------------------------------------------
     async def runs(self, limit: int = 10) -> list[Run]:

@@ -1,42 +1,58 @@
-"""Claude model prices by day, and what a number of tokens cost.
+"""Model prices by day — from the genai-prices database, and an optional local price file.
 
-The table lives in `bot/data/prices.json`: per model, dated prices in USD per million tokens for
-input, output, 5-minute and 1-hour cache writes and cache reads. A day's usage is priced at the
-entry in force that day, so a price change never re-prices the past. A model (or a day) the
-table does not know has no price: `cost()` returns None, "cost unknown", never zero.
+Prices come from the `genai-prices` package (pydantic/genai-prices on PyPI: historic prices per
+provider and model, maintained upstream; upgrading the package brings new models and price
+changes). Its bundled data is used as installed: nothing is downloaded at run time. A model is
+found by its name (any provider: `claude-…` is Anthropic's, `gpt-…` OpenAI's), with aliases,
+dated snapshot ids and the Vertex `model@snapshot` form.
 
-Model names are matched after normalising case and the Vertex `model@snapshot` form; every
-alias and dated snapshot id of a model maps to the same prices.
+An operator's local file (CONDUCTOR_PRICES_FILE, YAML or JSON) adds models the database does not
+know yet, or overrides its price from a date on (a negotiated rate). For a day on or after a
+model's first `effective` date in the file, the file's latest entry on or before that day
+applies; before it, the database's price (if any) does.
+
+A day's usage is priced at the price in force that day (UTC), so a price change never re-prices
+the past. A model (or a day) without a price has none: `cost()` returns None — "cost unknown",
+never zero — and so does an empty model name.
+
+Each Price says where it came from (`source`: "genai-prices 0.2.3" or "CONDUCTOR_PRICES_FILE"),
+so every figure can say what priced it. Rates are USD per million tokens of: input (uncached),
+output, cache reads, 5-minute and 1-hour cache writes. Usage reaches us summed per day, not per
+request, so a per-request long-context surcharge (a tier above 200k input tokens) cannot be
+applied: the base rate is used. Look-ups are cached per (model, day): pricing a million events
+resolves each model once per day of the window.
 """
 
 from __future__ import annotations
 
 import bisect
-import functools
 import json
-from datetime import date
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from importlib import resources
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+import genai_prices
+import yaml
+from genai_prices.types import TieredPrices
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 MILLION = Decimal(1_000_000)
+DATABASE_SOURCE = f"genai-prices {genai_prices.__version__}"
+FILE_SOURCE = "CONDUCTOR_PRICES_FILE"
 
-Rate = Decimal
 
+@dataclass(frozen=True)
+class Price:
+    """USD per million tokens of each kind, and where the figures came from."""
 
-class Price(BaseModel):
-    """USD per million tokens of each kind, in force from `effective` (inclusive)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    effective: date
-    input: Rate = Field(ge=0)
-    output: Rate = Field(ge=0)
-    cache_write_5m: Rate = Field(ge=0)
-    cache_write_1h: Rate = Field(ge=0)
-    cache_read: Rate = Field(ge=0)
+    input: Decimal
+    output: Decimal
+    cache_write_5m: Decimal
+    cache_write_1h: Decimal
+    cache_read: Decimal
+    source: str
 
     def cost(
         self,
@@ -57,37 +73,60 @@ class Price(BaseModel):
         return micro / MILLION
 
 
-class ModelPrices(BaseModel):
+# --- the local price file (CONDUCTOR_PRICES_FILE) --------------------------------------------
+
+Rate = Decimal
+
+
+class FilePrice(BaseModel):
+    """One dated price of the local file, in force from `effective` (inclusive)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    effective: date
+    input: Rate = Field(ge=0)
+    output: Rate = Field(ge=0)
+    cache_write_5m: Rate = Field(ge=0)
+    cache_write_1h: Rate = Field(ge=0)
+    cache_read: Rate = Field(ge=0)
+
+    def price(self) -> Price:
+        return Price(
+            self.input,
+            self.output,
+            self.cache_write_5m,
+            self.cache_write_1h,
+            self.cache_read,
+            FILE_SOURCE,
+        )
+
+
+class FileModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     model: str = Field(min_length=1)
     aliases: list[str] = []
     note: str | None = None
-    prices: list[Price] = Field(min_length=1)
+    prices: list[FilePrice] = Field(min_length=1)
 
     @field_validator("prices")
     @classmethod
-    def _dated_once(cls, prices: list[Price]) -> list[Price]:
+    def _dated_once(cls, prices: list[FilePrice]) -> list[FilePrice]:
         days = [p.effective for p in prices]
         if len(set(days)) != len(days):
             raise ValueError("two prices share an effective date")
         return sorted(prices, key=lambda p: p.effective)
 
 
-class PriceTable(BaseModel):
-    """The whole of prices.json, validated."""
+class PriceFile(BaseModel):
+    """The whole local price file, validated: USD per million tokens, per model, dated."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    currency: Literal["USD"]
-    unit: Literal["per million tokens"]
-    source: str
-    checked: date
-    notes: list[str] = []
-    models: list[ModelPrices] = Field(min_length=1)
+    models: list[FileModel] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _names_unique(self) -> PriceTable:
+    def _names_unique(self) -> PriceFile:
         seen: dict[str, str] = {}
         for entry in self.models:
             for name in (entry.model, *entry.aliases):
@@ -101,48 +140,134 @@ class PriceTable(BaseModel):
         return self
 
 
+class PriceFileError(ValueError):
+    """The local price file cannot be read or is malformed; the message is one line."""
+
+
+def load_price_file(path: Path) -> PriceFile:
+    """Read and validate a price file (YAML, or JSON, which is YAML too).
+
+    Raises PriceFileError with one line saying what is wrong and where.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PriceFileError(f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
+    try:
+        data: Any = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PriceFileError(f"{path} is not valid YAML/JSON: {first}") from None
+    try:
+        return PriceFile.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error.get("loc", ()))
+        message = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
+        raise PriceFileError(f"{path}: {where + ': ' if where else ''}{message}") from None
+
+
 def normalise_model(name: str) -> str:
     """`Claude-Haiku-4-5@20251001 ` → `claude-haiku-4-5-20251001` (case, space, Vertex form)."""
     return name.strip().lower().replace("@", "-")
 
 
-class Pricing:
-    """Look-ups over a validated price table."""
+# --- look-ups --------------------------------------------------------------------------------
 
-    def __init__(self, table: PriceTable) -> None:
-        self.table = table
+
+def _rate(value: Decimal | TieredPrices | None) -> Decimal | None:
+    # A tiered price's base: usage is summed per day, so a request's tier is not known.
+    return value.base if isinstance(value, TieredPrices) else value
+
+
+def database_price(model: str, day: date) -> tuple[str | None, Price | None]:
+    """genai-prices' id for `model` (None when it does not know it) and its price on `day`
+    (UTC; None when it has none).
+
+    Cache tokens the database gives no rate of its own are priced as genai-prices prices them:
+    a 5-minute or 1-hour write at the plain cache-write rate, else as input; a read as input.
+    """
+    if not model.strip():
+        return None, None
+    try:
+        found = genai_prices.calc_price(
+            genai_prices.Usage(),
+            normalise_model(model),
+            genai_request_timestamp=datetime.combine(day, time(12), UTC),
+        )
+    except LookupError:
+        return None, None
+    prices = found.model_price
+    text_input = _rate(prices.input_mtok)
+    output = _rate(prices.output_mtok)
+    if text_input is None or output is None:
+        return found.model.id, None  # not a token-priced model (images, audio, ...)
+    write = _rate(prices.cache_write_mtok)
+    write_5m = _rate(prices.cache_write_5m_mtok)
+    write_1h = _rate(prices.cache_write_1h_mtok)
+    read = _rate(prices.cache_read_mtok)
+    return found.model.id, Price(
+        input=text_input,
+        output=output,
+        cache_write_5m=next(r for r in (write_5m, write, text_input) if r is not None),
+        cache_write_1h=next(r for r in (write_1h, write, text_input) if r is not None),
+        cache_read=read if read is not None else text_input,
+        source=DATABASE_SOURCE,
+    )
+
+
+class Pricing:
+    """Prices per model and day: the local file where it has one, else genai-prices."""
+
+    def __init__(self, overrides: PriceFile | None = None, *, database: bool = True) -> None:
+        self.overrides = overrides
+        self.database = database
         self._canonical: dict[str, str] = {}
-        self._prices: dict[str, list[Price]] = {}
+        self._file: dict[str, list[FilePrice]] = {}
         self._days: dict[str, list[date]] = {}
-        for entry in table.models:
-            self._prices[entry.model] = entry.prices
+        for entry in overrides.models if overrides else ():
+            self._file[entry.model] = entry.prices
             self._days[entry.model] = [p.effective for p in entry.prices]
             for name in (entry.model, *entry.aliases):
                 self._canonical[normalise_model(name)] = entry.model
+        # (model as recorded, day) → price; bounded by the models in use × the days asked for.
+        self._cache: dict[tuple[str, date], Price | None] = {}
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> Pricing:
-        """Parse and validate a price table (raises pydantic.ValidationError when malformed)."""
-        data: Any = json.loads(text)
-        return cls(PriceTable.model_validate(data))
+    def from_file(cls, path: Path | None) -> Pricing:
+        """genai-prices, with the local file at `path` on top when given (PriceFileError when
+        it cannot be read or is malformed)."""
+        return cls(load_price_file(path) if path is not None else None)
 
-    @classmethod
-    def bundled(cls) -> Pricing:
-        """The table shipped in bot/data/prices.json (read once per process, on first use)."""
-        return _bundled()
+    @property
+    def sources(self) -> list[str]:
+        """Where prices may come from, database first."""
+        found = [DATABASE_SOURCE] if self.database else []
+        return [*found, FILE_SOURCE] if self.overrides else found
 
-    def canonical(self, model: str) -> str | None:
-        """The table's name for a model, alias or snapshot id; None when unknown."""
-        return self._canonical.get(normalise_model(model))
-
-    def price_for(self, model: str, day: date) -> Price | None:
-        """The price in force for `model` on `day`, or None (unknown model, or before its
-        first price)."""
-        name = self.canonical(model)
+    def _from_file(self, model: str, day: date) -> Price | None:
+        name = self._canonical.get(normalise_model(model))
         if name is None:
             return None
         index = bisect.bisect_right(self._days[name], day) - 1
-        return self._prices[name][index] if index >= 0 else None
+        return self._file[name][index].price() if index >= 0 else None
+
+    def price_for(self, model: str, day: date) -> Price | None:
+        """The price in force for `model` on `day`, or None (no price: cost unknown).
+
+        The file is matched by the name as sent, then by genai-prices' id for it, so a file
+        entry for `claude-sonnet-4-6` covers its dated snapshot ids and other spellings too.
+        """
+        key = (model, day)
+        if key in self._cache:
+            return self._cache[key]
+        price = self._from_file(model, day)
+        if price is None and self.database:
+            known_as, price = database_price(model, day)
+            if known_as is not None:
+                price = self._from_file(known_as, day) or price
+        self._cache[key] = price
+        return price
 
     def cost(
         self,
@@ -166,45 +291,18 @@ class Pricing:
             cache_write_1h_tokens,
         )
 
-    def periods(self, model: str) -> list[tuple[date, date | None, Price]]:
-        """Each price of a model with the day it starts and the day the next one starts."""
-        name = self.canonical(model)
-        if name is None:
-            return []
-        prices = self._prices[name]
-        return [
-            (p.effective, prices[i + 1].effective if i + 1 < len(prices) else None, p)
-            for i, p in enumerate(prices)
-        ]
-
-
-@functools.cache
-def _bundled() -> Pricing:
-    text = resources.files("bot").joinpath("data", "prices.json").read_text(encoding="utf-8")
-    return Pricing.from_json(text)
-
-
-def price_for(model: str, day: date) -> Price | None:
-    """`Pricing.price_for` over the bundled table."""
-    return Pricing.bundled().price_for(model, day)
-
-
-def cost(
-    model: str,
-    day: date,
-    input_tokens: int,
-    output_tokens: int,
-    cache_read_tokens: int = 0,
-    cache_write_5m_tokens: int = 0,
-    cache_write_1h_tokens: int = 0,
-) -> Decimal | None:
-    """`Pricing.cost` over the bundled table: USD, or None when the price is unknown."""
-    return Pricing.bundled().cost(
-        model,
-        day,
-        input_tokens,
-        output_tokens,
-        cache_read_tokens,
-        cache_write_5m_tokens,
-        cache_write_1h_tokens,
-    )
+    def periods(self, model: str, since: date, until: date) -> list[tuple[date, date, Price]]:
+        """The prices of `model` over [since, until]: (first day, day after the last, price),
+        one per run of days with the same price; days without a price are left out."""
+        runs: list[tuple[date, date, Price]] = []
+        day = since
+        while day <= until:
+            price = self.price_for(model, day)
+            following = day + timedelta(days=1)
+            if price is not None:
+                if runs and runs[-1][1] == day and runs[-1][2] == price:
+                    runs[-1] = (runs[-1][0], following, price)
+                else:
+                    runs.append((day, following, price))
+            day = following
+        return runs

@@ -83,6 +83,9 @@ class Facts:
     stuck: list[str] = field(default_factory=list)
     requeued: list[str] = field(default_factory=list)
     newly_escalated: list[str] = field(default_factory=list)
+    # Today's spend from the cost ledger (the figure /cost shows), and what it rests on.
+    spend_today_usd: Decimal | None = None
+    spend_basis: str = "priced"
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -131,6 +134,9 @@ class Facts:
             },
             "components_down": sorted(name for name, up in self.health.items() if not up),
             "github_sync": self.github,
+            "spend_today_usd": None
+            if self.spend_today_usd is None
+            else float(round(self.spend_today_usd, 2)),
         }
 
 
@@ -195,6 +201,9 @@ def template(facts: Facts) -> str:
         lines.append(f"New since last summary: {_names(facts.approved_since)}")
     if facts.done_since:
         lines.append(f"Done since last summary: {_names(facts.done_since)}")
+    if facts.spend_today_usd:
+        partly = " (some usage has no price)" if facts.spend_basis != "priced" else ""
+        lines.append(f"Spend today: ${facts.spend_today_usd:,.2f}{partly}")
     return "\n".join(lines)
 
 
@@ -274,7 +283,7 @@ def completion_cost(
 ) -> Decimal | None:
     """USD for one completion at today's price, as `record_completion_usage` records it;
     None when the model has no price."""
-    table = pricing or Pricing.bundled()
+    table = pricing or context.pricing
     write_1h = min(completion.cache_creation_1h_tokens, completion.cache_creation_tokens)
     return table.cost(
         completion.model,

@@ -283,7 +283,10 @@ async def costs_daily(request: web.Request) -> web.Response:
 
 @routes.get("/api/costs/issue")
 async def costs_issue(request: web.Request) -> web.Response:
-    """The figures of `/cost issue`: what one issue cost, by agent and model."""
+    """The figures of `/cost issue`: what one issue cost, by agent and model
+    (`?unattributed=true`: the usage that named no issue)."""
+    if request.query.get("unattributed", "").lower() in ("1", "true"):
+        return json_response((await CostService(request.app[CONTEXT]).issue(None, None)).to_dict())
     repo = request.query.get("repo") or ""
     number = int_param(request, "issueNumber", 0, low=1, high=2_147_483_647)
     if not repo or not number:

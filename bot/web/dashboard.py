@@ -490,6 +490,7 @@ def spend_json(spend: Spend) -> dict[str, Any]:
         "days": [day.isoformat() for day in spend.days],
         "todayUsd": spend.today_usd,
         "totalUsd": spend.total_usd,
+        "priceSources": spend.price_sources,
         "agents": [
             {
                 "agentId": a.agent_id,
@@ -498,6 +499,9 @@ def spend_json(spend: Spend) -> dict[str, Any]:
                 "totalUsd": a.total_usd,
                 "budgetUsd": a.budget_usd,
                 "overBudget": a.over_budget,
+                "basis": a.spend.basis,
+                "unpricedEvents": a.spend.unpriced_events,
+                "models": [m.to_dict() for m in a.models],
             }
             for a in spend.agents
         ],

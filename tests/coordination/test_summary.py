@@ -11,6 +11,7 @@ import pytest
 
 from bot.context import AppContext
 from bot.services.coordination import STATE_KEY, CoordinationService
+from bot.services.costs import CostService
 from bot.services.summary import Facts, IssueFact, template
 from tests.coordination.conftest import (
     ANTHROPIC_KEY,
@@ -275,3 +276,33 @@ async def test_facts_record_in_the_state_only_after_a_post(
     assert result.summary == "posted"
     assert state["posted_digest"] and state["pending"] == []
     assert state["since_position"] == await ctx.store.head_position() - 2  # + summary, run
+
+
+async def test_the_summary_says_todays_spend_from_the_cost_ledger(
+    ctx: AppContext, webhook: FakeWebhook, make_service: Callable[..., CoordinationService]
+) -> None:
+    await approve(ctx, REPO, 1, "high")
+    # A Sonnet 4.6 turn the agent reported at $0: the summary says ours, as /cost does.
+    await record(
+        ctx,
+        "TOKEN_USAGE",
+        agentId="dev-e-1",
+        model="claude-sonnet-4-6",
+        inputTokens=1_000_000,
+        outputTokens=100_000,
+        costUsd=0.0,
+    )
+
+    result = await make_service(ctx).run()
+
+    assert result.ok, result.errors
+    (content,) = webhook.contents()
+    assert "Spend today: $4.50" in content.splitlines()
+    ledger = await CostService(ctx).summary(1)
+    assert ledger.today_usd == Decimal("4.5")
+
+
+def test_the_template_says_when_some_spend_has_no_price() -> None:
+    text = template(Facts(spend_today_usd=Decimal("1.25"), spend_basis="partly priced"))
+    assert "Spend today: $1.25 (some usage has no price)" in text.splitlines()
+    assert "Spend today" not in template(Facts())

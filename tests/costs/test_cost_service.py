@@ -11,7 +11,7 @@ import pytest
 from bot.context import AppContext
 from bot.errors import InvalidInput
 from bot.services.costs import CostService
-from bot.services.pricing import Pricing
+from bot.services.pricing import FILE_SOURCE, PriceFile, Pricing
 from store.projections import Projections
 from tests.costs.conftest import TODAY, UsageWriter
 
@@ -172,13 +172,34 @@ async def test_unknown_model_is_cost_unknown_not_zero(
 async def test_past_usage_keeps_the_price_of_its_day(
     cost_context: Callable[..., AppContext], record_usage: UsageWriter
 ) -> None:
-    table = Pricing.from_json(
-        """{"currency": "USD", "unit": "per million tokens", "source": "t",
-            "checked": "2026-01-01", "models": [{"model": "m", "prices": [
-              {"effective": "2026-01-01", "input": "2", "output": "0", "cache_write_5m": "0",
-               "cache_write_1h": "0", "cache_read": "0"},
-              {"effective": "2026-03-10", "input": "1", "output": "0", "cache_write_5m": "0",
-               "cache_write_1h": "0", "cache_read": "0"}]}]}"""
+    table = Pricing(
+        PriceFile.model_validate(
+            {
+                "models": [
+                    {
+                        "model": "m",
+                        "prices": [
+                            {
+                                "effective": "2026-01-01",
+                                "input": "2",
+                                "output": "0",
+                                "cache_write_5m": "0",
+                                "cache_write_1h": "0",
+                                "cache_read": "0",
+                            },
+                            {
+                                "effective": "2026-03-10",
+                                "input": "1",
+                                "output": "0",
+                                "cache_write_5m": "0",
+                                "cache_write_1h": "0",
+                                "cache_read": "0",
+                            },
+                        ],
+                    }
+                ]
+            }
+        )
     )
     ctx = cost_context()
     for day in (YESTERDAY, TODAY):
@@ -186,6 +207,7 @@ async def test_past_usage_keeps_the_price_of_its_day(
     service = CostService(ctx, pricing=table)
 
     summary = await service.summary(2)
+    assert summary.price_sources == [FILE_SOURCE]
     assert summary.total.cost_usd == 3  # $2 yesterday, $1 today
     assert summary.today_usd == 1
     assert summary.top_issues[0].computed_usd == 3  # the same rule inside the issue query

@@ -137,14 +137,19 @@ UsageWriter = Callable[..., Awaitable[None]]
 
 @pytest.fixture
 def record_usage(pool: asyncpg.Pool) -> UsageWriter:
-    """Record one TOKEN_USAGE on a past day, projected by the store's own function.
+    """Record one TOKEN_USAGE costing `cost` USD on a past day, projected by the store's own
+    function.
 
     Appends stamp events with the server's clock, so to put spend on earlier days the event row
     is inserted with its recorded_at and projected with conductor_project, as an append does.
     """
 
     async def write(day: date, agent: str, cost: float) -> None:
-        await record_usage_on(pool, day, agent, inputTokens=1_000, outputTokens=100, costUsd=cost)
+        # Haiku 4.5 input at $1 per million tokens: priced at exactly `cost`. The agent reports
+        # a quarter of it, as the runtime's stale price list does: the dashboard shows ours.
+        await record_usage_on(
+            pool, day, agent, inputTokens=round(cost * 1_000_000), costUsd=cost / 4
+        )
 
     return write
 

@@ -10,6 +10,7 @@ import asyncpg
 from aiohttp.test_utils import TestClient
 
 from bot.context import AppContext
+from bot.services.pricing import DATABASE_SOURCE
 from store.catalogue import COORDINATION_STREAM, validate
 from store.events import EventStore, NewEvent
 from tests.dashboard.conftest import (
@@ -20,6 +21,7 @@ from tests.dashboard.conftest import (
     post_event,
     seed_board,
 )
+from tests.usage import record_usage_on
 
 
 class Clock:
@@ -276,9 +278,9 @@ async def test_spend_per_agent_and_day_with_budgets(
                 "type": "TOKEN_USAGE",
                 "agentId": "dev-e-1",
                 "model": "claude-haiku-4-5",
-                "inputTokens": 10,
-                "outputTokens": 5,
-                "costUsd": cost,
+                "inputTokens": round(cost * 1_000_000),  # $1 per million: priced at `cost`
+                "outputTokens": 0,
+                "costUsd": cost / 4,
             },
         )
 
@@ -298,6 +300,67 @@ async def test_spend_per_agent_and_day_with_budgets(
     # A budget with no spend yet still shows, at zero.
     assert agents["review-e-1"]["totalUsd"] == 0 and agents["review-e-1"]["budgetUsd"] == 3
     assert spend["todayUsd"] == 1.75 and spend["totalUsd"] == 5.25
+    # Our price, not the agents' (4x too low) report, and how far their figure is from ours.
+    assert dev1["basis"] == "priced"
+    (model,) = dev1["models"]
+    assert model["model"] == "claude-haiku-4-5"
+    assert model["costUsd"] == 4.25 and model["reportedUsd"] == 1.0625
+    assert model["differencePct"] == -75.0 and model["mismatch"] is True
+
+
+async def test_spend_is_the_ledger_of_cost_summary_for_the_same_window(
+    dashboard_factory: DashboardFactory, make_context, pool: asyncpg.Pool
+):
+    today = datetime.now(UTC).date()
+    # A Sonnet 4.6 turn of 1,000,000 in and 100,000 out costs $4.50 (reported 0 by the agent).
+    await record_usage_on(
+        pool,
+        today,
+        "dev-e-1",
+        "claude-sonnet-4-6",
+        inputTokens=1_000_000,
+        outputTokens=100_000,
+        costUsd=0.0,
+        repo="acme/app",
+        issueNumber=7,
+    )
+    # The runtime's turn with no model and no issue: counted, priced from its report, labelled.
+    await record_usage_on(
+        pool,
+        today,
+        "dev-e-2",
+        "",
+        raw=True,
+        inputTokens=500,
+        outputTokens=50,
+        costUsd=0.02,
+        repo="",
+        issueNumber=0,
+    )
+    client = await dashboard_factory(context=make_context())
+
+    spend = await get(client, "/dashboard/api/spend")
+    summary = await get(client, "/api/costs/summary?days=30")
+
+    agents = {a["agentId"]: a for a in spend["agents"]}
+    assert agents["dev-e-1"]["totalUsd"] == agents["dev-e-1"]["todayUsd"] == 4.5
+    assert agents["dev-e-1"]["basis"] == "priced"
+    (sonnet,) = agents["dev-e-1"]["models"]
+    assert sonnet["reportedUsd"] == 0 and sonnet["differencePct"] == -100.0
+    assert agents["dev-e-2"]["totalUsd"] == 0.02 and agents["dev-e-2"]["basis"] == "reported"
+    (unknown,) = agents["dev-e-2"]["models"]
+    assert unknown["model"] == "" and unknown["unpricedModel"] is True
+    assert unknown["tokens"]["total"] == 550
+    # The same numbers, agent for agent, as /api/costs/summary (and so /cost summary).
+    assert {a["agentId"]: a["costUsd"] for a in summary["byAgent"]} == {
+        a: agents[a]["totalUsd"] for a in ("dev-e-1", "dev-e-2")
+    }
+    assert spend["totalUsd"] == summary["total"]["costUsd"] == 4.52
+    assert spend["priceSources"] == summary["priceSources"] == [DATABASE_SOURCE]
+    assert [(i["streamId"], i["unattributed"], i["costUsd"]) for i in summary["topIssues"]] == [
+        ("acme/app#7", False, 4.5),
+        ("", True, 0.02),
+    ]
 
 
 async def test_the_latest_coordination_runs(dashboard_factory: DashboardFactory, store: EventStore):

@@ -135,6 +135,18 @@ async def test_the_dashboard_in_a_browser_in_process(
             await record_usage(day, "dev-e-2", round(0.4 + (back * 5 % 7) / 9, 2))
         if back % 2:
             await record_usage(day, "review-e-1", round(0.1 + (back % 4) / 10, 2))
+    # review-e-2's Sonnet 4.6 turn today, which its runtime reported at $0: $4.50 by our price.
+    await post_event(
+        client,
+        {
+            "type": "TOKEN_USAGE",
+            "agentId": "review-e-2",
+            "model": "claude-sonnet-4-6",
+            "inputTokens": 1_000_000,
+            "outputTokens": 100_000,
+            "costUsd": 0,
+        },
+    )
     for number, title in ((11, "Bump the base image"), (12, "Flaky payments test")):
         await post_event(client, issue("ISSUE_APPROVED", number, title=title))
         await post_event(client, issue("ISSUE_ASSIGNED", number, agentId="dev-e-2"))
@@ -162,6 +174,11 @@ async def test_the_dashboard_in_a_browser_in_process(
     assert await page.locator(".runs li").count() == 2
     assert await page.locator('.health li[data-component="postgres"].up').count() == 1
     assert await page.locator(".spend .budget").count() == 2
+    sonnet = page.locator('.spend-row[data-agent="review-e-2"]')
+    assert "$4.50 today" in await sonnet.locator(".spend-label").inner_text()
+    line = await sonnet.locator('.spend-models li[data-model="claude-sonnet-4-6"]').inner_text()
+    assert line == "claude-sonnet-4-6 $4.50 priced · reported $0.00 (-100.0%)"
+    assert "priced by genai-prices" in await page.inner_text("#spend-totals")
 
     ARTIFACTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)

@@ -91,7 +91,8 @@ def test_every_env_var_is_a_setting_of_the_application(rendered: list[dict[str, 
             assert not unknown, f"{doc['kind']}/{doc['metadata']['name']} sets {unknown}"
             checked += len(names)
     for doc in rendered:
-        if doc["kind"] == "ConfigMap":
+        # The prices ConfigMap holds a file (mounted, named by CONDUCTOR_PRICES_FILE), not env.
+        if doc["kind"] == "ConfigMap" and not doc["metadata"]["name"].endswith("-prices"):
             unknown = set(doc["data"]) - SETTINGS_ENV
             assert not unknown, f"ConfigMap keys that are not settings: {unknown}"
             checked += len(doc["data"])
@@ -247,10 +248,26 @@ def test_the_role_names_exactly_the_allowlisted_objects(helm: Path) -> None:
     }
 
 
-def test_the_rendered_config_is_accepted_by_the_application(helm: Path) -> None:
+def test_the_rendered_config_is_accepted_by_the_application(helm: Path, tmp_path: Path) -> None:
     docs = render(helm, [VALUES_FILES["full"]])
     config = find(docs, "ConfigMap", "conductor-e")["data"]
-    settings = Settings.model_validate(config)
+    # The prices file as the pods see it: the chart's ConfigMap, mounted where the setting says.
+    mounted = Path(config["CONDUCTOR_PRICES_FILE"])
+    assert mounted == Path("/etc/conductor-e/prices/prices.yaml")
+    prices = tmp_path / mounted.name
+    prices.write_text(find(docs, "ConfigMap", "conductor-e-prices")["data"]["prices.yaml"])
+    settings = Settings.model_validate({**config, "CONDUCTOR_PRICES_FILE": str(prices)})
+    assert settings.price_overrides is not None
+    assert [m.model for m in settings.price_overrides.models] == [
+        "claude-sonnet-4-6",
+        "claude-next-5",
+    ]
+    for name in ("conductor-e-api", "conductor-e-bot"):
+        pod = find(docs, "Deployment", name)["spec"]["template"]["spec"]
+        (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "prices"]
+        assert mount == {"name": "prices", "mountPath": str(mounted.parent), "readOnly": True}
+        (volume,) = [v for v in pod["volumes"] if v["name"] == "prices"]
+        assert volume["configMap"]["name"] == "conductor-e-prices"
     assert settings.managed_repos == ["example/dev-e", "example/review-e"]
     assert settings.guild_id == 123456789012345678
     assert settings.agent_budgets_usd == {"dev-e": 150.0, "review-e": 75.5}

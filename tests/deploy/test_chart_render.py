@@ -228,3 +228,51 @@ def test_the_dashboard_is_exposed_through_the_api_service_and_an_optional_ingres
     (path,) = rule["http"]["paths"]
     assert path["path"] == "/"
     assert path["backend"]["service"] == {"name": "conductor-e-api", "port": {"name": "http"}}
+
+
+def test_the_prices_file_is_optional_and_can_be_your_own_configmap(helm: Path) -> None:
+    def pods(docs: list[dict]) -> list[dict]:
+        cron = find(docs, "CronJob", "conductor-e-coordinate")["spec"]["jobTemplate"]["spec"]
+        return [
+            find(docs, "Deployment", "conductor-e-api")["spec"]["template"]["spec"],
+            find(docs, "Deployment", "conductor-e-bot")["spec"]["template"]["spec"],
+            cron["template"]["spec"],
+        ]
+
+    plain = render(helm)
+    assert "CONDUCTOR_PRICES_FILE" not in find(plain, "ConfigMap", "conductor-e")["data"]
+    assert not [d for d in plain if d["metadata"]["name"] == "conductor-e-prices"]
+    for pod in pods(plain):
+        assert "prices" not in {v["name"] for v in pod["volumes"]}
+
+    own = render(helm, sets={"prices.existingConfigMap": "our-prices"})
+    config = find(own, "ConfigMap", "conductor-e")["data"]
+    assert config["CONDUCTOR_PRICES_FILE"] == "/etc/conductor-e/prices/prices.yaml"
+    for pod in pods(own):
+        (volume,) = [v for v in pod["volumes"] if v["name"] == "prices"]
+        assert volume["configMap"]["name"] == "our-prices"
+        mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
+        assert mounts["prices"]["mountPath"] == "/etc/conductor-e/prices"
+
+    # A price change restarts the pods that read the file.
+    def checksum(sets: dict[str, str]) -> str:
+        api = find(render(helm, sets=sets), "Deployment", "conductor-e-api")
+        return api["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+
+    one = {
+        "prices.models[0].model": "claude-next-5",
+        "prices.models[0].prices[0].effective": "2026-12-01",
+        "prices.models[0].prices[0].input": "4",
+        "prices.models[0].prices[0].output": "20",
+        "prices.models[0].prices[0].cache_write_5m": "5",
+        "prices.models[0].prices[0].cache_write_1h": "8",
+        "prices.models[0].prices[0].cache_read": "1",  # --set makes 0.4 a string
+    }
+    assert checksum(one) != checksum({**one, "prices.models[0].prices[0].input": "3"})
+
+    with pytest.raises(
+        HelmError, match=r"prices\.models and prices\.existingConfigMap are both set"
+    ):
+        render(helm, sets={**one, "prices.existingConfigMap": "our-prices"})
+    with pytest.raises(HelmError, match="cache_read"):
+        render(helm, sets={k: v for k, v in one.items() if not k.endswith("cache_read")})

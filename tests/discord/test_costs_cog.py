@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+import genai_prices
 import pytest
 from matplotlib.image import imread
 
@@ -110,7 +111,7 @@ async def test_summary_shows_agents_models_issues_and_a_chart(
     assert embed["title"] == "Spend, last 30 days"
     description = embed["description"]
     assert description.startswith(
-        "**$7.00** (some usage has no price: see Cost unknown) in 2026-02-09 to 2026-03-10 (UTC)"
+        "**$7.00** (some usage has no price: see Unpriced models) in 2026-02-09 to 2026-03-10 (UTC)"
     )
     assert "5 model calls" in description
     # Today $2.00 against $7.00 / 30 days = $0.2333 a day.
@@ -121,15 +122,57 @@ async def test_summary_shows_agents_models_issues_and_a_chart(
     assert agents[1].startswith("`review-e-1` $1.00 ⚠️ reported $1.50 (+50.0%)")
     assert "`dev-e-2` cost unknown" in field(reply, "By agent")
     pairs = field(reply, "By agent and model")
-    assert "`review-e-1` · `claude-haiku-4-5` · $1.00 ⚠️ reported $1.50" in pairs
-    assert "`dev-e-2` · `mystery-model-9` · cost unknown" in pairs
+    assert "`review-e-1` · `claude-haiku-4-5` · $1.00 ⚠️ reported $1.50 (+50.0%)" in pairs
+    # Each agent and model says how far the agent's own figure is from ours, flagged or not.
+    assert "`dev-e-1` · `claude-haiku-4-5` · $6.00 · reported $6.00 (+0.0%)" in pairs
+    assert "`dev-e-2` · `mystery-model-9` (unpriced model) · cost unknown" in pairs
     issues = field(reply, "Top issues by cost").splitlines()
     assert issues[0].startswith("`acme/app#12` $6.00")
     assert "⚠️" not in issues[0]
     assert issues[1].startswith("`acme/app#40` $1.00") and "⚠️ reported $1.50" in issues[1]
-    assert "`mystery-model-9`" in field(reply, "Cost unknown")
-    assert embed["footer"]["text"].startswith("⚠️ reported and computed cost differ by more than 5%")
+    assert "`mystery-model-9`" in field(reply, "Unpriced models")
+    footer = embed["footer"]["text"]
+    assert footer.startswith("⚠️ reported and computed cost differ by more than 5%")
+    assert f"Priced at each day's price by genai-prices {genai_prices.__version__}" in footer
     assert_chart(harness, reply)
+
+
+async def test_a_sonnet_4_6_turn_costs_4_50_and_names_its_price_source(
+    costs: Harness, record_usage: UsageWriter
+) -> None:
+    await record_usage(
+        TODAY, "dev-e-1", "claude-sonnet-4-6", inputTokens=1_000_000, outputTokens=100_000
+    )
+    # The runtime's own turn with no known repo, issue or model: counted, shown, not dropped.
+    await record_usage_on(
+        costs.context.pool,
+        TODAY,
+        "dev-e-1",
+        "",
+        raw=True,
+        inputTokens=1_000,
+        outputTokens=100,
+        costUsd=0.25,
+        repo="",
+        issueNumber=0,
+    )
+
+    reply = await costs.reply("cost summary", {"days": 1})
+
+    pairs = field(reply, "By agent and model")
+    assert "`dev-e-1` · `claude-sonnet-4-6` · $4.50" in pairs
+    assert "`dev-e-1` · no model named (unpriced model) · $0.2500 (reported: no price)" in pairs
+    assert "no model named" in field(reply, "Unpriced models")
+    issues = field(reply, "Top issues by cost").splitlines()
+    assert issues == ["unattributed (no issue named) $4.75 · 1,101,100 tokens"]
+    assert reply["embeds"][0]["footer"]["text"].startswith(
+        f"Priced at each day's price by genai-prices {genai_prices.__version__}"
+    )
+
+    unattributed = await costs.reply("cost issue", {"issue": "unattributed"})
+    embed = unattributed["embeds"][0]
+    assert embed["title"] == "Cost of unattributed usage"
+    assert embed["description"].startswith("**$4.75** (some usage has no price")
 
 
 async def test_summary_with_no_usage_says_so_with_an_empty_chart(costs: Harness) -> None:
@@ -222,7 +265,9 @@ async def test_issue_cost_by_agent_and_model(costs: Harness, record_usage: Usage
     agents = field(reply, "By agent").splitlines()
     assert agents[0] == "`dev-e-1` $2.00 · 2,000,000 tokens"
     assert agents[1].startswith("`review-e-1` $1.00 ⚠️ reported $1.20 (+20.0%)")
-    assert "`dev-e-1` · `claude-haiku-4-5` · $2.00" in field(reply, "By agent and model")
+    assert "`dev-e-1` · `claude-haiku-4-5` · $2.00 · reported $2.00 (+0.0%)" in field(
+        reply, "By agent and model"
+    )
     assert "⚠️ reported and computed cost differ" in embed["footer"]["text"]
     assert reply["attachments"] == []
 

@@ -295,12 +295,34 @@ function spendChart(agent, days, scaleMax) {
   return chart;
 }
 
+// What a figure rests on: our price, or the agent's own reported cost where a model has none.
+const BASIS = { priced: "priced", reported: "reported (no price)", "partly priced": "partly priced", unknown: "cost unknown" };
+
+function modelLine(m) {
+  // One model of an agent: our figure, and how far the agent's own report is from it.
+  const name = m.model || "no model named";
+  const unpriced = m.unpricedModel ? " (unpriced model)" : "";
+  let reported = "";
+  if (m.differencePct !== null) {
+    const pct = `${m.differencePct > 0 ? "+" : ""}${m.differencePct.toFixed(1)}%`;
+    reported = ` · reported ${usd(m.reportedUsd)} (${pct})`;
+  }
+  const cost = m.costUsd === null ? "cost unknown" : `${usd(m.costUsd)} ${BASIS[m.basis] || m.basis}`;
+  return el(
+    "li",
+    { class: m.mismatch ? "mismatch" : "", dataset: { model: m.model } },
+    el("span", { class: "model", text: `${name}${unpriced}` }),
+    ` ${cost}${reported}`,
+  );
+}
+
 async function loadSpend() {
   const body = await getJSON("spend", "spend");
   if (!body) return;
   document.getElementById("spend-totals").replaceChildren(
     el("div", {}, el("b", { text: usd(body.todayUsd) }), "today"),
     el("div", {}, el("b", { text: usd(body.totalUsd) }), `last ${body.days.length} days`),
+    el("div", { class: "sources", text: `priced by ${body.priceSources.join(" + ") || "no price"}` }),
   );
   // One scale for every agent, so the bars compare across rows; budgets stay in view.
   let scaleMax = 0;
@@ -319,8 +341,10 @@ async function loadSpend() {
         { class: "spend-label" },
         el("span", { class: "name", text: a.agentId }),
         el("span", { class: a.overBudget ? "over" : "", text: `${usd(a.todayUsd)}${budget} today` }),
+        el("span", { class: "basis", text: `${usd(a.totalUsd)} ${BASIS[a.basis] || a.basis}` }),
       ),
       spendChart(a, body.days, scaleMax),
+      el("ul", { class: "spend-models" }, ...a.models.map(modelLine)),
     );
   });
   if (rows.length) {

@@ -156,9 +156,47 @@ from the database-url key.
 {{- end }}
 {{- end }}
 
-{{/* Annotation that restarts pods when the ConfigMap changes. */}}
+{{/* Annotation that restarts pods when the ConfigMap (or the chart's prices file) changes. */}}
 {{- define "conductor-e.configChecksum" -}}
-checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
+checksum/config: {{ print (include (print .Template.BasePath "/configmap.yaml") .) (include (print .Template.BasePath "/prices-configmap.yaml") .) | sha256sum }}
+{{- end }}
+
+{{/*
+The ConfigMap holding the prices file (key prices.yaml): the chart's own when prices.models is
+set, else prices.existingConfigMap; empty when neither (genai-prices alone).
+*/}}
+{{- define "conductor-e.pricesConfigMap" -}}
+{{- if .Values.prices.models -}}
+{{ include "conductor-e.fullname" . }}-prices
+{{- else -}}
+{{ .Values.prices.existingConfigMap }}
+{{- end -}}
+{{- end }}
+
+{{/* Where the prices file is mounted (CONDUCTOR_PRICES_FILE). */}}
+{{- define "conductor-e.pricesDir" -}}
+/etc/conductor-e/prices
+{{- end }}
+
+{{/* The prices volume mount of a container (indent with nindent), when there is a file. */}}
+{{- define "conductor-e.pricesVolumeMount" -}}
+{{- if include "conductor-e.pricesConfigMap" . }}
+- name: prices
+  mountPath: {{ include "conductor-e.pricesDir" . }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/* The prices volume of a pod (indent with nindent), when there is a file. */}}
+{{- define "conductor-e.pricesVolume" -}}
+{{- with include "conductor-e.pricesConfigMap" . }}
+- name: prices
+  configMap:
+    name: {{ . }}
+    items:
+      - key: prices.yaml
+        path: prices.yaml
+{{- end }}
 {{- end }}
 
 {{/* "true" when a value is given: neither null nor the empty string (0 counts as given). */}}
@@ -222,6 +260,9 @@ Fail the render with one clear message when values contradict each other.
 {{- end }}
 {{- if and .Values.cronJob.enabled (ge (int .Values.cronJob.activeDeadlineSeconds) 300) (eq .Values.cronJob.schedule "*/5 * * * *") }}
 {{- $errors = append $errors "cronJob.activeDeadlineSeconds must be under 300 with the */5 schedule, or runs would be skipped" }}
+{{- end }}
+{{- if and .Values.prices.models .Values.prices.existingConfigMap }}
+{{- $errors = append $errors "prices.models and prices.existingConfigMap are both set: give the prices inline or name your ConfigMap, not both" }}
 {{- end }}
 {{- if $errors }}
 {{- fail (printf "\n\nconductor-e: invalid values:\n  - %s\n" (join "\n  - " $errors)) }}
