@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 import asyncpg
 
+from bot.integrations.github import GitHubClient
 from bot.settings import Settings
 from store.events import EventStore
 from store.projections import Projections
@@ -32,6 +33,8 @@ class AppContext:
     projections: Projections
     state: AppState
     clock: Callable[[], datetime] = field(default=utcnow)
+    # The process's one GitHub client (one ETag cache), when GITHUB_TOKEN is set.
+    github: GitHubClient | None = None
 
     @property
     def stale_after(self) -> timedelta:
@@ -56,4 +59,5 @@ class AppContext:
             projections=Projections(pool),
             state=AppState(pool),
             clock=clock,
+            github=GitHubClient(http, settings) if settings.github_token else None,
         )

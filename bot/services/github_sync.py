@@ -37,6 +37,7 @@ from bot.integrations.github import (
     GitHubUnavailable,
     SearchReport,
 )
+from bot.services.repo_config import RepoConfigService
 from store import catalogue
 from store.catalogue import priority_from_labels
 from store.errors import EventValidationError
@@ -98,9 +99,18 @@ class _Append:
 class SyncService:
     """Compares GitHub's agent-ready issues with the issues projection and records the changes."""
 
-    def __init__(self, context: AppContext, github: GitHubClient) -> None:
+    def __init__(
+        self,
+        context: AppContext,
+        github: GitHubClient,
+        *,
+        configs: RepoConfigService | None = None,
+    ) -> None:
         self.context = context
         self.github = github
+        # Reads the .rig-agent.yaml of a repo seen for the first time before its issues are
+        # queued, so that the first claim already follows the repo's routing.
+        self.configs = configs
 
     async def run(self) -> SyncResult:
         """One sync. Safe to repeat: an unchanged GitHub appends nothing."""
@@ -139,6 +149,10 @@ class SyncService:
         ]
         appends.extend(await self._withdrawals(candidates, report, result))
 
+        if self.configs is not None:
+            new_repos = {a.event.data["repo"] for a in appends if a.bucket == "approved"}
+            configs = await self.configs.ensure(new_repos)
+            result.errors.extend(configs.errors)
         await self._append_all(appends, result)
         result.requests = self.github.requests_made - requests_before
         result.rate_limit_remaining = report.rate_limit_remaining
