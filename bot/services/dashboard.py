@@ -8,6 +8,9 @@ cards plus its total, and further pages are read by offset. The queue is read in
 (`Projections.queue`); the other columns most recently active first (`Projections.issues`).
 "Done" shows only the issues done since midnight UTC.
 
+Queued cards that no agent can take (nobody on the issue's route ever reported) are flagged,
+and the board lists the repos whose `.rig-agent.yaml` is broken (bot/services/routing).
+
 Stuck cards are judged by `bot.services.stuck.judge`, the rules the coordination loop acts on;
 here they are only marked, nothing is recorded.
 """
@@ -20,6 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from bot.context import AppContext
+from bot.services.routing import RoutingService
 from bot.services.stuck import HELD_STATES, StuckDetector, judge
 from store import catalogue
 from store.events import RecordedEvent
@@ -65,6 +69,8 @@ class Card:
     issue: Issue
     stuck: bool
     stuck_reason: str | None
+    # A queued issue no agent can take (nobody on its route ever reported): why.
+    unroutable: str | None = None
 
     @property
     def agent(self) -> str | None:
@@ -82,12 +88,15 @@ class Column:
     offset: int
     cards: list[Card]
     stuck: int  # stuck cards among those returned
+    unroutable: int = 0  # cards no agent can take among those returned
 
 
 @dataclass(frozen=True)
 class Board:
     now: datetime
     columns: list[Column]
+    # Repos whose latest .rig-agent.yaml is broken: (repo, why); the last good one applies.
+    broken_configs: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -135,6 +144,7 @@ class DashboardService:
     def __init__(self, context: AppContext) -> None:
         self.context = context
         self.stuck = StuckDetector(context)
+        self.routing = RoutingService(context)
 
     # --- the board --------------------------------------------------------------------------
     async def board(self, page: int = DEFAULT_PAGE) -> Board:
@@ -143,7 +153,8 @@ class DashboardService:
         agents = await self._agents_by_id(now)
         counts = await self.context.projections.state_counts()
         columns = [await self._column(key, 0, page, now, agents, counts) for key in COLUMN_KEYS]
-        return Board(now, columns)
+        broken = await self.routing.broken_configs()
+        return Board(now, columns, [(c.repo_name, c.error or "") for c in broken])
 
     async def column(self, key: str, offset: int, limit: int = DEFAULT_PAGE) -> Board:
         """One column's cards from `offset` (the "show more" of a column)."""
@@ -173,9 +184,18 @@ class DashboardService:
         else:
             total = counts.get(key, 0)
             issues = await projections.issues(key, limit, offset) if offset < total else []
-        cards = [self.card(issue, now, agents) for issue in issues]
+        unroutable = await self.routing.unroutable(issues) if key == "queued" else {}
+        cards = [self.card(issue, now, agents, unroutable.get(issue.stream_id)) for issue in issues]
         title = dict(COLUMNS)[key]
-        return Column(key, title, total, offset, cards, sum(1 for c in cards if c.stuck))
+        return Column(
+            key,
+            title,
+            total,
+            offset,
+            cards,
+            sum(1 for c in cards if c.stuck),
+            sum(1 for c in cards if c.unroutable),
+        )
 
     async def _done_since(self, since: datetime) -> list[Issue]:
         """Issues done since `since`, most recently active first.
@@ -192,10 +212,16 @@ class DashboardService:
                 return found
             offset += COUNT_PAGE
 
-    def card(self, issue: Issue, now: datetime, agents: dict[str, Agent]) -> Card:
+    def card(
+        self,
+        issue: Issue,
+        now: datetime,
+        agents: dict[str, Agent],
+        unroutable: str | None = None,
+    ) -> Card:
         """Judge one issue at `now` (see the module docstring for what stuck means)."""
         reason = self._stuck_reason(issue, now, agents)
-        return Card(issue, reason is not None, reason)
+        return Card(issue, reason is not None, reason, unroutable)
 
     def _stuck_reason(self, issue: Issue, now: datetime, agents: dict[str, Agent]) -> str | None:
         if issue.state not in HELD_STATES:

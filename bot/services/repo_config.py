@@ -14,7 +14,8 @@ GitHub's contents API with the client's ETag cache, so re-reading an unchanged f
   is picked up at once by the webhook);
 * a broken file (not YAML, not a mapping, a field of the wrong shape) is recorded as
   REPO_CONFIG_INVALID with the reason, and the repo keeps its last good configuration;
-* a change (new content, file added or removed) is recorded as REPO_CONFIG_CHANGED.
+* a change (new content, file added or removed) is recorded as REPO_CONFIG_CHANGED; a repo
+  that never had a file records nothing (no row: the default route).
 
 The idempotency key of each record names the repo, the file's sha and the projection row it was
 judged against, so two readers racing record one change.
@@ -189,7 +190,7 @@ class RepoConfigService:
         return result
 
     def _absent_recently(self, key: str, known: RepoConfig | None) -> bool:
-        if known is None or known.present or known.error is not None:
+        if known is not None and (known.present or known.error is not None):
             return False
         checked = self._absent_checked.get(key)
         return checked is not None and self._clock() - checked < ABSENT_RECHECK_SECONDS
@@ -209,7 +210,8 @@ class RepoConfigService:
         key = repo.lower()
         if found is None:
             self._absent_checked[key] = self._clock()
-            if known is not None and not known.present and known.error is None:
+            if known is None or (not known.present and known.error is None):
+                # No file, as before (or never read): the default route, nothing to record.
                 result.unchanged += 1
                 return
             await self._record(repo, known, "REPO_CONFIG_CHANGED", {"present": False}, result)

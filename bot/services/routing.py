@@ -111,11 +111,13 @@ class Router:
     def scope(self, agent_id: str) -> Scope:
         """The route keys an agent serves, as the claim's queue filter wants them."""
         keys = {key for key, agents in self.routes.items() if agent_id in agents}
-        match = _DEV_E.match(agent_id)
-        if match and match.group(1) not in self.routes:
-            keys.add(match.group(1))
-        if agent_id == "ibuild-e" and MACOS_ROUTE not in self.routes:
-            keys.add(MACOS_ROUTE)
+        if not keys:
+            # An agent the setting does not name serves its conventional route, if free.
+            match = _DEV_E.match(agent_id)
+            if match and match.group(1) not in self.routes:
+                keys.add(match.group(1))
+            if agent_id == "ibuild-e" and MACOS_ROUTE not in self.routes:
+                keys.add(MACOS_ROUTE)
         keys.discard(REVIEW_ROUTE)
         unrouted = self.default_stack is None or self.default_stack in keys
         return Scope(tuple(sorted(keys)), unrouted)

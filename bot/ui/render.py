@@ -98,6 +98,10 @@ def why_embed(explanation: QueueExplanation, now: datetime) -> discord.Embed:
     )
     embed.add_field(name="In this state for", value=age(issue.state_since, now))
     embed.add_field(name="Attempts", value=str(issue.attempt))
+    route = explanation.route
+    if route is not None:
+        agents = ", ".join(route.agents) if route.agents is not None else "any agent"
+        embed.add_field(name="Route", value=cut(f"{route.key or 'default'} → {agents}", 1024))
     if explanation.top is not None and explanation.top.stream_id != issue.stream_id:
         embed.add_field(name="Top of the queue", value=issue_link(explanation.top), inline=False)
     return fit_embed(embed)
