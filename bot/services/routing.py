@@ -184,8 +184,8 @@ class RoutingService:
         configs = {
             c.repo: c for c in await projections.repo_configs(sorted({i.repo for i in issues}))
         }
-        agents = await projections.agents(self.context.clock(), self.context.stale_after)
         now = self.context.clock()
+        agents = await projections.agents(now, self.context.stale_after)
         return {
             issue.stream_id: judge(self.router.route(configs.get(issue.repo.lower())), agents, now)
             for issue in issues
