@@ -69,6 +69,8 @@ class SyncOutcome(Protocol):
     approved: list[str]
     withdrawn: list[str]
     reprioritised: list[str]
+    configs_changed: list[str]
+    configs_invalid: list[str]
     found: int
     requests: int
     incomplete: bool
@@ -317,7 +319,10 @@ class CoordinationService:
         result.approved = list(sync.approved)
         result.withdrawn = list(sync.withdrawn)
         result.reprioritised = list(sync.reprioritised)
+        result.config_changed = list(sync.configs_changed)
+        result.config_invalid = list(sync.configs_invalid)
         result.appended += len(sync.approved) + len(sync.withdrawn) + len(sync.reprioritised)
+        result.appended += len(sync.configs_changed) + len(sync.configs_invalid)
         if sync.incomplete:
             # Some agent-ready issues may have gone unseen (refused, rate-limited, GitHub's
             # own incomplete_results): the run did not do its whole job, so it fails and
@@ -344,8 +349,8 @@ class CoordinationService:
         except Exception as exc:
             result.notes.append(f"repo configuration not read: {_describe(exc)}")
             return
-        result.config_changed = refreshed.changed
-        result.config_invalid = refreshed.invalid
+        result.config_changed.extend(refreshed.changed)
+        result.config_invalid.extend(refreshed.invalid)
         result.appended += len(refreshed.changed) + len(refreshed.invalid)
         if refreshed.errors:
             result.notes.append(

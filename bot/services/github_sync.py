@@ -75,6 +75,9 @@ class SyncResult:
     approved: list[str] = field(default_factory=list)
     withdrawn: list[str] = field(default_factory=list)
     reprioritised: list[str] = field(default_factory=list)
+    # Repos seen for the first time whose .rig-agent.yaml was recorded (or found broken).
+    configs_changed: list[str] = field(default_factory=list)
+    configs_invalid: list[str] = field(default_factory=list)
     found: int = 0  # agent-ready issues GitHub returned
     requests: int = 0  # HTTP requests sent to GitHub, retries included
     not_modified: int = 0  # of which answered 304 (free against the rate limit)
@@ -151,8 +154,10 @@ class SyncService:
 
         if self.configs is not None:
             new_repos = {a.event.data["repo"] for a in appends if a.bucket == "approved"}
-            configs = await self.configs.ensure(new_repos)
-            result.errors.extend(configs.errors)
+            # A repo that cannot be read now takes the default route until the loop's next
+            # read of every repo (which reports the failure).
+            read = await self.configs.ensure(new_repos)
+            result.configs_changed, result.configs_invalid = read.changed, read.invalid
         await self._append_all(appends, result)
         result.requests = self.github.requests_made - requests_before
         result.rate_limit_remaining = report.rate_limit_remaining

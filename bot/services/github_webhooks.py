@@ -349,13 +349,15 @@ class WebhookService:
         try:
             repo = (payload.get("repository") or {}).get("full_name")
             numbers = pull_request_numbers(event_name, payload)
-            pushed = push_touches_config(payload, self.context.settings)
+            pushed = (
+                push_touches_config(payload, self.context.settings)
+                if event_name == "push"
+                else None
+            )
         except MALFORMED as exc:
             raise _malformed(event_name, exc) from None
-        if event_name == "push":
-            if pushed is not None:
-                await self._read_configs([pushed], result, force=True)
-            return result
+        if pushed is not None:
+            await self._read_configs([pushed], result, force=True)
         pr_issues: dict[int, list[int]] = {}
         if numbers and isinstance(repo, str):
             pr_issues = await self._issues_for_prs(repo, numbers)
@@ -365,14 +367,14 @@ class WebhookService:
             )
         except MALFORMED as exc:
             raise _malformed(event_name, exc) from None
-        approved = {event.data["repo"] for _, event in mapped if event.type == "ISSUE_APPROVED"}
-        if approved:
-            await self._read_configs(approved, result, force=False)
         for index, (stream_id, event) in enumerate(mapped):
             current = await self.context.projections.issue(stream_id)
             if not should_append(event, current):
                 result.skipped += 1
                 continue
+            if event.type == "ISSUE_APPROVED":
+                # Routing must know the repo before the issue can be claimed.
+                await self._read_configs([event.data["repo"]], result, force=False)
             try:
                 data = catalogue.validate(event.type, event.data, internal=True)
             except EventValidationError as exc:
