@@ -140,7 +140,9 @@ class QueryService:
                 if depth.get(priority):
                     ahead[priority] = depth[priority]
             if rank == 1:
-                reasons.append("It is at the top: the next agent to ask for work gets it.")
+                reasons.append(
+                    "It is at the top: the next agent of its route to ask for work gets it."
+                )
             else:
                 reasons.append(f"It is number {rank} of {sum(depth.values())} in the queue.")
                 if ahead:
