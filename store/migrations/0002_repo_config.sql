@@ -18,6 +18,10 @@ CREATE TABLE repo_configs (
     position    bigint      NOT NULL
 );
 
+-- The queue of one repo, for the routed claim below.
+CREATE INDEX issues_queue_by_repo ON issues (lower(repo), priority_rank, approved_at, stream_id)
+    WHERE state = 'queued';
+
 -- The issue/agent/usage projection of 0001 keeps its body under a new name; conductor_project
 -- (called by conductor_append and the rebuild) now runs it and then the repo configurations.
 ALTER FUNCTION conductor_project(events) RENAME TO conductor_project_work;
@@ -69,14 +73,34 @@ BEGIN
     PERFORM pg_advisory_xact_lock(7166002);
     IF p_kind = 'issue' THEN
         v_type := 'ISSUE_ASSIGNED';
-        SELECT i.stream_id INTO v_stream FROM issues i
-        LEFT JOIN repo_configs c ON c.repo = lower(i.repo)
-        WHERE i.state = 'queued'
-          AND (p_keys IS NULL
-               OR CASE WHEN c.route_key IS NULL THEN p_unrouted
-                       ELSE c.route_key = ANY(p_keys) END)
-        ORDER BY i.priority_rank, i.approved_at, i.stream_id
-        LIMIT 1;
+        IF p_keys IS NULL THEN
+            SELECT i.stream_id INTO v_stream FROM issues i
+            WHERE i.state = 'queued'
+            ORDER BY i.priority_rank, i.approved_at, i.stream_id
+            LIMIT 1;
+        ELSE
+            -- The top of each repo routed to the agent (one index probe per repo, however
+            -- long the queue), and the top of the repos without a route when it may take
+            -- those; the better of the two.
+            SELECT q.stream_id INTO v_stream FROM (
+                SELECT s.stream_id, s.priority_rank, s.approved_at
+                FROM repo_configs c
+                CROSS JOIN LATERAL (
+                    SELECT i.stream_id, i.priority_rank, i.approved_at FROM issues i
+                    WHERE i.state = 'queued' AND lower(i.repo) = c.repo
+                    ORDER BY i.priority_rank, i.approved_at, i.stream_id
+                    LIMIT 1) s
+                WHERE c.route_key = ANY(p_keys)
+                UNION ALL
+                (SELECT i.stream_id, i.priority_rank, i.approved_at FROM issues i
+                 LEFT JOIN repo_configs c ON c.repo = lower(i.repo)
+                 WHERE p_unrouted AND i.state = 'queued' AND c.route_key IS NULL
+                 ORDER BY i.priority_rank, i.approved_at, i.stream_id
+                 LIMIT 1)
+            ) q
+            ORDER BY q.priority_rank, q.approved_at, q.stream_id
+            LIMIT 1;
+        END IF;
     ELSIF p_kind = 'review' THEN
         v_type := 'REVIEW_ASSIGNED';
         SELECT i.stream_id INTO v_stream FROM issues i

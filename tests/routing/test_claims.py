@@ -201,3 +201,20 @@ async def test_the_board_and_the_summary_flag_what_no_agent_can_take(
     text = template(facts)
     assert "🚫 No agent can take: acme/ml#1: No agent for its route" in text
     assert "🛠️ Broken .rig-agent.yaml: acme/web: not valid YAML at line 3" in text
+
+
+async def test_an_agent_with_routed_and_unrouted_work_takes_it_in_priority_order(
+    make_context: Callable[..., AppContext], api_client_factory: StartApi
+) -> None:
+    context = make_context()
+    api = await api_client_factory(context)
+    await configure(context, "acme/web", {"stack": "node"})
+    await configure(context, "acme/site", {"stack": "node"})
+    await configure(context, "acme/ml", {"stack": "python"})
+    await approve(api, "acme/web", 1)
+    await approve(api, "acme/docs", 2, priority="high")  # no file
+    await approve(api, "acme/ml", 3, priority="critical")  # not node's
+    await approve(api, "acme/site", 4, priority="high")
+    await approve(api, "acme/web", 5, priority="high")
+    taken = [await take(api, "dev-e-node") for _ in range(5)]
+    assert taken == ["acme/docs#2", "acme/site#4", "acme/web#5", "acme/web#1", None]
