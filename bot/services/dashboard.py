@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from bot.context import AppContext
-from bot.services.routing import RoutingService
+from bot.services.routing import RoutingService, Verdict, route_label, unroutable
 from bot.services.stuck import HELD_STATES, StuckDetector, judge
 from store import catalogue
 from store.events import RecordedEvent
@@ -71,6 +71,7 @@ class Card:
     stuck_reason: str | None
     # A queued issue no agent can take (nobody on its route ever reported): why.
     unroutable: str | None = None
+    route: str | None = None  # a queued issue's route, e.g. "python → dev-e-python"
 
     @property
     def agent(self) -> str | None:
@@ -184,8 +185,12 @@ class DashboardService:
         else:
             total = counts.get(key, 0)
             issues = await projections.issues(key, limit, offset) if offset < total else []
-        unroutable = await self.routing.unroutable(issues) if key == "queued" else {}
-        cards = [self.card(issue, now, agents, unroutable.get(issue.stream_id)) for issue in issues]
+        verdicts = await self.routing.verdicts(issues) if key == "queued" else {}
+        flags = unroutable(verdicts)
+        cards = [
+            self.card(issue, now, agents, flags.get(issue.stream_id), verdicts.get(issue.stream_id))
+            for issue in issues
+        ]
         title = dict(COLUMNS)[key]
         return Column(
             key,
@@ -218,10 +223,12 @@ class DashboardService:
         now: datetime,
         agents: dict[str, Agent],
         unroutable: str | None = None,
+        verdict: Verdict | None = None,
     ) -> Card:
         """Judge one issue at `now` (see the module docstring for what stuck means)."""
         reason = self._stuck_reason(issue, now, agents)
-        return Card(issue, reason is not None, reason, unroutable)
+        route = route_label(verdict.route) if verdict is not None else None
+        return Card(issue, reason is not None, reason, unroutable, route)
 
     def _stuck_reason(self, issue: Issue, now: datetime, agents: dict[str, Agent]) -> str | None:
         if issue.state not in HELD_STATES:

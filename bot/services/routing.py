@@ -194,15 +194,24 @@ class RoutingService:
     async def unroutable(self, issues: Sequence[Issue]) -> dict[str, str]:
         """Queued issues no agent can take (nobody on their route ever reported): the reason."""
         verdicts = await self.verdicts([i for i in issues if i.state == "queued"])
-        return {
-            stream: verdict.reasons[-1]
-            for stream, verdict in verdicts.items()
-            if not verdict.takeable
-        }
+        return unroutable(verdicts)
 
     async def broken_configs(self) -> list[RepoConfig]:
         """Repos whose latest .rig-agent.yaml is broken (the last good one still applies)."""
         return [c for c in await self.context.projections.repo_configs() if c.error]
+
+
+def unroutable(verdicts: Mapping[str, Verdict]) -> dict[str, str]:
+    """Of judged issues, those no agent can take, with the reason."""
+    return {
+        stream: verdict.reasons[-1] for stream, verdict in verdicts.items() if not verdict.takeable
+    }
+
+
+def route_label(route: Route) -> str:
+    """`python → dev-e-python`, `default → any agent`: a route in a few words."""
+    agents = ", ".join(route.agents) if route.agents is not None else "any agent"
+    return f"{route.key or 'default'} → {agents}"
 
 
 def config_note(config: RepoConfig | None) -> str | None:

@@ -373,6 +373,7 @@ def card_json(card: Card, github_api_url: str) -> dict[str, Any]:
         "stuck": card.stuck,
         "stuckReason": card.stuck_reason,
         "unroutable": card.unroutable,
+        "route": card.route,
     }
 
 

@@ -189,6 +189,8 @@ async def test_the_board_and_the_summary_flag_what_no_agent_can_take(
     queued = next(c for c in payload["columns"] if c["key"] == "queued")
     flags = {c["streamId"]: c["unroutable"] for c in queued["cards"]}
     assert flags["acme/web#2"] is None  # dev-e-node has reported
+    routes = {c["streamId"]: c["route"] for c in queued["cards"]}
+    assert routes == {"acme/ml#1": "python → dev-e-python", "acme/web#2": "node → dev-e-node"}
     assert "dev-e-python never reported" in flags["acme/ml#1"]
     assert queued["unroutable"] == 1
     assert payload["brokenConfigs"] == [

@@ -109,6 +109,7 @@ function card(c) {
   if (c.unroutable) classes.push("unroutable");
   const meta = el("div", { class: "card-meta" });
   if (c.agent) meta.append(el("span", { class: "agent", title: "agent", text: c.agent }));
+  if (c.route) meta.append(el("span", { class: "route", title: "route", text: c.route }));
   if (c.attempt > 0) meta.append(el("span", { title: "attempt", text: `attempt ${c.attempt}` }));
   meta.append(el("span", { title: "time in this state" }, ticking(c.stateSince, "duration")));
   if (c.prNumber) meta.append(el("span", { title: "pull request", text: `PR #${c.prNumber}` }));
