@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from bot.context import AppContext
-from bot.services.routing import RoutingService, Verdict, route_label, unroutable
+from bot.services.routing import RoutingService, Verdict, no_agent, route_label
 from bot.services.stuck import HELD_STATES, StuckDetector, judge
 from store import catalogue
 from store.events import RecordedEvent
@@ -186,7 +186,7 @@ class DashboardService:
             total = counts.get(key, 0)
             issues = await projections.issues(key, limit, offset) if offset < total else []
         verdicts = await self.routing.verdicts(issues) if key == "queued" else {}
-        flags = unroutable(verdicts)
+        flags = no_agent(verdicts)
         cards = [
             self.card(issue, now, agents, flags.get(issue.stream_id), verdicts.get(issue.stream_id))
             for issue in issues

@@ -173,7 +173,7 @@ class RoutingService:
         self.router = Router.from_settings(context.settings)
 
     async def route(self, repo: str) -> Route:
-        """The route of a repo's issues now."""
+        """Which agents may take an issue of `repo` now (what a push dispatcher asks)."""
         return self.router.route(await self.context.projections.repo_config(repo))
 
     async def verdicts(self, issues: Sequence[Issue]) -> dict[str, Verdict]:
@@ -194,14 +194,14 @@ class RoutingService:
     async def unroutable(self, issues: Sequence[Issue]) -> dict[str, str]:
         """Queued issues no agent can take (nobody on their route ever reported): the reason."""
         verdicts = await self.verdicts([i for i in issues if i.state == "queued"])
-        return unroutable(verdicts)
+        return no_agent(verdicts)
 
     async def broken_configs(self) -> list[RepoConfig]:
         """Repos whose latest .rig-agent.yaml is broken (the last good one still applies)."""
         return [c for c in await self.context.projections.repo_configs() if c.error]
 
 
-def unroutable(verdicts: Mapping[str, Verdict]) -> dict[str, str]:
+def no_agent(verdicts: Mapping[str, Verdict]) -> dict[str, str]:
     """Of judged issues, those no agent can take, with the reason."""
     return {
         stream: verdict.reasons[-1] for stream, verdict in verdicts.items() if not verdict.takeable

@@ -15,7 +15,7 @@ from bot.context import AppContext
 from bot.services.coordination import CoordinationService, RunResult
 from bot.services.dashboard import DashboardService
 from bot.services.queries import QueryService
-from bot.services.routing import route_key
+from bot.services.routing import RoutingService, route_key
 from bot.services.stuck import StuckReport
 from bot.services.summary import template
 from bot.web.dashboard import board_json
@@ -151,6 +151,9 @@ async def test_queue_why_says_why_an_issue_waits(
     await configure(context, "acme/ml", {"stack": "python"})
     await approve(api, "acme/ml", 1)
 
+    route = await RoutingService(context).route("ACME/ml")
+    assert (route.key, route.agents) == ("python", ("dev-e-python",))
+    assert route.admits("dev-e-python") and not route.admits("dev-e-node")
     why = await queries.why("acme/ml#1")
     assert why.route is not None and why.route.agents == ("dev-e-python",)
     text = " ".join(why.reasons)
