@@ -212,13 +212,11 @@ async def _run_bot(context: AppContext, service: CoordinationService | None) -> 
 async def open_coordination(context: AppContext) -> AsyncIterator[CoordinationService]:
     """The coordination service with the process's one GitHub and Anthropic clients."""
     from bot.integrations.anthropic_messages import MessagesClient
-    from bot.integrations.github import GitHubClient
 
     settings = context.settings
-    github = GitHubClient(context.http, settings) if settings.github_token else None
     messages = MessagesClient.from_settings(settings) if settings.anthropic_api_key else None
     try:
-        yield CoordinationService.build(context, github=github, messages=messages)
+        yield CoordinationService.build(context, github=context.github, messages=messages)
     finally:
         if messages is not None:
             await messages.close()

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 import asyncpg
 
+from bot.integrations.github import GitHubClient
 from bot.services.components import ComponentStates
 from bot.services.pricing import Pricing
 from bot.settings import Settings
@@ -38,6 +39,8 @@ class AppContext:
     components: ComponentStates = field(default_factory=ComponentStates)
     # Model prices: genai-prices, with CONDUCTOR_PRICES_FILE on top (checked by the settings).
     pricing: Pricing = field(default_factory=Pricing)
+    # The process's one GitHub client (one ETag cache), when GITHUB_TOKEN is set.
+    github: GitHubClient | None = None
 
     @property
     def stale_after(self) -> timedelta:
@@ -63,4 +66,5 @@ class AppContext:
             state=AppState(pool),
             clock=clock,
             pricing=Pricing(settings.price_overrides),
+            github=GitHubClient(http, settings) if settings.github_token else None,
         )

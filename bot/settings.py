@@ -42,6 +42,7 @@ DEFAULT_PRIORITY_LABELS: dict[str, Priority] = {
 
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+_ROUTE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,39}$")
 
 
 class ConfigError(Exception):
@@ -140,6 +141,19 @@ class Settings(BaseSettings):
         description="label=priority pairs (critical, high, normal), case-insensitive.",
     )
 
+    # --- routing -----------------------------------------------------------------------------
+    agent_routes: Annotated[dict[str, tuple[str, ...]], NoDecode] = Field(
+        default_factory=dict,
+        alias="CONDUCTOR_AGENT_ROUTES",
+        description="route=agent|agent pairs overriding the convention dev-e-{stack}, e.g. "
+        "python=dev-e-python,node=dev-e-node|dev-e-node-2 (routes: stacks, ios-macos, review).",
+    )
+    default_stack: str | None = Field(
+        None,
+        alias="CONDUCTOR_DEFAULT_STACK",
+        description="The stack of repos without a .rig-agent.yaml; unset: any agent takes them.",
+    )
+
     # --- Discord -----------------------------------------------------------------------------
     discord_api_url: str = Field("https://discord.com/api/v10", alias="CONDUCTOR_DISCORD_API_URL")
     guild_id: int | None = Field(None, alias="CONDUCTOR_GUILD_ID")
@@ -222,6 +236,35 @@ class Settings(BaseSettings):
     @classmethod
     def _pairs(cls, value: Any) -> Any:
         return _split_pairs(value, "name=value")
+
+    @field_validator("agent_routes", mode="before")
+    @classmethod
+    def _routes(cls, value: Any) -> Any:
+        pairs = _split_pairs(value, "route=agent|agent")
+        if not isinstance(pairs, dict):
+            return pairs
+        routes: dict[str, tuple[str, ...]] = {}
+        for route, agents in pairs.items():
+            if not _ROUTE.match(str(route)):
+                raise ValueError(f"route {str(route)[:40]!r} is not a stack name like python")
+            names = agents.split("|") if isinstance(agents, str) else list(agents)
+            names = [name.strip() for name in names if name.strip()]
+            if not names:
+                raise ValueError(f"route {route!r} names no agent")
+            for name in names:
+                if not _AGENT_ID.match(name):
+                    raise ValueError(f"route {route!r}: {name[:70]!r} is not a valid agent id")
+            routes[str(route).lower()] = tuple(names)
+        return routes
+
+    @field_validator("default_stack", mode="before")
+    @classmethod
+    def _stack(cls, value: Any) -> Any:
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str) or not _ROUTE.match(value):
+            raise ValueError("expected a stack name like python")
+        return value.lower()
 
     @field_validator("managed_repos")
     @classmethod

@@ -57,7 +57,8 @@ class Payload(BaseModel):
     """Base of every payload: strict types, unknown fields kept as sent."""
 
     model_config = ConfigDict(extra="allow", strict=True, populate_by_name=True)
-    # Where the event goes: "issue" (owner/repo#N), "agent" (the agent id) or a fixed stream.
+    # Where the event goes: "issue" (owner/repo#N), "agent" (the agent id), "repo"
+    # (repo:owner/name) or a fixed stream.
     stream: ClassVar[str] = "issue"
     # Whether agents may post it to /api/events, or only Conductor-E records it.
     public: ClassVar[bool] = True
@@ -226,6 +227,28 @@ class ExecutionLogCompleted(ExecutionLogRecord):
     prNumber: MaybeNumber = None
 
 
+class RepoConfigChanged(Payload):
+    """A repo's `.rig-agent.yaml` as read from GitHub: its validated content, or none."""
+
+    stream: ClassVar[str] = "repo"
+    public: ClassVar[bool] = False
+    repo: Repo
+    present: bool
+    sha: Annotated[str, Field(max_length=100)] | None = None
+    config: dict[str, Any] | None = None
+    routeKey: Annotated[str, Field(max_length=100)] | None = None
+
+
+class RepoConfigInvalid(Payload):
+    """A repo's `.rig-agent.yaml` that could not be used; the last good one stays in force."""
+
+    stream: ClassVar[str] = "repo"
+    public: ClassVar[bool] = False
+    repo: Repo
+    sha: Annotated[str, Field(max_length=100)] | None = None
+    error: LongText
+
+
 class ConductorRecord(Payload):
     """Conductor-E's own records: free-form facts, never posted by agents."""
 
@@ -296,6 +319,9 @@ CATALOGUE: dict[str, type[Payload]] = {
     "EXECUTION_LOG_STEP": ExecutionLogStep,
     "EXECUTION_LOG_LINES": ExecutionLogLines,
     "EXECUTION_LOG_COMPLETED": ExecutionLogCompleted,
+    # Repos' configuration (.rig-agent.yaml), which routing follows.
+    "REPO_CONFIG_CHANGED": RepoConfigChanged,
+    "REPO_CONFIG_INVALID": RepoConfigInvalid,
     # Conductor-E's own records.
     "COORDINATION_RUN_COMPLETED": CoordinationRecord,
     "COORDINATION_RUN_FAILED": CoordinationRecord,
@@ -372,6 +398,8 @@ def stream_for(event_type: str, data: dict[str, Any]) -> str:
         return str(data["agentId"])
     if kind == EXECUTION_LOG_STREAM:
         return execution_log_stream(data["executionLogId"])
+    if kind == "repo":
+        return repo_stream(data["repo"])
     return kind
 
 
@@ -386,6 +414,11 @@ def pr_stream(repo: str, pr_number: int) -> str:
 
 def execution_log_stream(log_id: str) -> str:
     return f"{EXECUTION_LOG_STREAM}#{log_id}"
+
+
+def repo_stream(repo: str) -> str:
+    """The stream of a repo's own events (its configuration): `repo:owner/name`, lower-cased."""
+    return f"repo:{repo.lower()}"
 
 
 def parse_issue_stream(stream_id: str) -> tuple[str, int] | None:

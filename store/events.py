@@ -308,14 +308,30 @@ class EventStore:
         assert row is not None
         return {**dict(row.items()), "error_code": None}
 
-    async def claim(self, kind: str, agent_id: str, metadata: dict[str, Any]) -> Claim | None:
+    async def claim(
+        self,
+        kind: str,
+        agent_id: str,
+        metadata: dict[str, Any],
+        *,
+        route_keys: Sequence[str] | None = None,
+        unrouted: bool = True,
+    ) -> Claim | None:
         """Hand the top of the `issue` or `review` queue to an agent, or None when empty.
 
         Claims are serialised with every append, so each queued issue goes to one agent only.
+        With `route_keys`, only issues of repos whose route key is one of them are taken, and
+        issues of repos without a route key only when `unrouted`; the filter runs in the same
+        locked statement as the claim.
         """
         with _unavailable_on_connection_loss():
             row = await self.pool.fetchrow(
-                "SELECT * FROM conductor_claim($1, $2, $3)", kind, agent_id, metadata
+                "SELECT * FROM conductor_claim($1, $2, $3, $4, $5)",
+                kind,
+                agent_id,
+                metadata,
+                None if route_keys is None else list(route_keys),
+                unrouted,
             )
         if row is None:
             return None

@@ -62,6 +62,22 @@ class Agent:
 
 
 @dataclass(frozen=True)
+class RepoConfig:
+    """A repo's configuration as routing sees it: the last good one, and a newer broken one."""
+
+    repo: str  # lower-cased owner/name
+    repo_name: str  # as GitHub spells it
+    present: bool  # the last good read found a .rig-agent.yaml
+    config: dict[str, Any] | None
+    sha: str | None
+    route_key: str | None
+    error: str | None  # the latest read was broken: why
+    error_sha: str | None
+    changed_at: datetime
+    position: int
+
+
+@dataclass(frozen=True)
 class UsageRow:
     agent_id: str
     repo: str
@@ -407,6 +423,22 @@ class Projections:
             stale=beat is None or now - beat > stale_after,
         )
 
+    # --- repo configuration -----------------------------------------------------------------
+    async def repo_configs(self, repos: Sequence[str] | None = None) -> list[RepoConfig]:
+        """Every repo configuration read so far (or those of `repos`), by repo."""
+        rows = await self._fetch(
+            "SELECT repo, repo_name, present, config, sha, route_key, error, error_sha, "
+            "changed_at, position FROM repo_configs "
+            "WHERE $1::text[] IS NULL OR repo = ANY($1::text[]) ORDER BY repo",
+            None if repos is None else [repo.lower() for repo in repos],
+        )
+        return [RepoConfig(**dict(row.items())) for row in rows]
+
+    async def repo_config(self, repo: str) -> RepoConfig | None:
+        """One repo's configuration, or None when it was never read."""
+        found = await self.repo_configs([repo])
+        return found[0] if found else None
+
     # --- usage and costs --------------------------------------------------------------------
     async def usage(self, since: date | None = None) -> list[UsageRow]:
         """Tokens and USD per agent, repo and model since a day (inclusive), or all time."""
@@ -462,6 +494,7 @@ PROJECTION_TABLES = (
     "usage_by_issue",
     "execution_logs",
     "pending_pr_events",
+    "repo_configs",
 )
 
 

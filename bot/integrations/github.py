@@ -28,6 +28,8 @@ The token is sent as `Authorization: token …` and never appears in a log line 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
 import time
 from collections import OrderedDict
@@ -102,6 +104,16 @@ class GitHubIssue:
     def has_label(self, label: str) -> bool:
         wanted = label.lower()
         return any(name.lower() == wanted for name in self.labels)
+
+
+@dataclass(frozen=True)
+class RepoFile:
+    """A file's bytes on a repo's default branch, from the contents API."""
+
+    repo: str
+    path: str
+    sha: str  # the blob sha: changes exactly when the content does
+    content: bytes
 
 
 @dataclass(frozen=True)
@@ -718,6 +730,38 @@ class GitHubClient:
                 if not issue.is_pull_request:
                     issues.append(issue)
         return _QueryOutcome(issues)
+
+    # --- files ---------------------------------------------------------------------------------
+
+    @property
+    def not_modified(self) -> int:
+        """Answers that were 304 Not Modified (free against the rate limit), so far."""
+        return self.api.not_modified
+
+    async def get_file(self, repo: str, path: str) -> RepoFile | None:
+        """A file of the repo's default branch through the contents API; None when absent.
+
+        Conditional through the ETag cache: an unchanged file costs a 304, which GitHub does
+        not count against the rate limit. Raises GitHubError for an answer that is not a file
+        (a directory, a submodule, a file over the API's 1 MB inline limit).
+        """
+        owner, name = repo.split("/", 1)
+        try:
+            data, _ = await self._get(
+                "/repos/{owner}/{name}/contents/{+path}",
+                {"owner": owner, "name": name, "path": path},
+            )
+        except GitHubNotFound:
+            return None
+        if not isinstance(data, Mapping) or data.get("type") != "file":
+            raise GitHubError(f"GitHub: {repo}/{path} is not a file")
+        if data.get("encoding") != "base64":
+            raise GitHubError(f"GitHub: {repo}/{path} is too large to read through the API")
+        try:
+            content = base64.b64decode(str(data.get("content") or ""), validate=False)
+        except (binascii.Error, ValueError):
+            raise GitHubError(f"GitHub: {repo}/{path} came back undecodable") from None
+        return RepoFile(repo=repo, path=path, sha=str(data.get("sha") or ""), content=content)
 
     # --- single issues -------------------------------------------------------------------------
 

@@ -41,6 +41,8 @@ from bot.services.components import ANTHROPIC, GITHUB, rejected
 from bot.services.costs import CostService
 from bot.services.github_sync import SyncService
 from bot.services.health import ComponentHealth, HealthService
+from bot.services.repo_config import RepoConfigService
+from bot.services.routing import RoutingService
 from bot.services.stuck import StuckDetector, StuckReport
 from bot.services.summary import Completer, Facts, IssueFact, Summariser
 from store import catalogue
@@ -69,6 +71,8 @@ class SyncOutcome(Protocol):
     approved: list[str]
     withdrawn: list[str]
     reprioritised: list[str]
+    configs_changed: list[str]
+    configs_invalid: list[str]
     found: int
     requests: int
     incomplete: bool
@@ -114,6 +118,9 @@ class RunResult:
     awaiting_review: list[str] = field(default_factory=list)
     # posted | unchanged | pending | printed | off | not reached
     budget_alerts: list[str] = field(default_factory=list)
+    config_changed: list[str] = field(default_factory=list)  # repos whose config changed
+    config_invalid: list[str] = field(default_factory=list)  # repos whose file broke
+    unroutable: list[str] = field(default_factory=list)  # queued issues no agent can take
     summary: str = "not reached"
     summary_text: str | None = None
     summary_source: str | None = None  # model | template
@@ -161,6 +168,7 @@ class CoordinationService:
         *,
         health: HealthService | None = None,
         stuck: StuckDetector | None = None,
+        configs: RepoConfigService | None = None,
     ) -> None:
         self.context = context
         self.syncer = syncer
@@ -168,6 +176,8 @@ class CoordinationService:
         self.poster = poster
         self.health = health or HealthService(context)
         self.stuck = stuck or StuckDetector(context)
+        self.configs = configs
+        self.routing = RoutingService(context)
 
     @classmethod
     def build(
@@ -186,8 +196,9 @@ class CoordinationService:
             if settings.discord_webhook_url is not None
             else None
         )
-        syncer = SyncService(context, github) if github is not None else None
-        return cls(context, syncer, Summariser(context, messages), poster)
+        configs = RepoConfigService(context, github) if github is not None else None
+        syncer = SyncService(context, github, configs=configs) if github is not None else None
+        return cls(context, syncer, Summariser(context, messages), poster, configs=configs)
 
     async def run(self, dry_run: bool = False) -> RunResult:
         """One coordination pass. Never raises but for cancellation; see the module docstring."""
@@ -239,6 +250,7 @@ class CoordinationService:
             result.errors.append(f"critical component down: {down}")
 
         await self._sync(result, dry_run)
+        await self._repo_configs(result, dry_run)
 
         stuck = StuckReport()
         try:
@@ -343,7 +355,10 @@ class CoordinationService:
         result.approved = list(sync.approved)
         result.withdrawn = list(sync.withdrawn)
         result.reprioritised = list(sync.reprioritised)
+        result.config_changed = list(sync.configs_changed)
+        result.config_invalid = list(sync.configs_invalid)
         result.appended += len(sync.approved) + len(sync.withdrawn) + len(sync.reprioritised)
+        result.appended += len(sync.configs_changed) + len(sync.configs_invalid)
         if sync.incomplete:
             # Some agent-ready issues may have gone unseen (refused, rate-limited, GitHub's
             # own incomplete_results): the run did not do its whole job, so it fails and
@@ -353,6 +368,30 @@ class CoordinationService:
             result.notes.append(
                 f"GitHub sync: {len(sync.errors)} issue(s) not recorded: "
                 + "; ".join(sync.errors[:3])
+            )
+
+    async def _repo_configs(self, result: RunResult, dry_run: bool) -> None:
+        """Re-read the .rig-agent.yaml of every repo we know (conditional: 304s are free)."""
+        if self.configs is None or dry_run:
+            return
+        repos = set(self.context.settings.managed_repos)
+        repos.update(c.repo_name for c in await self.context.projections.repo_configs())
+        for state in ("queued", *ACTIVE_STATES):
+            repos.update(i.repo for i in await self.context.projections.issues(state, MAX_ISSUES))
+        try:
+            refreshed = await self.configs.refresh(repos)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            result.notes.append(f"repo configuration not read: {_describe(exc)}")
+            return
+        result.config_changed.extend(refreshed.changed)
+        result.config_invalid.extend(refreshed.invalid)
+        result.appended += len(refreshed.changed) + len(refreshed.invalid)
+        if refreshed.errors:
+            result.notes.append(
+                f"repo configuration: {len(refreshed.errors)} repo(s) not read: "
+                + "; ".join(refreshed.errors[:3])
             )
 
     async def _facts(self, result: RunResult, stuck: StuckReport) -> Facts:
@@ -365,7 +404,12 @@ class CoordinationService:
         failed = await projections.issues(state="failed", limit=MAX_ISSUES)
         today = self.context.clock().astimezone(UTC).date()
         spend = (await CostService(self.context).ledger(today, today)).breakdown().total
+        unroutable = await self.routing.unroutable(queued)
+        result.unroutable = list(unroutable)
+        broken = await self.routing.broken_configs()
         return Facts(
+            unroutable=[f"{stream}: {why}" for stream, why in unroutable.items()],
+            broken_configs=[f"{c.repo_name}: {c.error}" for c in broken],
             queue_depth=dict(result.queue_depth),
             queued=[i.stream_id for i in queued],
             active=[_fact(i) for i in sorted(active, key=lambda i: i.stream_id)],
@@ -550,6 +594,9 @@ def run_record(result: RunResult) -> dict[str, Any]:
         "escalated": _capped(result.escalated),
         "awaitingReview": _capped(result.awaiting_review),
         "budgetAlerts": _capped(result.budget_alerts),
+        "configChanged": _capped(result.config_changed),
+        "configInvalid": _capped(result.config_invalid),
+        "unroutable": _capped(result.unroutable),
         "summary": result.summary,
         "summarySource": result.summary_source,
         "summariesPosted": result.summaries_posted,

@@ -8,6 +8,9 @@ cards plus its total, and further pages are read by offset. The queue is read in
 (`Projections.queue`); the other columns most recently active first (`Projections.issues`).
 "Done" shows only the issues done since midnight UTC.
 
+Queued cards that no agent can take (nobody on the issue's route ever reported) are flagged,
+and the board lists the repos whose `.rig-agent.yaml` is broken (bot/services/routing).
+
 Stuck cards are judged by `bot.services.stuck.judge`, the rules the coordination loop acts on;
 here they are only marked, nothing is recorded.
 """
@@ -22,6 +25,7 @@ from typing import Any
 from bot.context import AppContext
 from bot.services.costs import AgentModelSpend, CostService
 from bot.services.costs import Spend as Ledgered
+from bot.services.routing import RoutingService, Verdict, no_agent, route_label
 from bot.services.stuck import HELD_STATES, StuckDetector, judge
 from store import catalogue
 from store.events import RecordedEvent
@@ -68,6 +72,9 @@ class Card:
     stuck: bool
     stuck_reason: str | None
     last_run: ExecutionLog | None = None  # the agent runtime's latest execution log for it
+    # A queued issue no agent can take (nobody on its route ever reported): why.
+    unroutable: str | None = None
+    route: str | None = None  # a queued issue's route, e.g. "python → dev-e-python"
 
     @property
     def agent(self) -> str | None:
@@ -85,12 +92,15 @@ class Column:
     offset: int
     cards: list[Card]
     stuck: int  # stuck cards among those returned
+    unroutable: int = 0  # cards no agent can take among those returned
 
 
 @dataclass(frozen=True)
 class Board:
     now: datetime
     columns: list[Column]
+    # Repos whose latest .rig-agent.yaml is broken: (repo, why); the last good one applies.
+    broken_configs: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -141,6 +151,7 @@ class DashboardService:
     def __init__(self, context: AppContext) -> None:
         self.context = context
         self.stuck = StuckDetector(context)
+        self.routing = RoutingService(context)
 
     # --- the board --------------------------------------------------------------------------
     async def board(self, page: int = DEFAULT_PAGE) -> Board:
@@ -149,7 +160,8 @@ class DashboardService:
         agents = await self._agents_by_id(now)
         counts = await self.context.projections.state_counts()
         columns = [await self._column(key, 0, page, now, agents, counts) for key in COLUMN_KEYS]
-        return Board(now, columns)
+        broken = await self.routing.broken_configs()
+        return Board(now, columns, [(c.repo_name, c.error or "") for c in broken])
 
     async def column(self, key: str, offset: int, limit: int = DEFAULT_PAGE) -> Board:
         """One column's cards from `offset` (the "show more" of a column)."""
@@ -181,11 +193,29 @@ class DashboardService:
             issues = await projections.issues(key, limit, offset) if offset < total else []
         runs = await projections.last_runs([(i.repo, i.number) for i in issues])
         last_run = {(run.repo or "").lower() + f"#{run.issue_number}": run for run in runs}
+        verdicts = await self.routing.verdicts(issues) if key == "queued" else {}
+        flags = no_agent(verdicts)
         cards = [
-            self.card(issue, now, agents, last_run.get(issue.stream_id.lower())) for issue in issues
+            self.card(
+                issue,
+                now,
+                agents,
+                last_run.get(issue.stream_id.lower()),
+                flags.get(issue.stream_id),
+                verdicts.get(issue.stream_id),
+            )
+            for issue in issues
         ]
         title = dict(COLUMNS)[key]
-        return Column(key, title, total, offset, cards, sum(1 for c in cards if c.stuck))
+        return Column(
+            key,
+            title,
+            total,
+            offset,
+            cards,
+            sum(1 for c in cards if c.stuck),
+            sum(1 for c in cards if c.unroutable),
+        )
 
     async def _done_since(self, since: datetime) -> list[Issue]:
         """Issues done since `since`, most recently active first.
@@ -208,10 +238,13 @@ class DashboardService:
         now: datetime,
         agents: dict[str, Agent],
         last_run: ExecutionLog | None = None,
+        unroutable: str | None = None,
+        verdict: Verdict | None = None,
     ) -> Card:
         """Judge one issue at `now` (see the module docstring for what stuck means)."""
         reason = self._stuck_reason(issue, now, agents)
-        return Card(issue, reason is not None, reason, last_run)
+        route = route_label(verdict.route) if verdict is not None else None
+        return Card(issue, reason is not None, reason, last_run, unroutable, route)
 
     def _stuck_reason(self, issue: Issue, now: datetime, agents: dict[str, Agent]) -> str | None:
         if issue.state not in HELD_STATES:

@@ -9,6 +9,7 @@ from typing import Any
 from bot.context import AppContext
 from bot.errors import Forbidden, InvalidInput, Unprocessable
 from bot.services.pull_requests import PR_SCOPED, MergeRequest, PullRequestService
+from bot.services.routing import Router
 from store import catalogue
 from store.catalogue import AGENT_PATTERN, priority_from_labels
 from store.events import AppendResult, NewEvent
@@ -142,11 +143,20 @@ class EventService:
 
     async def claim(self, kind: str, agent_id: str, actor: Actor) -> Issue | None:
         """Atomically give the top queued issue (`issue`) or PR awaiting review (`review`)
-        to an agent; None when there is nothing to give."""
+        that routing lets this agent take; None when there is nothing for it."""
         if actor.authenticated and actor.name != agent_id:
             raise Forbidden(f"the token belongs to {actor.name!r}, not to agentId {agent_id!r}")
         metadata = {"source": actor.source, "actor": actor.name or agent_id}
-        claim = await self.context.store.claim(kind, agent_id, metadata)
+        router = Router.from_settings(self.context.settings)
+        if kind == "review":
+            if not router.may_review(agent_id):
+                return None
+            claim = await self.context.store.claim(kind, agent_id, metadata)
+        else:
+            scope = router.scope(agent_id)
+            claim = await self.context.store.claim(
+                kind, agent_id, metadata, route_keys=scope.keys, unrouted=scope.unrouted
+            )
         if claim is None:
             return None
         return await self.context.projections.issue(claim.stream_id)

@@ -37,6 +37,7 @@ from bot.integrations.github import (
     GitHubUnavailable,
     SearchReport,
 )
+from bot.services.repo_config import RepoConfigService
 from store import catalogue
 from store.catalogue import priority_from_labels
 from store.errors import EventValidationError
@@ -74,6 +75,9 @@ class SyncResult:
     approved: list[str] = field(default_factory=list)
     withdrawn: list[str] = field(default_factory=list)
     reprioritised: list[str] = field(default_factory=list)
+    # Repos seen for the first time whose .rig-agent.yaml was recorded (or found broken).
+    configs_changed: list[str] = field(default_factory=list)
+    configs_invalid: list[str] = field(default_factory=list)
     found: int = 0  # agent-ready issues GitHub returned
     requests: int = 0  # HTTP requests sent to GitHub, retries included
     not_modified: int = 0  # of which answered 304 (free against the rate limit)
@@ -100,9 +104,18 @@ class _Append:
 class SyncService:
     """Compares GitHub's agent-ready issues with the issues projection and records the changes."""
 
-    def __init__(self, context: AppContext, github: GitHubClient) -> None:
+    def __init__(
+        self,
+        context: AppContext,
+        github: GitHubClient,
+        *,
+        configs: RepoConfigService | None = None,
+    ) -> None:
         self.context = context
         self.github = github
+        # Reads the .rig-agent.yaml of a repo seen for the first time before its issues are
+        # queued, so that the first claim already follows the repo's routing.
+        self.configs = configs
 
     async def run(self) -> SyncResult:
         """One sync. Safe to repeat: an unchanged GitHub appends nothing."""
@@ -142,6 +155,12 @@ class SyncService:
         ]
         appends.extend(await self._withdrawals(candidates, report, result))
 
+        if self.configs is not None:
+            new_repos = {a.event.data["repo"] for a in appends if a.bucket == "approved"}
+            # A repo that cannot be read now takes the default route until the loop's next
+            # read of every repo (which reports the failure).
+            read = await self.configs.ensure(new_repos)
+            result.configs_changed, result.configs_invalid = read.changed, read.invalid
         await self._append_all(appends, result)
         result.requests = self.github.requests_made - requests_before
         result.rate_limit_remaining = report.rate_limit_remaining

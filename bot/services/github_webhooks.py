@@ -19,6 +19,10 @@ a PR_CREATED is news, depends on what we already know. What is mapped:
   conclusions (neutral, skipped, cancelled, stale, action_required) → nothing.
   `check_run` `completed`: failure or timed_out → CI_FAILED; a single run's success records
   nothing, since other runs of the suite may still fail — the suite's completion reports it.
+* `push` to the repo's default branch whose commits add, modify or remove `.rig-agent.yaml`
+  → the file is re-read (bot/services/repo_config), which records REPO_CONFIG_CHANGED or
+  REPO_CONFIG_INVALID. An issue approved in a repo never seen before has its file read first,
+  so that its first claim already follows the repo's routing.
 * `ping` and everything else → nothing.
 
 Which issue a PR event belongs to: the closing references of the PR body when the payload has
@@ -35,7 +39,7 @@ import hashlib
 import hmac
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +47,7 @@ from bot.context import AppContext
 from bot.errors import InvalidInput
 from bot.services.github_sync import ACTIVE_STATES
 from bot.services.pull_requests import PullRequestService
+from bot.services.repo_config import CONFIG_PATH, RepoConfigService
 from bot.settings import Settings
 from store import catalogue
 from store.catalogue import priority_from_labels
@@ -264,6 +269,29 @@ def events_for_delivery(
     return []  # ping and every event we do not follow
 
 
+# GitHub lists at most this many commits in a push payload; a longer push may hide the file.
+PUSH_COMMITS_LISTED = 20
+
+
+def push_touches_config(payload: Mapping[str, Any], settings: Settings) -> str | None:
+    """The repo whose `.rig-agent.yaml` a push to its default branch may have changed."""
+    repository = payload.get("repository") or {}
+    repo = repository.get("full_name")
+    if not isinstance(repo, str) or not in_scope(repo, settings) or payload.get("deleted"):
+        return None
+    branch = repository.get("default_branch") or repository.get("master_branch")
+    if not branch or payload.get("ref") != f"refs/heads/{branch}":
+        return None
+    commits = payload.get("commits") or []
+    if len(commits) >= PUSH_COMMITS_LISTED:
+        return repo  # the list may be cut short: read the file to be sure
+    for commit in commits:
+        for key in ("added", "modified", "removed"):
+            if CONFIG_PATH in (commit.get(key) or []):
+                return repo
+    return None
+
+
 def should_append(event: NewEvent, issue: Issue | None) -> bool:
     """Whether a mapped event is news, given the issue as the projection has it."""
     kind = event.type
@@ -322,8 +350,15 @@ class WebhookService:
         try:
             repo = (payload.get("repository") or {}).get("full_name")
             numbers = pull_request_numbers(event_name, payload)
+            pushed = (
+                push_touches_config(payload, self.context.settings)
+                if event_name == "push"
+                else None
+            )
         except MALFORMED as exc:
             raise _malformed(event_name, exc) from None
+        if pushed is not None:
+            await self._read_configs([pushed], result, force=True)
         pr_issues: dict[int, list[int]] = {}
         if numbers and isinstance(repo, str):
             pr_issues = await self._issues_for_prs(repo, numbers)
@@ -338,6 +373,9 @@ class WebhookService:
             if not should_append(event, current):
                 result.skipped += 1
                 continue
+            if event.type == "ISSUE_APPROVED":
+                # Routing must know the repo before the issue can be claimed.
+                await self._read_configs([event.data["repo"]], result, force=False)
             try:
                 data = catalogue.validate(event.type, event.data, internal=True)
             except EventValidationError as exc:
@@ -357,6 +395,23 @@ class WebhookService:
                 # The PR is known now: what Review-E said about it before lands on the issue.
                 await PullRequestService(self.context).link_pending(data["repo"], data["prNumber"])
         return result
+
+    async def _read_configs(
+        self, repos: Iterable[str], result: WebhookResult, *, force: bool
+    ) -> None:
+        """Read the repos' .rig-agent.yaml (all of them, or those never read); a GitHub failure
+        is logged and leaves the delivery's other work alone."""
+        github = self.context.github
+        if github is None:
+            return
+        service = RepoConfigService(self.context, github)
+        read = await (service.refresh(repos, force=True) if force else service.ensure(repos))
+        for name in read.changed:
+            result.appended.append((catalogue.repo_stream(name), "REPO_CONFIG_CHANGED"))
+        for name in read.invalid:
+            result.appended.append((catalogue.repo_stream(name), "REPO_CONFIG_INVALID"))
+        for error in read.errors:
+            log.warning("webhook: .rig-agent.yaml not read: %s", error)
 
     async def _issues_for_prs(self, repo: str, numbers: Sequence[int]) -> dict[int, list[int]]:
         """Issues the projection links to these PRs of `repo` (by their current PR)."""

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from bot.context import AppContext
 from bot.errors import InvalidInput, NotFound, quoted
+from bot.services.routing import Route, RoutingService, config_note
 from store import catalogue
 from store.events import RecordedEvent
 from store.projections import Agent, ExecutionLog, Issue
@@ -88,6 +89,7 @@ class QueueExplanation:
     ahead_by_priority: dict[str, int]
     top: Issue | None
     reasons: list[str]
+    route: Route | None = None  # where routing sends it (None: not asked, it is not queued)
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,7 @@ class QueryService:
         top_rows = await self.context.projections.queue(limit=1)
         top = top_rows[0] if top_rows else None
         rank = None
+        route = None
         reasons: list[str] = []
         ahead: dict[str, int] = {}
         if issue.state == "queued":
@@ -139,7 +142,9 @@ class QueryService:
                 if depth.get(priority):
                     ahead[priority] = depth[priority]
             if rank == 1:
-                reasons.append("It is at the top: the next agent to ask for work gets it.")
+                reasons.append(
+                    "It is at the top: the next agent of its route to ask for work gets it."
+                )
             else:
                 reasons.append(f"It is number {rank} of {sum(depth.values())} in the queue.")
                 if ahead:
@@ -152,6 +157,8 @@ class QueryService:
                     )
             if issue.attempt > 0:
                 reasons.append(f"It was tried {issue.attempt} time(s) before and requeued.")
+            route, routing = await self._routing(issue)
+            reasons.extend(routing)
         else:
             who = issue.assignee or issue.reviewer
             state = issue.state.replace("_", " ")
@@ -163,7 +170,17 @@ class QueryService:
             reasons.append("It was escalated and waits for a person.")
         if issue.human_gate:
             reasons.append("A human gate is open: it waits for a person's approval.")
-        return QueueExplanation(issue, rank, sum(depth.values()), ahead, top, reasons)
+        return QueueExplanation(issue, rank, sum(depth.values()), ahead, top, reasons, route)
+
+    async def _routing(self, issue: Issue) -> tuple[Route, list[str]]:
+        """Where routing sends a queued issue and who on that route could take it now."""
+        routing = RoutingService(self.context)
+        verdict = (await routing.verdicts([issue]))[issue.stream_id]
+        reasons = list(verdict.reasons)
+        note = config_note(await self.context.projections.repo_config(issue.repo))
+        if note is not None:
+            reasons.append(note)
+        return verdict.route, reasons
 
     async def timeline(self, reference: str) -> Timeline:
         """An issue's lifecycle: every event of its stream, oldest first, and its latest runs

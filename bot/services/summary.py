@@ -76,6 +76,10 @@ class Facts:
     awaiting_review: list[str] = field(default_factory=list)
     health: dict[str, bool] = field(default_factory=dict)  # component → up
     github: str = "off"  # ok | incomplete | failed | off | skipped
+    # Queued issues no agent can take ("owner/repo#N: why") and broken .rig-agent.yaml files
+    # ("owner/repo: why"): routing problems a person must fix.
+    unroutable: list[str] = field(default_factory=list)
+    broken_configs: list[str] = field(default_factory=list)
     # --- deltas and detail (not in the digest) ----------------------------------------------
     top_of_queue: list[IssueFact] = field(default_factory=list)
     approved_since: list[str] = field(default_factory=list)
@@ -98,6 +102,8 @@ class Facts:
             "awaiting_review": sorted(self.awaiting_review),
             "health": dict(sorted(self.health.items())),
             "github": self.github,
+            "unroutable": sorted(self.unroutable),
+            "broken_configs": sorted(self.broken_configs),
         }
 
     def digest(self) -> str:
@@ -137,6 +143,10 @@ class Facts:
             "spend_today_usd": None
             if self.spend_today_usd is None
             else float(round(self.spend_today_usd, 2)),
+            "routing_problems": {
+                "issues_no_agent_can_take": few(self.unroutable),
+                "broken_rig_agent_yaml": few(self.broken_configs),
+            },
         }
 
 
@@ -185,6 +195,10 @@ def template(facts: Facts) -> str:
         lines.append(f"⏳ Stuck this run: {_names(facts.stuck)}")
     if facts.awaiting_review:
         lines.append(f"👀 PRs waiting for a reviewer: {_names(facts.awaiting_review)}")
+    if facts.unroutable:
+        lines.append(f"🚫 No agent can take: {_names(facts.unroutable)}")
+    if facts.broken_configs:
+        lines.append(f"🛠️ Broken .rig-agent.yaml: {_names(facts.broken_configs)}")
     total = sum(facts.queue_depth.values())
     by_priority = ", ".join(
         f"{facts.queue_depth[p]} {p}"

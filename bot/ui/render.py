@@ -13,6 +13,7 @@ import discord
 
 from bot.services.health import HealthReport
 from bot.services.queries import QueueExplanation, QueuePage, Timeline
+from bot.services.routing import route_label
 from bot.ui.limits import FIELD_VALUE, chunk_lines, cut, fit_embed
 from store.events import RecordedEvent
 from store.projections import Agent, ExecutionLog, Issue
@@ -98,6 +99,8 @@ def why_embed(explanation: QueueExplanation, now: datetime) -> discord.Embed:
     )
     embed.add_field(name="In this state for", value=age(issue.state_since, now))
     embed.add_field(name="Attempts", value=str(issue.attempt))
+    if explanation.route is not None:
+        embed.add_field(name="Route", value=cut(route_label(explanation.route), FIELD_VALUE))
     if explanation.top is not None and explanation.top.stream_id != issue.stream_id:
         embed.add_field(name="Top of the queue", value=issue_link(explanation.top), inline=False)
     return fit_embed(embed)

@@ -79,6 +79,8 @@ def topics_for(event_type: str) -> list[str]:
         return ["board"]
     if event_type in AGENT_TYPES:
         return ["agents", "board"]  # a stale holder marks its cards stuck
+    if event_type.startswith("REPO_CONFIG_"):
+        return ["board"]  # routing flags and broken configurations
     if event_type == "TOKEN_USAGE":
         return ["spend", "agents"]
     if event_type.startswith("EXECUTION_LOG_"):
@@ -419,6 +421,8 @@ def card_json(card: Card, github_api_url: str) -> dict[str, Any]:
         "lastActivity": issue.last_activity,
         "stuck": card.stuck,
         "stuckReason": card.stuck_reason,
+        "unroutable": card.unroutable,
+        "route": card.route,
         "lastRun": None if card.last_run is None else last_run_json(card.last_run),
     }
 
@@ -448,10 +452,12 @@ def board_json(board: Board, github_api_url: str, limit: int) -> dict[str, Any]:
                 "offset": column.offset,
                 "limit": limit,
                 "stuck": column.stuck,
+                "unroutable": column.unroutable,
                 "cards": [card_json(card, github_api_url) for card in column.cards],
             }
             for column in board.columns
         ],
+        "brokenConfigs": [{"repo": repo, "error": error} for repo, error in board.broken_configs],
     }
 
 

@@ -164,6 +164,23 @@ async def test_why_assigned_issue_says_what_it_waits_for(harness: Harness) -> No
     assert "waits for the agent to start work" in text
 
 
+async def test_why_names_the_route_and_the_agent_that_never_reported(harness: Harness) -> None:
+    config = {"stack": "ios", "escalate": ["requires-macos"]}
+    await harness.append(
+        "REPO_CONFIG_CHANGED", repo="acme/app", present=True, config=config, routeKey="ios-macos"
+    )
+    await harness.append(
+        "REPO_CONFIG_INVALID", repo="acme/app", sha="f" * 40, error="field 'stack': Field required"
+    )
+    await harness.approve("acme/app", 5)
+    reply = await harness.reply("queue why", {"issue": "acme/app#5"})
+    text = text_of(reply)
+    assert "No agent for its route: ibuild-e never reported to Conductor-E." in text
+    assert "Its .rig-agent.yaml is broken (field 'stack': Field required)" in text
+    fields = {f["name"]: f["value"] for f in reply["embeds"][0]["fields"]}
+    assert fields["Route"] == "ios-macos → ibuild-e"
+
+
 async def test_why_unknown_issue(harness: Harness) -> None:
     reply = await harness.reply("queue why", {"issue": "acme/api#404"})
     assert_error(reply, "acme/api#404 is not known")

@@ -9,6 +9,9 @@ It serves, in GitHub's documented shapes:
   that does not exist (`unsearchable`), and asking past the first 1,000 results;
 * `GET /repos/{owner}/{repo}/issues/{number}` and `GET /repos/{owner}/{repo}/issues` (labels,
   state, per_page, page), pull requests included with their `pull_request` key, as GitHub does;
+* `GET /repos/{owner}/{repo}/contents/{path}` — a file of the default branch: `type: file`,
+  `encoding: base64` (wrapped at 60 characters, as GitHub sends it), `sha` (the git blob sha),
+  `size`; 404 without an ETag when the file does not exist (GitHub sends none on a 404);
 * `Link` pagination (rel next/last, and prev/first after page one) with absolute URLs;
 * strong ETags over the body, and 304 Not Modified on a matching `If-None-Match` (a 304 does
   not count against the rate limit, as GitHub documents for authorised requests);
@@ -29,6 +32,7 @@ documented payload shapes.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import itertools
@@ -120,6 +124,7 @@ class FakeGitHub:
         self.url = ""
         self.requests: list[RecordedRequest] = []
         self.issues: dict[tuple[str, int], dict[str, Any]] = {}
+        self.files: dict[tuple[str, str], bytes] = {}  # (repo lower-cased, path) → content
         self.unsearchable: set[str] = set()  # repos a search refuses (422), lower-cased
         # Issues the search index has not caught up with: searches miss them, GETs do not.
         self.search_lag: set[tuple[str, int]] = set()
@@ -141,6 +146,7 @@ class FakeGitHub:
         app.router.add_get("/search/issues", self._search)
         app.router.add_get("/repos/{owner}/{repo}/issues", self._list_issues)
         app.router.add_get("/repos/{owner}/{repo}/issues/{number:\\d+}", self._get_issue)
+        app.router.add_get("/repos/{owner}/{repo}/contents/{path:.+}", self._get_contents)
         app.middlewares.append(self._middleware)
         self._runner, port = await serve(app, port)
         self.url = f"http://127.0.0.1:{port}"
@@ -227,6 +233,18 @@ class FakeGitHub:
             }
             for name in labels
         ]
+
+    def set_file(self, repo: str, path: str, content: str | bytes) -> str:
+        """Create or replace a file on the default branch; returns its blob sha."""
+        data = content.encode() if isinstance(content, str) else content
+        self.files[(repo.lower(), path)] = data
+        return blob_sha(data)
+
+    def delete_file(self, repo: str, path: str) -> None:
+        self.files.pop((repo.lower(), path), None)
+
+    def contents_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if "/contents/" in r.path]
 
     def issue(self, repo: str, number: int) -> dict[str, Any]:
         return self.issues[(repo.lower(), number)]
@@ -546,6 +564,39 @@ class FakeGitHub:
             return self._json({"message": "Not Found", "documentation_url": DOCS}, 404)
         return self._json(issue)
 
+    async def _get_contents(self, request: web.Request) -> web.Response:
+        repo = f"{request.match_info['owner']}/{request.match_info['repo']}"
+        path = request.match_info["path"]
+        data = self.files.get((repo.lower(), path))
+        if data is None:
+            return self._json(
+                {"message": "Not Found", "documentation_url": f"{DOCS}/repos/contents"}, 404
+            )
+        encoded = base64.b64encode(data).decode()
+        wrapped = "\n".join(encoded[i : i + 60] for i in range(0, len(encoded), 60)) + "\n"
+        sha = blob_sha(data)
+        url = f"{self.url}/repos/{repo}/contents/{path}"
+        return self._json(
+            {
+                "type": "file",
+                "encoding": "base64",
+                "size": len(data),
+                "name": path.rsplit("/", 1)[-1],
+                "path": path,
+                "content": wrapped,
+                "sha": sha,
+                "url": f"{url}?ref=main",
+                "git_url": f"{self.url}/repos/{repo}/git/blobs/{sha}",
+                "html_url": f"https://github.com/{repo}/blob/main/{path}",
+                "download_url": f"https://raw.githubusercontent.com/{repo}/main/{path}",
+                "_links": {
+                    "self": f"{url}?ref=main",
+                    "git": f"{self.url}/repos/{repo}/git/blobs/{sha}",
+                    "html": f"https://github.com/{repo}/blob/main/{path}",
+                },
+            }
+        )
+
     async def _list_issues(self, request: web.Request) -> web.Response:
         repo = f"{request.match_info['owner']}/{request.match_info['repo']}".lower()
         state = request.query.get("state", "open")
@@ -572,6 +623,11 @@ class FakeGitHub:
         return self._json(
             {"message": "Validation Failed", "errors": [error], "documentation_url": DOCS}, 422
         )
+
+
+def blob_sha(data: bytes) -> str:
+    """The git blob sha of a file's content, as the contents API reports it."""
+    return hashlib.sha1(b"blob %d\x00" % len(data) + data).hexdigest()
 
 
 def _default_message(status: int) -> str:
@@ -790,6 +846,46 @@ def check_run_payload(
             "app": {"id": 15368, "slug": "github-actions", "name": "GitHub Actions"},
         },
         "repository": _repository(repo, API),
+        "sender": _sender(),
+    }
+
+
+def push_payload(
+    repo: str,
+    *,
+    ref: str = "refs/heads/main",
+    added: Iterable[str] = (),
+    modified: Iterable[str] = (),
+    removed: Iterable[str] = (),
+    commits: int = 1,
+    default_branch: str = "main",
+) -> dict[str, Any]:
+    """`push` event: `commits` commits, the first touching the given paths."""
+    listed = [
+        {
+            "id": f"{n:040x}",
+            "tree_id": f"{n + 1:040x}",
+            "message": f"commit {n}",
+            "timestamp": "2025-01-02T00:00:00Z",
+            "author": {"name": "octocat", "email": "octocat@example.com"},
+            "added": list(added) if n == 0 else [],
+            "modified": list(modified) if n == 0 else [],
+            "removed": list(removed) if n == 0 else [],
+        }
+        for n in range(commits)
+    ]
+    repository = {**_repository(repo, API), "default_branch": default_branch}
+    return {
+        "ref": ref,
+        "before": "0" * 40,
+        "after": listed[-1]["id"] if listed else "0" * 40,
+        "created": False,
+        "deleted": False,
+        "forced": False,
+        "commits": listed,
+        "head_commit": listed[-1] if listed else None,
+        "repository": repository,
+        "pusher": {"name": "octocat", "email": "octocat@example.com"},
         "sender": _sender(),
     }
 

@@ -117,8 +117,10 @@ function runBadge(run) {
 function card(c) {
   const classes = ["card", `prio-${c.priority}`];
   if (c.stuck) classes.push("stuck");
+  if (c.unroutable) classes.push("unroutable");
   const meta = el("div", { class: "card-meta" });
   if (c.agent) meta.append(el("span", { class: "agent", title: "agent", text: c.agent }));
+  if (c.route) meta.append(el("span", { class: "route", title: "route", text: c.route }));
   if (c.attempt > 0) meta.append(el("span", { title: "attempt", text: `attempt ${c.attempt}` }));
   meta.append(el("span", { title: "time in this state" }, ticking(c.stateSince, "duration")));
   if (c.prNumber) meta.append(el("span", { title: "pull request", text: `PR #${c.prNumber}` }));
@@ -137,6 +139,7 @@ function card(c) {
     el("div", { class: c.title ? "card-title" : "card-title untitled", text: c.title || "untitled" }),
     meta,
     c.stuck ? el("div", { class: "stuck-reason", text: `⚠ stuck: ${c.stuckReason}` }) : null,
+    c.unroutable ? el("div", { class: "unroutable-reason", text: `🚫 ${c.unroutable}` }) : null,
   );
 }
 
@@ -222,6 +225,8 @@ async function loadBoard() {
   await Promise.all(extra);
   const totals = Object.fromEntries(body.columns.map((c) => [c.key, c.total]));
   const stuck = body.columns.reduce((n, c) => n + c.stuck, 0);
+  const unroutable = body.columns.reduce((n, c) => n + (c.unroutable || 0), 0);
+  const broken = body.brokenConfigs || [];
   const summary = document.getElementById("summary");
   summary.replaceChildren(
     el("span", {}, el("b", { text: totals.queued.toLocaleString("en-US") }), " queued"),
@@ -234,6 +239,10 @@ async function loadBoard() {
     el("span", {}, el("b", { text: totals.done.toLocaleString("en-US") }), " done today"),
     el("span", { class: totals.failed ? "alert" : "" }, el("b", { text: totals.failed }), " failed"),
     el("span", { class: stuck ? "alert" : "" }, el("b", { text: stuck }), " stuck"),
+    ...(unroutable ? [el("span", { class: "alert" }, el("b", { text: unroutable }), " no agent can take")] : []),
+    ...broken.map((b) =>
+      el("span", { class: "alert broken-config", title: b.error, text: `⚠ ${b.repo}: broken .rig-agent.yaml (${b.error})` }),
+    ),
   );
 }
 
