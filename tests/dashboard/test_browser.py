@@ -96,10 +96,10 @@ async def watch_the_board_move(page: Any, base: str, client: Any) -> None:
     assert await page.inner_text('.column[data-column="in_progress"] .count') == "2"
     # The agent runtime's execution log (stream-consumer.js): the card shows its last run, live.
     run = {"repo": "acme/app", "issueNumber": 2, "agentId": "dev-e-1", "status": "running"}
-    created = await client.post("/api/execution-logs", data=json.dumps(run))
+    created = await client.post("/api/execution-logs", json=run)
     run_id = json.loads(await created.text())["id"]
     await page.wait_for_selector('.card[data-stream="acme/app#2"] .run', timeout=MOVE_WITHIN_MS)
-    done = await client.post(f"/api/execution-logs/{run_id}/complete", data='{"status":"failed"}')
+    done = await client.post(f"/api/execution-logs/{run_id}/complete", json={"status": "failed"})
     assert done.status == 200
     badge = '.card[data-stream="acme/app#2"] .run.bad'
     await page.wait_for_selector(badge, timeout=MOVE_WITHIN_MS)

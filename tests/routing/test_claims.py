@@ -4,7 +4,6 @@ claim stays exclusive, and /queue why, the board and the summary explain what wa
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -50,7 +49,7 @@ async def break_config(context: AppContext, repo: str, error: str) -> None:
 
 async def approve(api: TestClient, repo: str, number: int, **extra: object) -> None:
     body = {"type": "ISSUE_APPROVED", "repo": repo, "issueNumber": number, **extra}
-    response = await api.post("/api/events", data=json.dumps(body))
+    response = await api.post("/api/events", json=body)
     assert response.status == 200, await response.text()
 
 
@@ -64,7 +63,7 @@ async def take(api: TestClient, agent: str) -> str | None:
 
 async def heartbeat(api: TestClient, agent: str, **extra: object) -> None:
     body = {"type": "HEARTBEAT", "agentId": agent, "status": "idle", **extra}
-    assert (await api.post("/api/events", data=json.dumps(body))).status == 200
+    assert (await api.post("/api/events", json=body)).status == 200
 
 
 async def test_each_agent_gets_only_the_issues_routed_to_it(
