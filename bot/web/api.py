@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.errors import InvalidInput, NotFound
+from bot.services.agent_logs import AgentLogService
 from bot.services.costs import MAX_DAYS, CostService
 from bot.services.events import check_agent_id
 from bot.services.execution_logs import ExecutionLogService
@@ -371,6 +372,37 @@ async def request_merge(request: web.Request) -> web.Response:
             "message": merge.message,
         },
         status=202,
+    )
+
+
+@routes.post("/api/agent-logs")
+async def add_agent_logs(request: web.Request) -> web.Response:
+    """The runtime's activity log `{agentId, entries}` → 202 `{accepted, dropped}`."""
+    actor = actor_for(request)
+    accepted, dropped = await AgentLogService(request.app[CONTEXT]).add(json_body(request), actor)
+    return json_response({"accepted": accepted, "dropped": dropped}, status=202)
+
+
+@routes.get("/api/agent-logs")
+async def list_agent_logs(request: web.Request) -> web.Response:
+    """An agent's newest log lines, newest first: `?agentId=A&limit=N`."""
+    agent_id = check_agent_id(request.query.get("agentId"))
+    limit = int_param(request, "limit", 100, low=1, high=1000)
+    lines = await AgentLogService(request.app[CONTEXT]).recent(agent_id, limit)
+    return json_response(
+        {
+            "agentId": agent_id,
+            "entries": [
+                {
+                    **line.meta,  # as sent (repo, issueNumber, ...); our fields win
+                    "ts": line.ts,
+                    "level": line.level,
+                    "message": line.message,
+                    "receivedAt": line.received_at,
+                }
+                for line in lines
+            ],
+        }
     )
 
 

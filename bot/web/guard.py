@@ -39,6 +39,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 BODY_TIMEOUT = 10.0
 WEBHOOK_PATH = "/api/webhook/github"
 JSON_BODY = web.RequestKey("json_body", object)
+# Batches of independent items (the runtime's log lines), whose route keeps what it can of
+# each item: one bad line must not cost the batch.
+ITEM_CHECKED_PATHS = frozenset({"/api/agent-logs"})
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Headers whose values are kept as metadata or compared with secrets.
 _ASCII_HEADERS = (
@@ -93,7 +96,7 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
                 raise PayloadTooLarge(MAX_BODY_BYTES)
             async with body_deadline():
                 raw = await request.read()  # within client_max_size (413 past it)
-            request[JSON_BODY] = parse_json(raw)
+            request[JSON_BODY] = parse_json(raw, whole=request.path not in ITEM_CHECKED_PATHS)
         elif request.path != WEBHOOK_PATH and request.body_exists:
             async with body_deadline():
                 await request.read()  # the login form: bounded in time too; kept for .post()
@@ -189,10 +192,11 @@ def _no_constant(name: str) -> Any:
     raise InvalidInput(f"{name} is not JSON: numbers must be finite")
 
 
-def parse_json(raw: bytes) -> Any:
+def parse_json(raw: bytes, *, whole: bool = True) -> Any:
     """JSON as PostgreSQL's jsonb will hold it, or InvalidInput (400) saying why not: UTF-8
     only, no NaN/Infinity or numbers out of a double's range, integers of at most
-    MAX_INT_DIGITS digits, no NUL or lone surrogates, nesting within the store's limit."""
+    MAX_INT_DIGITS digits, and (unless `whole` is false: the route checks item by item) no NUL
+    or lone surrogates, nesting within the store's limit."""
     try:
         text = raw.decode("utf-8")
         value = json.loads(
@@ -207,7 +211,7 @@ def parse_json(raw: bytes) -> Any:
         raise InvalidInput(f"the body is not valid JSON: {exc}") from None
     except RecursionError:
         raise InvalidInput("the body is nested too deeply") from None
-    found = unstorable(value)
+    found = unstorable(value) if whole else None
     if found is not None:
         path, reason = found
         raise InvalidInput(f"the body cannot be stored: field {path!r}: {reason}")

@@ -17,6 +17,7 @@ CONDUCTOR_JS = "src/conductor.js@7d1c6fa2e2e8633a36e91c80b46446a4b0bcc495"
 CONDUCTOR_JS_NO_CATEGORY = "src/conductor.js@1b660fc4c54b8e0370713a07a788a73eaa8223fc"
 USAGE_JS = "src/usage.js@04ba976d4dd6a57d4413ae6dd01513034155bb6d"
 STREAM_CONSUMER_JS = "src/stream-consumer.js@059e73e716f841862e4a33624fb4ff3e695606a9"
+AGENT_LOG_JS = "src/agent-log.js@35a5c28285fdda69f43553a7648455e5d0f2fff6"
 
 # Every request carries `Content-Type: application/json` and nothing else (no token).
 HEADERS = {"Content-Type": "application/json"}
@@ -218,3 +219,16 @@ def review_verdict(event_type: str, repo: str, pr: str, agent_id: str) -> dict[s
 
 def merge_request(repo: str, pr: str) -> dict[str, Any]:
     return {"repo": repo, "prNumber": int(pr)}
+
+
+def agent_log_entry(
+    agent_id: str, level: str, message: str, ts: str, **meta: Any
+) -> dict[str, Any]:
+    """agent-log.js `publishLog(level, message, meta)`: `{ts, agentId, level, message, ...meta}`
+    (meta: repo, issueNumber, ...)."""
+    return {"ts": ts, "agentId": agent_id, "level": level, "message": message, **meta}
+
+
+def agent_logs(agent_id: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """agent-log.js `flushLogs()`: every 2 s, `POST /api/agent-logs {agentId, entries}`."""
+    return {"agentId": agent_id, "entries": entries}
