@@ -81,9 +81,7 @@ class ConductorBot(commands.Bot):
         settings = context.settings
         self.context = context
         self.extension_names = list(extensions) if extensions is not None else discover_extensions()
-        self.policy = policy or AccessPolicy.from_ids(
-            settings.admin_user_ids, settings.admin_role_ids
-        )
+        self.policy = policy or AccessPolicy.from_settings(settings)
         self.queries = QueryService(context)
         self.presence_interval = presence_interval
         self.alerts = AlertService(

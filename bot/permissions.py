@@ -6,6 +6,8 @@ group such as "rollout"). The tree checks the group on every invocation at run t
 
 * `QUERIES` (queue, issue, events, agents, health, help) is open to everyone in the guild.
 * `OWNER` is the application's owner (or its team members) only.
+* `STEER` (/issue approve|priority|hold|unhold|requeue|assign, /agent pause|resume) is allowed
+  to CONDUCTOR_STEER_ROLE_IDS and CONDUCTOR_STEER_USER_IDS, and to the admins.
 * Any other group is allowed to the users and roles the policy lists for it; by default every
   admin group is allowed to CONDUCTOR_ADMIN_ROLE_IDS and CONDUCTOR_ADMIN_USER_IDS.
 * A command that declares no group is denied to everyone.
@@ -27,6 +29,7 @@ from store.events import NewEvent
 
 QUERIES = "queries"
 OWNER = "owner"
+STEER = "steer"
 ACCESS_KEY = "conductor_access"
 
 CommandT = TypeVar("CommandT", bound=app_commands.Command[Any, ..., Any])
@@ -78,6 +81,16 @@ class AccessPolicy:
 
     default: Grant = Grant()
     groups: Mapping[str, Grant] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> AccessPolicy:
+        """Admins from CONDUCTOR_ADMIN_*; steerers from CONDUCTOR_STEER_* plus the admins."""
+        admins = Grant(frozenset(settings.admin_user_ids), frozenset(settings.admin_role_ids))
+        steer = Grant(
+            admins.user_ids | frozenset(settings.steer_user_ids),
+            admins.role_ids | frozenset(settings.steer_role_ids),
+        )
+        return cls(admins, {STEER: steer})
 
     @classmethod
     def from_ids(

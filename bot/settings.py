@@ -114,6 +114,12 @@ class Settings(BaseSettings):
         alias="CONDUCTOR_API_TOKENS",
         description="agent=token pairs; when set, writes need `Authorization: Bearer <token>`.",
     )
+    steer_tokens: Annotated[dict[str, SecretStr], NoDecode] = Field(
+        default_factory=dict,
+        alias="CONDUCTOR_STEER_TOKENS",
+        description="name=token pairs for the steering API (hold, requeue, pause...); unset: "
+        "those routes answer 403.",
+    )
     heartbeat_interval_seconds: float = Field(
         60.0, alias="CONDUCTOR_HEARTBEAT_INTERVAL_SECONDS", gt=0
     )
@@ -140,6 +146,7 @@ class Settings(BaseSettings):
         alias="CONDUCTOR_PRIORITY_LABELS",
         description="label=priority pairs (critical, high, normal), case-insensitive.",
     )
+    hold_label: str = Field("hold", alias="CONDUCTOR_HOLD_LABEL", min_length=1, max_length=100)
 
     # --- routing -----------------------------------------------------------------------------
     agent_routes: Annotated[dict[str, tuple[str, ...]], NoDecode] = Field(
@@ -162,6 +169,13 @@ class Settings(BaseSettings):
     )
     admin_user_ids: Annotated[list[int], NoDecode] = Field(
         default_factory=list, alias="CONDUCTOR_ADMIN_USER_IDS"
+    )
+    # Who may steer the work (/issue hold, /agent pause...); admins may too.
+    steer_role_ids: Annotated[list[int], NoDecode] = Field(
+        default_factory=list, alias="CONDUCTOR_STEER_ROLE_IDS"
+    )
+    steer_user_ids: Annotated[list[int], NoDecode] = Field(
+        default_factory=list, alias="CONDUCTOR_STEER_USER_IDS"
     )
     tasks_channel_id: int | None = Field(None, alias="CONDUCTOR_TASKS_CHANNEL_ID")
     admin_channel_id: int | None = Field(None, alias="CONDUCTOR_ADMIN_CHANNEL_ID")
@@ -222,6 +236,8 @@ class Settings(BaseSettings):
         "managed_repos",
         "admin_role_ids",
         "admin_user_ids",
+        "steer_role_ids",
+        "steer_user_ids",
         "rollout_targets",
         "flux_objects",
         mode="before",
@@ -231,7 +247,12 @@ class Settings(BaseSettings):
         return _split_list(value)
 
     @field_validator(
-        "api_tokens", "priority_labels", "agent_keys", "agent_budgets_usd", mode="before"
+        "api_tokens",
+        "steer_tokens",
+        "priority_labels",
+        "agent_keys",
+        "agent_budgets_usd",
+        mode="before",
     )
     @classmethod
     def _pairs(cls, value: Any) -> Any:
@@ -282,6 +303,16 @@ class Settings(BaseSettings):
                 raise ValueError(f"agent id {agent!r} is not a valid agent id")
             if len(token.get_secret_value()) < 16:
                 raise ValueError(f"the token for {agent!r} is shorter than 16 characters")
+        return value
+
+    @field_validator("steer_tokens")
+    @classmethod
+    def _steer_tokens(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for name, token in value.items():
+            if not _AGENT_ID.match(name):
+                raise ValueError(f"steer token name {name[:70]!r} is not a valid name")
+            if len(token.get_secret_value()) < 16:
+                raise ValueError(f"the steer token {name!r} is shorter than 16 characters")
         return value
 
     @field_validator("priority_labels")

@@ -121,6 +121,24 @@ class Requeued(IssuePayload):
     public: ClassVar[bool] = False
 
 
+class Held(IssuePayload):
+    """A person holds an issue (or releases it): `labels` are the issue's labels on GitHub after
+    the hold label was added (or removed)."""
+
+    reason: LongText | None = None
+    labels: Annotated[list[Annotated[str, Field(max_length=100)]], Field(max_length=100)] = []
+    public: ClassVar[bool] = False
+
+
+class AgentSteered(Payload):
+    """A person pauses (or resumes) an agent."""
+
+    stream: ClassVar[str] = "agent"
+    public: ClassVar[bool] = False
+    agentId: AgentId
+    reason: LongText | None = None
+
+
 class Note(IssuePayload):
     """Lifecycle steps that carry optional detail only."""
 
@@ -311,6 +329,11 @@ CATALOGUE: dict[str, type[Payload]] = {
     "ISSUE_WITHDRAWN": Withdrawn,
     "ISSUE_REQUEUED": Requeued,
     "PRIORITY_CHANGED": PriorityChanged,
+    # People steering the work (issue 17).
+    "ISSUE_HELD": Held,
+    "ISSUE_UNHELD": Held,
+    "AGENT_PAUSED": AgentSteered,
+    "AGENT_RESUMED": AgentSteered,
     # Agents.
     "HEARTBEAT": Heartbeat,
     "AGENT_STUCK": AgentStuck,

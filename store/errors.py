@@ -31,3 +31,7 @@ class SchemaTooNewError(StoreError):
 
 class DatabaseUnavailableError(StoreError):
     """PostgreSQL could not be reached (or dropped the connection mid-request)."""
+
+
+class Refused(StoreError):
+    """The store refused a guarded write (e.g. assigning a held issue); nothing was stored."""

@@ -17,6 +17,7 @@ from store.errors import (
     ConcurrencyError,
     DatabaseUnavailableError,
     EventValidationError,
+    Refused,
     StoreError,
 )
 from store.storable import text_problem, unstorable
@@ -336,6 +337,21 @@ class EventStore:
         if row is None:
             return None
         return Claim(stream_id=row["stream_id"], position=row["claim_position"])
+
+    async def assign(self, stream_id: str, agent_id: str, metadata: dict[str, Any]) -> int:
+        """A person's assignment of a queued issue to an agent (ISSUE_ASSIGNED), serialised with
+        the claims: Refused (nothing stored) when the issue is unknown, held or not queued, or
+        the agent is paused. Returns the assignment's position."""
+        with _unavailable_on_connection_loss():
+            try:
+                value = await self.pool.fetchval(
+                    "SELECT conductor_assign($1, $2, $3)", stream_id, agent_id, metadata
+                )
+            except asyncpg.PostgresError as exc:
+                if exc.sqlstate == CONCURRENCY_SQLSTATE:
+                    raise Refused(str(exc)) from None
+                raise
+        return int(value)
 
     async def read_stream(self, stream_id: str, *, limit: int = 10_000) -> list[RecordedEvent]:
         """One stream's events, oldest first."""

@@ -48,6 +48,10 @@ class Issue:
     last_activity: datetime
     last_event_type: str
     position: int
+    # Held by a person (ISSUE_HELD): never handed out, never merged, whatever its state.
+    held: bool = False
+    held_by: str | None = None
+    held_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,10 @@ class Agent:
     last_event_at: datetime
     details: dict[str, Any]
     stale: bool
+    # Paused by a person (AGENT_PAUSED): handed nothing new; its current work is untouched.
+    paused: bool = False
+    paused_by: str | None = None
+    paused_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -93,7 +101,7 @@ class UsageRow:
 _ISSUE_COLUMNS = (
     "stream_id, repo, number, title, url, labels, priority, state, assignee, reviewer, attempt, "
     "pr_number, review_state, escalated, human_gate, approved_at, state_since, last_activity, "
-    "last_event_type, position"
+    "last_event_type, position, held, held_by, held_reason"
 )
 _QUEUE_ORDER = "priority_rank, approved_at, stream_id"
 
@@ -421,6 +429,9 @@ class Projections:
             last_event_at=row["last_event_at"],
             details=row["details"],
             stale=beat is None or now - beat > stale_after,
+            paused=row["paused"],
+            paused_by=row["paused_by"],
+            paused_reason=row["paused_reason"],
         )
 
     # --- repo configuration -----------------------------------------------------------------

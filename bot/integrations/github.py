@@ -557,12 +557,19 @@ class GitHubClient:
         self, url: str, url_vars: Mapping[str, Any] | None = None
     ) -> tuple[Any, str | None]:
         """GET through gidgethub (ETag cache, retries); returns (data, next page URL)."""
+        return await self._send("GET", url, url_vars)
+
+    async def _send(
+        self, method: str, url: str, url_vars: Mapping[str, Any] | None = None, body: Any = None
+    ) -> tuple[Any, str | None]:
+        """One request through gidgethub (retries on 5xx and rate limits); GitHub's refusals
+        become GitHubNotFound, GitHubUnavailable, GitHubUnauthorized or GitHubError."""
         try:
             data, more, _status = await self.api._make_request(
-                "GET",
+                method,
                 url,
                 url_vars or {},
-                b"",
+                b"" if body is None else body,  # gidgethub sends anything else as JSON
                 "application/vnd.github+json",
                 extra_headers={"x-github-api-version": API_VERSION},
             )
@@ -572,13 +579,13 @@ class GitHubClient:
                 raise GitHubNotFound(f"GitHub: {_path(url)} not found ({status})") from None
             if status >= 500:
                 raise GitHubUnavailable(
-                    f"GitHub answered {status} to GET {_path(url)} after "
+                    f"GitHub answered {status} to {method} {_path(url)} after "
                     f"{self.api.policy.max_retries + 1} attempts"
                 ) from None
             if status == 401:
                 raise _unauthorized(exc) from None
             detail = str(exc) or exc.status_code.phrase
-            raise GitHubError(f"GitHub refused GET {_path(url)}: {status} {detail}") from None
+            raise GitHubError(f"GitHub refused {method} {_path(url)}: {status} {detail}") from None
         return data, more
 
     # --- search --------------------------------------------------------------------------------
@@ -777,3 +784,33 @@ class GitHubClient:
             return None
         # A transferred issue answers with its new home; keep the repo GitHub names.
         return issue_from_item(data)
+
+    # --- labels --------------------------------------------------------------------------------
+
+    async def add_labels(self, repo: str, number: int, labels: Sequence[str]) -> tuple[str, ...]:
+        """Add labels to an issue; returns its labels as GitHub has them afterwards."""
+        owner, name = repo.split("/", 1)
+        data, _ = await self._send(
+            "POST",
+            "/repos/{owner}/{name}/issues/{number}/labels",
+            {"owner": owner, "name": name, "number": number},
+            {"labels": list(labels)},
+        )
+        return label_names(data)
+
+    async def remove_label(self, repo: str, number: int, label: str) -> tuple[str, ...]:
+        """Remove a label from an issue; returns its labels afterwards. A label the issue does
+        not carry is not an error (GitHub answers 404): its labels are fetched instead."""
+        owner, name = repo.split("/", 1)
+        try:
+            data, _ = await self._send(
+                "DELETE",
+                "/repos/{owner}/{name}/issues/{number}/labels/{label}",
+                {"owner": owner, "name": name, "number": number, "label": label},
+            )
+        except GitHubNotFound:
+            issue = await self.get_issue(repo, number)
+            if issue is None:
+                raise
+            return issue.labels
+        return label_names(data)

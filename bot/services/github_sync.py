@@ -12,6 +12,8 @@ with the issues projection:
   when that issue's repo was searched completely, only for issues we approved because of the
   label (their recorded labels include it), and only after fetching the issue itself confirms
   it is closed, unlabelled or gone — the search index lags behind GitHub, a single GET does not;
+* an active issue that gained or lost the hold label (CONDUCTOR_HOLD_LABEL) → ISSUE_HELD or
+  ISSUE_UNHELD (a person's /issue hold changed the label first, so the sync agrees with it);
 * an active issue whose labels now map to another priority → PRIORITY_CHANGED. Only a change of
   labels on GitHub moves a priority: a priority an agent or person set is left alone while the
   labels stay as they were.
@@ -68,6 +70,12 @@ def approval_payload(issue: GitHubIssue, mapping: Mapping[str, str]) -> dict[str
     }
 
 
+def approval_key(node_id: str, stream_id: str, epoch: int) -> str:
+    """The idempotency key of an issue's approval number `epoch` (1 + its withdrawals): the
+    sync and a person's /issue approve use the same, so racing they store one approval."""
+    return f"approved:{node_id or stream_id}:{epoch}"
+
+
 @dataclass
 class SyncResult:
     """What one sync did; the lists hold the issue stream ids."""
@@ -75,6 +83,8 @@ class SyncResult:
     approved: list[str] = field(default_factory=list)
     withdrawn: list[str] = field(default_factory=list)
     reprioritised: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)  # the hold label appeared on GitHub
+    unheld: list[str] = field(default_factory=list)  # ... or went
     # Repos seen for the first time whose .rig-agent.yaml was recorded (or found broken).
     configs_changed: list[str] = field(default_factory=list)
     configs_invalid: list[str] = field(default_factory=list)
@@ -90,7 +100,9 @@ class SyncResult:
 
     @property
     def changed(self) -> bool:
-        return bool(self.approved or self.withdrawn or self.reprioritised)
+        return bool(
+            self.approved or self.withdrawn or self.reprioritised or self.held or self.unheld
+        )
 
 
 @dataclass(frozen=True)
@@ -141,9 +153,12 @@ class SyncService:
                 if append is not None:
                     appends.append(append)
             elif current.state in ACTIVE_STATES:
-                append = self._priority_change(issue, current, result)
-                if append is not None:
-                    appends.append(append)
+                for append in (
+                    self._priority_change(issue, current, result),
+                    self._hold_change(issue, current, result),
+                ):
+                    if append is not None:
+                        appends.append(append)
 
         candidates = [
             current
@@ -219,7 +234,7 @@ class SyncService:
         event = self._event("ISSUE_APPROVED", payload, result)
         if event is None:
             return None
-        return _Append(stream, event, f"approved:{issue.node_id or stream}:{epoch}", "approved")
+        return _Append(stream, event, approval_key(issue.node_id, stream, epoch), "approved")
 
     def _priority_change(
         self, issue: GitHubIssue, current: Issue, result: SyncResult
@@ -239,6 +254,29 @@ class SyncService:
             return None
         key = f"priority:{current.stream_id}:{current.position}:{wanted}"
         return _Append(current.stream_id, event, key, "reprioritised")
+
+    def _hold_change(
+        self, issue: GitHubIssue, current: Issue, result: SyncResult
+    ) -> _Append | None:
+        """The hold label added or removed on GitHub: ISSUE_HELD / ISSUE_UNHELD. A hold a person
+        made through Conductor-E put the label there first, so the sync agrees with it."""
+        label = self.context.settings.hold_label
+        labelled = issue.has_label(label)
+        if labelled == current.held:
+            return None
+        payload: dict[str, Any] = {
+            "repo": current.repo,
+            "issueNumber": current.number,
+            "labels": [name[:100] for name in issue.labels[:100]],
+        }
+        if labelled:
+            payload["reason"] = f"the {label!r} label was added on GitHub"
+        event_type = "ISSUE_HELD" if labelled else "ISSUE_UNHELD"
+        event = self._event(event_type, payload, result)
+        if event is None:
+            return None
+        key = f"hold:{current.stream_id}:{current.position}:{labelled}"
+        return _Append(current.stream_id, event, key, "held" if labelled else "unheld")
 
     async def _withdrawals(
         self, candidates: Sequence[Issue], report: SearchReport, result: SyncResult

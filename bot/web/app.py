@@ -13,7 +13,7 @@ from bot.context import AppContext
 from bot.errors import reference_id, to_user_facing
 from bot.services.events import EventService
 from bot.services.health import HealthService
-from bot.web import api, dashboard, metrics, webhooks
+from bot.web import api, dashboard, metrics, steer, webhooks
 from bot.web.guard import PayloadTooLarge, guard_middleware, secure_headers
 from bot.web.keys import BACKGROUND, CONTEXT, EVENTS, HEALTH, MAX_BODY_BYTES, METRICS
 from bot.web.metrics import CLIENT_CLOSED
@@ -100,6 +100,7 @@ def create_app(context: AppContext) -> web.Application:
     app[METRICS] = app_metrics
     app[BACKGROUND] = set()
     api.add_routes(app)
+    steer.add_routes(app)
     webhooks.add_routes(app)
     dashboard.add_routes(app)
     app.router.add_get("/metrics", metrics.handle_metrics)

@@ -147,6 +147,9 @@ class FakeGitHub:
         app.router.add_get("/repos/{owner}/{repo}/issues", self._list_issues)
         app.router.add_get("/repos/{owner}/{repo}/issues/{number:\\d+}", self._get_issue)
         app.router.add_get("/repos/{owner}/{repo}/contents/{path:.+}", self._get_contents)
+        labels = "/repos/{owner}/{repo}/issues/{number:\\d+}/labels"
+        app.router.add_post(labels, self._add_labels)
+        app.router.add_delete(labels + "/{name}", self._remove_label)
         app.middlewares.append(self._middleware)
         self._runner, port = await serve(app, port)
         self.url = f"http://127.0.0.1:{port}"
@@ -563,6 +566,40 @@ class FakeGitHub:
         if issue is None:
             return self._json({"message": "Not Found", "documentation_url": DOCS}, 404)
         return self._json(issue)
+
+    def _issue_of(self, request: web.Request) -> dict[str, Any] | None:
+        repo = f"{request.match_info['owner']}/{request.match_info['repo']}".lower()
+        return self.issues.get((repo, int(request.match_info["number"])))
+
+    async def _add_labels(self, request: web.Request) -> web.Response:
+        """POST /repos/{owner}/{repo}/issues/{number}/labels {"labels": [...]}: the issue's
+        labels afterwards (200), as GitHub documents."""
+        issue = self._issue_of(request)
+        if issue is None:
+            return self._json({"message": "Not Found", "documentation_url": DOCS}, 404)
+        body = await request.json()
+        wanted = body.get("labels") if isinstance(body, dict) else None
+        if not isinstance(wanted, list) or not all(isinstance(n, str) and n for n in wanted):
+            return self._validation("labels", "invalid")
+        names = [entry["name"] for entry in issue["labels"]]
+        for name in wanted:
+            if name.lower() not in (n.lower() for n in names):
+                names.append(name)
+        self._set_labels(issue, names)
+        self._touch(issue)
+        return self._json(issue["labels"])
+
+    async def _remove_label(self, request: web.Request) -> web.Response:
+        """DELETE .../labels/{name}: the remaining labels (200), or 404 "Label does not exist"
+        when the issue does not carry it."""
+        issue = self._issue_of(request)
+        name = request.match_info["name"]
+        names = [entry["name"] for entry in issue["labels"]] if issue is not None else []
+        if issue is None or name.lower() not in (n.lower() for n in names):
+            return self._json({"message": "Label does not exist", "documentation_url": DOCS}, 404)
+        self._set_labels(issue, [n for n in names if n.lower() != name.lower()])
+        self._touch(issue)
+        return self._json(issue["labels"])
 
     async def _get_contents(self, request: web.Request) -> web.Response:
         repo = f"{request.match_info['owner']}/{request.match_info['repo']}"
