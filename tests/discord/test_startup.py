@@ -43,6 +43,7 @@ async def test_commands_sync_only_when_their_definitions_change(start_bot: Start
         "issue",
         "events",
         "agents",
+        "agent",
         "health",
         "help",
         "conductor",
