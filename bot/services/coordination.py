@@ -49,7 +49,7 @@ from store import catalogue
 from store.errors import StoreError
 from store.events import NewEvent
 from store.locks import COORDINATION_RUN_LOCK, try_run_lock
-from store.projections import Issue
+from store.projections import Agent, Issue
 
 log = logging.getLogger(__name__)
 
@@ -407,7 +407,10 @@ class CoordinationService:
         unroutable = await self.routing.unroutable(queued)
         result.unroutable = list(unroutable)
         broken = await self.routing.broken_configs()
+        agents = await projections.agents(self.context.clock(), self.context.stale_after)
         return Facts(
+            held=[held_line(i) for i in [*queued, *active] if i.held],
+            paused=[paused_line(a) for a in agents if a.paused],
             unroutable=[f"{stream}: {why}" for stream, why in unroutable.items()],
             broken_configs=[f"{c.repo_name}: {c.error}" for c in broken],
             queue_depth=dict(result.queue_depth),
@@ -557,6 +560,16 @@ class CoordinationService:
 
 def _elapsed_ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
+
+
+def held_line(issue: Issue) -> str:
+    why = f": {issue.held_reason}" if issue.held_reason else ""
+    return f"{issue.stream_id} held by {issue.held_by or 'someone'}{why}"
+
+
+def paused_line(agent: Agent) -> str:
+    why = f": {agent.paused_reason}" if agent.paused_reason else ""
+    return f"{agent.agent_id} by {agent.paused_by or 'someone'}{why}"
 
 
 def _fact(issue: Issue) -> IssueFact:

@@ -133,6 +133,10 @@ class QueryService:
         route = None
         reasons: list[str] = []
         ahead: dict[str, int] = {}
+        if issue.held:
+            by = f" by {issue.held_by}" if issue.held_by else ""
+            why = f" ({issue.held_reason})" if issue.held_reason else ""
+            reasons.append(f"It is held{by}{why}: no agent gets it until it is unheld.")
         if issue.state == "queued":
             # None only if the issue left the queue between the two reads.
             rank = await self.context.projections.queue_rank(stream_id) or 1

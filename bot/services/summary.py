@@ -80,6 +80,10 @@ class Facts:
     # ("owner/repo: why"): routing problems a person must fix.
     unroutable: list[str] = field(default_factory=list)
     broken_configs: list[str] = field(default_factory=list)
+    # Held issues ("owner/repo#N held by who: why") and paused agents ("agent by who: why"):
+    # steering a person did, which stops work until undone.
+    held: list[str] = field(default_factory=list)
+    paused: list[str] = field(default_factory=list)
     # --- deltas and detail (not in the digest) ----------------------------------------------
     top_of_queue: list[IssueFact] = field(default_factory=list)
     approved_since: list[str] = field(default_factory=list)
@@ -104,6 +108,8 @@ class Facts:
             "github": self.github,
             "unroutable": sorted(self.unroutable),
             "broken_configs": sorted(self.broken_configs),
+            "held": sorted(self.held),
+            "paused": sorted(self.paused),
         }
 
     def digest(self) -> str:
@@ -143,6 +149,8 @@ class Facts:
             "spend_today_usd": None
             if self.spend_today_usd is None
             else float(round(self.spend_today_usd, 2)),
+            "held_by_a_person": few(self.held),
+            "paused_agents": few(self.paused),
             "routing_problems": {
                 "issues_no_agent_can_take": few(self.unroutable),
                 "broken_rig_agent_yaml": few(self.broken_configs),
@@ -199,6 +207,10 @@ def template(facts: Facts) -> str:
         lines.append(f"🚫 No agent can take: {_names(facts.unroutable)}")
     if facts.broken_configs:
         lines.append(f"🛠️ Broken .rig-agent.yaml: {_names(facts.broken_configs)}")
+    if facts.held:
+        lines.append(f"⏸️ Held: {_names(facts.held)}")
+    if facts.paused:
+        lines.append(f"⏸️ Paused agents: {_names(facts.paused)}")
     total = sum(facts.queue_depth.values())
     by_priority = ", ".join(
         f"{facts.queue_depth[p]} {p}"

@@ -59,8 +59,20 @@ def queue_line(rank: int, issue: Issue, now: datetime) -> str:
     attempt = f" · attempt {issue.attempt + 1}" if issue.attempt else ""
     return (
         f"**{rank}.** {mark} {issue.priority} · {issue_link(issue)} · "
-        f"{age(issue.approved_at or issue.state_since, now)}{attempt}"
+        f"{age(issue.approved_at or issue.state_since, now)}{attempt}{held_note(issue)}"
     )
+
+
+def held_text(issue: Issue) -> str:
+    """`held by <who>: <why>` of a held issue (who as a mention for a Discord user)."""
+    who = issue.held_by or "someone"
+    shown = f"<@{who[8:]}>" if who.startswith("discord:") else _escape(who)
+    why = f": {_escape(cut(issue.held_reason, 200))}" if issue.held_reason else ""
+    return f"held by {shown}{why}"
+
+
+def held_note(issue: Issue) -> str:
+    return f" · ⏸️ **{held_text(issue)}**" if issue.held else ""
 
 
 def queue_embed(page: QueuePage, now: datetime) -> discord.Embed:
@@ -171,6 +183,8 @@ def timeline_pages(timeline: Timeline, now: datetime) -> list[discord.Embed]:
             embed.add_field(name="State", value=issue.state.replace("_", " "))
             embed.add_field(name="Priority", value=issue.priority)
             embed.add_field(name="Assignee", value=issue.assignee or "—")
+            if issue.held:
+                embed.add_field(name="Held", value=cut(held_text(issue), FIELD_VALUE), inline=False)
         if timeline.runs:
             runs = "\n".join(run_line(run, now) for run in timeline.runs)
             embed.add_field(name="Runs (newest first)", value=cut(runs, FIELD_VALUE), inline=False)
@@ -215,6 +229,9 @@ def agents_pages(agents: list[Agent], now: datetime, stale_after: timedelta) -> 
     lines = []
     for agent in agents:
         mark = "⚠️ **stale**" if agent.stale else "🟢"
+        if agent.paused:
+            why = f": {_escape(cut(agent.paused_reason, 200))}" if agent.paused_reason else ""
+            mark = f"⏸️ **paused**{why} ·"
         current = f" · on `{_escape(agent.current_issue)}`" if agent.current_issue else ""
         beat = age(agent.last_heartbeat, now)
         lines.append(

@@ -68,6 +68,9 @@ async def test_hold_and_unhold(steer: Harness, github: FakeGitHub) -> None:
     assert issue is not None and issue.held_by == f"discord:{USER}"
     shown = await (await steer.invoke("issue show", {"issue": "acme/api#1"})).reply(WAIT)
     assert "ISSUE_HELD" in text_of(shown)
+    assert f"held by <@{USER}>: design" in text_of(shown)
+    queue = await steer.reply("queue show", {})
+    assert f"held by <@{USER}>: design" in text_of(queue)
     # The audit channel hears who did it.
     await steer.fake.wait_for(
         lambda: any(
@@ -145,6 +148,8 @@ async def test_pause_resume_and_agent_autocomplete(steer: Harness, github: FakeG
 
     reply = await steer.reply("agent pause", {"agent": "dev-e-1", "reason": "tokens"}, **STEERER)
     assert "dev-e-1 is paused" in text_of(reply)
+    agents = await steer.reply("agents", {})
+    assert "paused**: tokens" in text_of(agents)
     assert await claim(steer, "dev-e-1") is None
     reply = await steer.reply("agent resume", {"agent": "dev-e-1"}, **STEERER)
     assert "dev-e-1 is resumed" in text_of(reply)

@@ -126,6 +126,7 @@ function card(c) {
   if (c.prNumber) meta.append(el("span", { title: "pull request", text: `PR #${c.prNumber}` }));
   if (c.escalated) meta.append(el("span", { class: "badge bad", text: "escalated" }));
   if (c.humanGate) meta.append(el("span", { class: "badge warn", text: "human gate" }));
+  if (c.held) meta.append(el("span", { class: "badge warn", text: "held" }));
   if (c.lastRun) meta.append(runBadge(c.lastRun));
   return el(
     "article",
@@ -140,6 +141,12 @@ function card(c) {
     meta,
     c.stuck ? el("div", { class: "stuck-reason", text: `⚠ stuck: ${c.stuckReason}` }) : null,
     c.unroutable ? el("div", { class: "unroutable-reason", text: `🚫 ${c.unroutable}` }) : null,
+    c.held
+      ? el("div", {
+          class: "held-reason",
+          text: `⏸ held by ${c.heldBy || "someone"}${c.heldReason ? `: ${c.heldReason}` : ""}`,
+        })
+      : null,
   );
 }
 
@@ -256,7 +263,18 @@ async function loadAgents() {
       "tr",
       { class: a.stale ? "stale" : "", dataset: { agent: a.agentId } },
       el("td", {}, el("span", { class: "agent-name", text: a.agentId })),
-      el("td", {}, el("span", { class: `status ${a.status}`, text: a.status })),
+      el(
+        "td",
+        {},
+        el("span", { class: `status ${a.status}`, text: a.status }),
+        a.paused
+          ? el("span", {
+              class: "badge warn",
+              title: a.pausedReason || "",
+              text: `paused by ${a.pausedBy || "someone"}`,
+            })
+          : null,
+      ),
       el("td", { text: a.currentIssue || "—" }),
       el("td", {}, a.lastHeartbeat ? ticking(a.lastHeartbeat, "ago") : "never"),
     ),
