@@ -121,6 +121,9 @@ class SteeringService:
         except UserFacingError as exc:
             await trail.failed(exc.message)
             raise
+        except Exception as exc:
+            await trail.failed(f"unexpected error ({type(exc).__name__})")
+            raise
         await trail.completed(done.summary)
         return done
 

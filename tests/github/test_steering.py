@@ -363,3 +363,26 @@ def test_the_summary_names_held_issues_and_paused_agents() -> None:
     assert "⏸️ Held: acme/api#1 held by discord:42: design" in text
     assert "⏸️ Paused agents: dev-e-1 by api:ops" in text
     assert Facts().digest() != facts.digest()
+
+
+async def test_the_sync_follows_the_hold_label_set_on_github(
+    fake: FakeGitHub,
+    github_context: Callable[..., AppContext],
+    make_client: Callable[..., GitHubClient],
+) -> None:
+    context, _ = steering(github_context, make_client)
+    await approved(context, fake, 1)
+    sync = SyncService(context, make_client(context.settings))
+
+    fake.add_label("acme/api", 1, "hold")
+    first = await sync.run()
+    assert first.held == ["acme/api#1"]
+    issue = await context.projections.issue("acme/api#1")
+    assert issue is not None and issue.held and issue.held_by == "conductor-e"
+    assert issue.held_reason == "the 'hold' label was added on GitHub"
+    assert not (await sync.run()).changed
+
+    fake.remove_label("acme/api", 1, "hold")
+    assert (await sync.run()).unheld == ["acme/api#1"]
+    issue = await context.projections.issue("acme/api#1")
+    assert issue is not None and not issue.held
