@@ -46,6 +46,7 @@ from typing import Any
 from bot.context import AppContext
 from bot.errors import InvalidInput
 from bot.services.github_sync import ACTIVE_STATES
+from bot.services.merge_gate import Decision, MergeGate, gate_asked_by, merged_key
 from bot.services.pull_requests import PullRequestService
 from bot.services.repo_config import CONFIG_PATH, RepoConfigService
 from bot.settings import Settings
@@ -322,6 +323,7 @@ class WebhookResult:
     appended: list[tuple[str, str]] = field(default_factory=list)  # (stream id, type)
     duplicates: int = 0  # already recorded from an earlier delivery of the same id
     skipped: int = 0  # not news, given the projection
+    gate: list[Decision] = field(default_factory=list)  # what the merge gate decided
 
 
 # What reading a payload of the wrong shape raises (a field that should be an object, a
@@ -382,10 +384,13 @@ class WebhookService:
                 log.warning("webhook %s: %s dropped: %s", delivery_id, event.type, exc)
                 result.skipped += 1
                 continue
+            key = f"delivery:{delivery_id}:{index}"
+            if event.type == "MERGED":  # the gate records a merge under the same key
+                key = merged_key(stream_id, data["prNumber"])
             stored = await self.context.store.append(
                 stream_id,
                 [NewEvent(event.type, data, {**event.metadata, "deliveryId": delivery_id})],
-                idempotency_key=f"delivery:{delivery_id}:{index}",
+                idempotency_key=key,
             )
             if stored.duplicate:
                 result.duplicates += 1
@@ -394,7 +399,32 @@ class WebhookService:
             if data.get("prNumber"):
                 # The PR is known now: what Review-E said about it before lands on the issue.
                 await PullRequestService(self.context).link_pending(data["repo"], data["prNumber"])
+        if isinstance(repo, str) and in_scope(repo, self.context.settings):
+            await self._ask_gate(event_name, payload, repo, numbers, result)
         return result
+
+    async def _ask_gate(
+        self,
+        event_name: str,
+        payload: Mapping[str, Any],
+        repo: str,
+        numbers: Sequence[int],
+        result: WebhookResult,
+    ) -> None:
+        """Ask the merge gate about the PRs the delivery may have made ready (or merged)."""
+        gate = MergeGate(self.context)
+        if gate.github is None or not gate.listed(repo):
+            return
+        action = payload.get("action")
+        if not gate_asked_by(event_name, action if isinstance(action, str) else None):
+            return
+        if event_name == "status":
+            # A status names a commit, not a PR: ask about the PRs we follow in that repo.
+            numbers = await gate.open_prs(repo)
+        for number in numbers:
+            decision = await gate.ask(repo, number, trigger=event_name)
+            if decision is not None:
+                result.gate.append(decision)
 
     async def _read_configs(
         self, repos: Iterable[str], result: WebhookResult, *, force: bool
