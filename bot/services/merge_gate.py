@@ -41,6 +41,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from bot.context import AppContext
+from bot.errors import InvalidInput
 from bot.integrations.github import (
     CommitChecks,
     MergeResult,
@@ -137,6 +138,17 @@ class Decision:
         lines = [f"PR {self.repo}#{self.number}: {self.action} - {self.reason}"]
         lines += [f"{'✔' if c.ok else '✘'} {c.name}: {c.why}" for c in self.conditions]
         return "\n".join(lines)
+
+
+_REPO = re.compile(r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$")
+
+
+def check_pr(repo: str, number: int) -> None:
+    """InvalidInput unless `repo` is owner/repo and `number` a PR number."""
+    if not _REPO.match(repo or ""):
+        raise InvalidInput(f"{repo[:60]!r} is not a repository (owner/repo)")
+    if not 1 <= number <= 2_147_483_647:
+        raise InvalidInput("the pull request number must be positive")
 
 
 def branch_issue(branch: str) -> int | None:
@@ -243,14 +255,19 @@ class MergeGate:
     async def paused(self, repo: str) -> str | None:
         """Why the gate is paused for `repo` (all repos, or this one), or None."""
         events = await self.context.store.read_stream(catalogue.MERGE_GATE_STREAM)
-        state: dict[str, RecordedEvent] = {}
+        paused: dict[str, str] = {}  # "" (every repo) or a repo -> who paused it
         for event in events:
-            state[str(event.data.get("repo", "")).lower()] = event
-        for key in ("", repo.lower()):
-            switch = state.get(key)
-            if switch is not None and switch.type == "MERGE_GATE_PAUSED":
-                scope = "every repo" if not key else repo
-                return f"paused for {scope} by {switch.data.get('actor')}"
+            key, actor = str(event.data.get("repo", "")).lower(), str(event.data.get("actor"))
+            if event.type == "MERGE_GATE_PAUSED":
+                paused[key] = actor
+            elif key:
+                paused.pop(key, None)
+            else:
+                paused.clear()  # resuming every repo resumes each one too
+        if "" in paused:
+            return f"paused for every repo by {paused['']}"
+        if repo.lower() in paused:
+            return f"paused for {repo} by {paused[repo.lower()]}"
         return None
 
     async def switch(self, repo: str | None, actor: str, *, pause: bool) -> AppendResult:
