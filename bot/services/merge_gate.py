@@ -232,14 +232,31 @@ class MergeGate:
         wanted = [entry.lower() for entry in self.settings.merge_repos]
         return repo.lower() in wanted or ("*" in wanted and in_scope(repo, self.settings))
 
-    async def open_prs(self, repo: str) -> list[int]:
-        """The PRs of `repo` whose issues are being worked (the loop and `status` ask these)."""
-        numbers: list[int] = []
+    async def _followed_prs(self) -> list[tuple[str, int]]:
+        """(repo, PR) of every issue being worked that has a PR, in opted-in repos."""
+        found: set[tuple[str, int]] = set()
         for state in sorted(WORKING_STATES):
             for issue in await self.context.projections.issues(state=state, limit=500):
-                if issue.repo.lower() == repo.lower() and issue.pr_number is not None:
-                    numbers.append(issue.pr_number)
-        return sorted(set(numbers))
+                if issue.pr_number is not None and self.listed(issue.repo):
+                    found.add((issue.repo, issue.pr_number))
+        return sorted(found)
+
+    async def open_prs(self, repo: str) -> list[int]:
+        """The PRs of `repo` whose issues are being worked (a `status` webhook asks these)."""
+        return [
+            number for name, number in await self._followed_prs() if name.lower() == repo.lower()
+        ]
+
+    async def sweep(self) -> list[Decision]:
+        """The coordination loop's fallback for a missed webhook: decide on every followed PR."""
+        if self.github is None or not self.settings.merge_repos:
+            return []
+        decisions = []
+        for repo, number in await self._followed_prs():
+            decision = await self.ask(repo, number, trigger="loop")
+            if decision is not None:
+                decisions.append(decision)
+        return decisions
 
     async def opted_in(self, repo: str) -> Condition:
         if not self.listed(repo):

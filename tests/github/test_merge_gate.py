@@ -420,3 +420,22 @@ async def test_post_api_merge_asks_the_gate(
     merged = await client.post("/api/merge", json=body)
     assert merged.status == 202 and (await merged.json())["gate"] == "merged"
     assert len(fake.merge_calls) == 1
+
+
+async def test_the_loop_merges_what_a_missed_webhook_left_waiting(
+    context: AppContext, fake: FakeGitHub
+) -> None:
+    from bot.services.coordination import CoordinationService
+
+    await opened(context, fake)
+    await verdict(context)  # not green yet: waiting
+    assert fake.merge_calls == []
+    fake.green(REPO, PR)  # ...and the check_suite delivery never arrives
+
+    result = await CoordinationService.build(context).run()
+
+    assert fake.merge_calls == [
+        {"number": PR, "sha": fake.head(REPO, PR), "merge_method": "squash"}
+    ]
+    assert f"merge gate: {REPO}#{PR} merged" in result.notes
+    assert await MergeGate(context).sweep() == []  # nothing followed any more
