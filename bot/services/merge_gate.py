@@ -151,6 +151,30 @@ def check_pr(repo: str, number: int) -> None:
         raise InvalidInput("the pull request number must be positive")
 
 
+def gate_state(issue: Issue, listed: bool, events: Iterable[RecordedEvent] = ()) -> str | None:
+    """The gate's word on an issue's PR from what is recorded (no GitHub call): for the
+    dashboard card and `/issue show`. None when the issue has no PR being worked."""
+    if issue.pr_number is None or issue.state not in WORKING_STATES:
+        return None
+    blocked = None
+    for event in events:
+        if event.type == "MERGE_BLOCKED" and event.data.get("prNumber") == issue.pr_number:
+            blocked = event
+        elif event.type == "PR_CREATED":
+            blocked = None
+    if blocked is not None or issue.last_event_type == "MERGE_BLOCKED":
+        detail = (
+            f": GitHub {blocked.data.get('status')} on {str(blocked.data.get('headSha'))[:7]} "
+            f"({blocked.data.get('reason')})"
+            if blocked is not None
+            else ""
+        )
+        return f"merge blocked{detail}"
+    if not listed:
+        return "merge gate off for this repo: people merge"
+    return "merge gate on: merges when reviewed and green (/merge status)"
+
+
 def branch_issue(branch: str) -> int | None:
     """The issue number an agent's branch name carries (`issue-42`, `fix/42-title`), if any."""
     match = _BRANCH.search(branch or "")

@@ -439,3 +439,26 @@ async def test_the_loop_merges_what_a_missed_webhook_left_waiting(
     ]
     assert f"merge gate: {REPO}#{PR} merged" in result.notes
     assert await MergeGate(context).sweep() == []  # nothing followed any more
+
+
+async def test_the_gate_state_shows_in_issue_show_and_on_the_dashboard_card(
+    context: AppContext, fake: FakeGitHub
+) -> None:
+    from bot.services.dashboard import DashboardService
+    from bot.services.queries import QueryService
+
+    await opened(context, fake)
+    timeline = await QueryService(context).timeline(ISSUE)
+    assert timeline.gate == "merge gate on: merges when reviewed and green (/merge status)"
+
+    await verdict(context)
+    fake.merge_refusals.append((405, "Required status check ci/lint is expected"))
+    await green_webhook(context, fake)
+
+    timeline = await QueryService(context).timeline(ISSUE)
+    assert timeline.gate is not None and timeline.gate.startswith("merge blocked: GitHub 405 on ")
+    assert "ci/lint is expected" in timeline.gate
+    board = await DashboardService(context).board()
+    cards = [card for column in board.columns for card in column.cards]
+    [card] = [card for card in cards if card.issue.stream_id == ISSUE]
+    assert card.gate == "merge blocked"
