@@ -1,4 +1,6 @@
-"""GitHub through gidgethub: find the agent-ready issues of the managed repos, fetch one issue.
+"""GitHub through gidgethub: find the agent-ready issues of the managed repos, fetch one issue,
+read a file, and what the merge gate needs (a PR, its reviews, its head's check runs and combined
+status, and the sha-guarded merge, whose refusal comes back as a `MergeResult`).
 
 One `GitHubClient` per process: it wraps `gidgethub.aiohttp.GitHubAPI` over the process's one
 `aiohttp.ClientSession` (never its own) and keeps gidgethub's ETag cache for its lifetime, so an

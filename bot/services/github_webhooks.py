@@ -25,6 +25,13 @@ a PR_CREATED is news, depends on what we already know. What is mapped:
   so that its first claim already follows the repo's routing.
 * `ping` and everything else → nothing.
 
+Then the merge gate (bot/services/merge_gate) is asked about the delivery's PRs, in repos in
+CONDUCTOR_MERGE_REPOS: `pull_request` (opened, synchronize, ready_for_review, labeled,
+unlabeled, closed, ...), `pull_request_review`, `check_suite` / `check_run` completed, and
+`status` (which names a commit, so every PR followed in its repo is asked about). MERGED is
+appended under the gate's key (`merged:<issue>:<pr>`), so the webhook and the gate record a
+merge once between them.
+
 Which issue a PR event belongs to: the closing references of the PR body when the payload has
 the body (pull_request, pull_request_review), plus the issues the projection records with that
 PR number (`pr_issues`, looked up by the service); check events carry no PR body, so they rely

@@ -12,6 +12,13 @@ It serves, in GitHub's documented shapes:
 * `GET /repos/{owner}/{repo}/contents/{path}` — a file of the default branch: `type: file`,
   `encoding: base64` (wrapped at 60 characters, as GitHub sends it), `sha` (the git blob sha),
   `size`; 404 without an ETag when the file does not exist (GitHub sends none on a 404);
+* pull requests for the merge gate (`add_pull`, `push_commit`, `add_review`, `set_check`,
+  `set_status`, `green`, `merge_by_person`): `GET /repos/{o}/{r}/pulls/{n}` (head sha, draft,
+  mergeable, mergeable_state, labels), `.../pulls/{n}/reviews` (commit_id per review),
+  `GET .../commits/{sha}/check-runs` and `.../commits/{sha}/status` (GitHub's combined state),
+  and `PUT .../pulls/{n}/merge`: 409 when `sha` is not the head, 405 when closed, a draft or
+  conflicting, 422 for an unknown merge_method; every call's body is kept in `merge_calls`,
+  and `merge_refusals` makes the next merges answer a given status (branch protection);
 * `Link` pagination (rel next/last, and prev/first after page one) with absolute URLs;
 * strong ETags over the body, and 304 Not Modified on a matching `If-None-Match` (a 304 does
   not count against the rate limit, as GitHub documents for authorised requests);
