@@ -556,6 +556,11 @@ class MergeGate:
                 action="merged",
                 reason=f"{self.settings.merge_method} merge of {pull.head_sha[:7]} ({took:.2f}s)",
             )
+        now = await self.github.get_pull(pull.repo, pull.number)
+        if now is not None and now.merged:
+            # A retried merge whose first attempt went through answers "not mergeable".
+            await self._record_merged(issue, now, now.merged_by or "conductor-e", trigger)
+            return replace(decision, action="recorded", reason="GitHub says it is merged")
         data = {
             "repo": issue.repo,
             "issueNumber": issue.number,

@@ -47,7 +47,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -151,6 +151,8 @@ class FakeGitHub:
         self.statuses: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.merge_calls: list[dict[str, Any]] = []  # every PUT .../merge body, in order
         self.merge_refusals: list[tuple[int, str]] = []  # the next merges answer these
+        # Runs with the PR as each merge request arrives (e.g. to merge it before a refusal).
+        self.on_merge: Callable[[dict[str, Any]], None] | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -767,6 +769,8 @@ class FakeGitHub:
         except ValueError:
             return self._json({"message": "Problems parsing JSON", "documentation_url": DOCS}, 400)
         self.merge_calls.append({"number": pull["number"], **body})
+        if self.on_merge is not None:
+            self.on_merge(pull)
         if self.merge_refusals:
             status, message = self.merge_refusals.pop(0)
             return self._json({"message": message, "documentation_url": DOCS}, status)

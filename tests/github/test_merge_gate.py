@@ -462,3 +462,19 @@ async def test_the_gate_state_shows_in_issue_show_and_on_the_dashboard_card(
     cards = [card for column in board.columns for card in column.cards]
     [card] = [card for card in cards if card.issue.stream_id == ISSUE]
     assert card.gate == "merge blocked"
+
+
+async def test_a_refusal_of_a_merge_that_went_through_is_recorded_as_merged(
+    context: AppContext, fake: FakeGitHub
+) -> None:
+    # GitHub merged, the answer was lost, the retry is told "not mergeable": no false alarm.
+    await opened(context, fake)
+    await verdict(context)
+    fake.on_merge = lambda pull: fake.merge_by_person(REPO, PR)
+    fake.merge_refusals.append((405, "Pull Request is not mergeable"))
+
+    decision = (await green_webhook(context, fake)).gate[0]
+
+    assert decision.action == "recorded"
+    assert "MERGE_BLOCKED" not in await types(context)
+    assert (await types(context)).count("MERGED") == 1
