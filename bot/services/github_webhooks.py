@@ -45,7 +45,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,7 +53,7 @@ from bot.context import AppContext
 from bot.errors import InvalidInput
 from bot.services.github_sync import ACTIVE_STATES
 from bot.services.merge_gate import Decision, MergeGate, gate_asked_by, merged_key
-from bot.services.pull_requests import PullRequestService
+from bot.services.pull_requests import PullRequestService, closing_references, in_scope
 from bot.services.repo_config import CONFIG_PATH, RepoConfigService
 from bot.settings import Settings
 from store import catalogue
@@ -67,12 +66,6 @@ log = logging.getLogger(__name__)
 
 SIGNATURE_PREFIX = "sha256="
 SOURCE = "github-webhook"
-# GitHub's closing keywords, then `#N` or `owner/repo#N`.
-_CLOSING = re.compile(
-    r"\b(?:close|closes|closed|fix|fixes|fixed|resolve|resolves|resolved)\s*:?\s*"
-    r"(?:([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+))?#([1-9][0-9]{0,9})\b",
-    re.IGNORECASE,
-)
 CI_FAILURES = frozenset({"failure", "timed_out"})
 # Lifecycle events about a PR count only while the issue is being worked or reviewed.
 WORKING_STATES = frozenset({"assigned", "in_progress", "in_review"})
@@ -86,27 +79,6 @@ def verify_signature(secret: bytes, body: bytes, header: str | None) -> bool:
         return False
     expected = SIGNATURE_PREFIX + hmac.new(secret, body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected.encode(), header.strip().encode())
-
-
-def closing_references(body: str | None, repo: str) -> list[tuple[str, int]]:
-    """(repo, number) of every issue a PR body closes, in order, without repeats."""
-    found: list[tuple[str, int]] = []
-    for match in _CLOSING.finditer(body or ""):
-        ref = (match.group(1) or repo, int(match.group(2)))
-        if ref not in found:
-            found.append(ref)
-    return found
-
-
-def in_scope(repo: str, settings: Settings) -> bool:
-    """A repo we manage; with neither repos nor org configured, any repo (the secret gates)."""
-    if not settings.managed_repos and not settings.github_org:
-        return True
-    lowered = repo.lower()
-    if lowered in {r.lower() for r in settings.managed_repos}:
-        return True
-    org = settings.github_org
-    return org is not None and lowered.split("/")[0] == org.lower()
 
 
 def pull_request_numbers(event_name: str, payload: Mapping[str, Any]) -> list[int]:

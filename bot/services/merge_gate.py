@@ -48,6 +48,7 @@ from bot.integrations.github import (
     PullRequest,
     PullReview,
 )
+from bot.services.pull_requests import PullRequestService, closing_references, in_scope
 from store import catalogue
 from store.events import AppendResult, NewEvent, RecordedEvent
 from store.locks import hold_lock, named_lock_key
@@ -251,8 +252,6 @@ class MergeGate:
 
     def listed(self, repo: str) -> bool:
         """CONDUCTOR_MERGE_REPOS lists the repo (`*`: every managed repo)."""
-        from bot.services.github_webhooks import in_scope  # the one scope rule
-
         wanted = [entry.lower() for entry in self.settings.merge_repos]
         return repo.lower() in wanted or ("*" in wanted and in_scope(repo, self.settings))
 
@@ -325,9 +324,6 @@ class MergeGate:
     async def link(self, pull: PullRequest) -> Issue | None:
         """The issue the PR closes: the one recorded for it, else its body's `Closes #N` or its
         branch name (recorded as PR_CREATED, so the link holds); None: left to people."""
-        from bot.services.github_webhooks import closing_references
-        from bot.services.pull_requests import PullRequestService
-
         issue = await self.context.projections.issue_for_pr(pull.repo, pull.number)
         if issue is not None:
             return issue
