@@ -389,20 +389,21 @@ class MergeGate:
         if self.github is None:
             return Decision(repo, number, "off", "GITHUB_TOKEN is not set: the gate cannot read")
         key = f"merge:{repo.lower()}#{number}"
-        folds = merge and not force
-        if folds and key in _WAITING:
-            return Decision(repo, number, "folded", "another trigger is about to decide")
-        if folds:
+        waiting = merge and not force  # a merging trigger folds into one already waiting
+        if waiting:
+            if key in _WAITING:
+                return Decision(repo, number, "folded", "another trigger is about to decide")
             _WAITING.add(key)
         try:
             async with hold_lock(self.context.pool, named_lock_key(key)):
-                if folds:
-                    _WAITING.discard(key)
+                if waiting:
+                    _WAITING.discard(key)  # from now on a newcomer waits behind us
+                    waiting = False
                 before = self.github.requests_made
                 decision = await self._decide(repo, number, trigger, force, expected_sha, merge)
                 decision = replace(decision, requests=self.github.requests_made - before)
         finally:
-            if folds:
+            if waiting:  # the lock was never taken
                 _WAITING.discard(key)
         log.info("merge gate (%s): %s", trigger, decision.render().replace("\n", "; "))
         return decision

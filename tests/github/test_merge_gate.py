@@ -267,6 +267,30 @@ async def test_five_triggers_at_once_make_one_merge_call(
     assert (await types(context)).count("MERGED") == 1
 
 
+class NeverWaiting(set[str]):
+    """A folding register that never folds, as in separate processes."""
+
+    def __contains__(self, item: object) -> bool:
+        return False
+
+
+async def test_the_advisory_lock_alone_gives_one_merge_call(
+    context: AppContext, fake: FakeGitHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.services import merge_gate
+
+    monkeypatch.setattr(merge_gate, "_WAITING", NeverWaiting())
+    await opened(context, fake)
+    await verdict(context)
+    fake.green(REPO, PR)
+
+    decisions = await asyncio.gather(*(MergeGate(context).decide(REPO, PR) for _ in range(5)))
+
+    assert sorted(d.action for d in decisions) == ["merged"] + ["recorded"] * 4
+    assert len(fake.merge_calls) == 1
+    assert (await types(context)).count("MERGED") == 1
+
+
 async def test_409_is_blocked_once_then_merged_after_the_new_head_is_reviewed_and_green(
     context: AppContext, fake: FakeGitHub
 ) -> None:
