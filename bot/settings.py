@@ -148,6 +148,32 @@ class Settings(BaseSettings):
     )
     hold_label: str = Field("hold", alias="CONDUCTOR_HOLD_LABEL", min_length=1, max_length=100)
 
+    # --- the merge gate ----------------------------------------------------------------------
+    merge_repos: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        alias="CONDUCTOR_MERGE_REPOS",
+        description="Repos whose PRs the merge gate may merge (owner/repo list, or * for every "
+        "managed repo); empty: the gate merges nothing.",
+    )
+    merge_method: Literal["squash", "merge", "rebase"] = Field(
+        "squash", alias="CONDUCTOR_MERGE_METHOD"
+    )
+    merge_dry_run: bool = Field(
+        False,
+        alias="CONDUCTOR_MERGE_DRY_RUN",
+        description="Decide and report, never merge.",
+    )
+    merge_blocking_labels: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["do-not-merge", "hold"],
+        alias="CONDUCTOR_MERGE_BLOCKING_LABELS",
+    )
+    merge_required_checks: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        alias="CONDUCTOR_MERGE_REQUIRED_CHECKS",
+        description="Check or status names that must be present and green (all present ones "
+        "must be green anyway).",
+    )
+
     # --- routing -----------------------------------------------------------------------------
     agent_routes: Annotated[dict[str, tuple[str, ...]], NoDecode] = Field(
         default_factory=dict,
@@ -234,6 +260,9 @@ class Settings(BaseSettings):
     # --- validators --------------------------------------------------------------------------
     @field_validator(
         "managed_repos",
+        "merge_repos",
+        "merge_blocking_labels",
+        "merge_required_checks",
         "admin_role_ids",
         "admin_user_ids",
         "steer_role_ids",
@@ -313,6 +342,14 @@ class Settings(BaseSettings):
                 raise ValueError(f"steer token name {name[:70]!r} is not a valid name")
             if len(token.get_secret_value()) < 16:
                 raise ValueError(f"the steer token {name!r} is shorter than 16 characters")
+        return value
+
+    @field_validator("merge_repos")
+    @classmethod
+    def _merge_repos(cls, value: list[str]) -> list[str]:
+        for repo in value:
+            if repo != "*" and not _REPO.match(repo):
+                raise ValueError(f"expected owner/repo entries or *, got {repo!r}")
         return value
 
     @field_validator("priority_labels")

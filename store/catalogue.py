@@ -46,6 +46,7 @@ MaybeNumber = Number | Literal[0] | None
 # Streams of Conductor-E's own events.
 COORDINATION_STREAM = "conductor-e:coordination"
 ADMIN_STREAM = "conductor-e:admin"
+MERGE_GATE_STREAM = "conductor-e:merge-gate"
 SUMMARY_STREAM = "conductor-e:summaries"
 # An execution log's events go to `execution-log#<id>` (no agent id or issue holds a '#'
 # without an 'owner/' before it).
@@ -267,6 +268,25 @@ class RepoConfigInvalid(Payload):
     error: LongText
 
 
+class MergeBlocked(PrEvent):
+    """The merge gate asked GitHub to merge and GitHub refused: why, for which head."""
+
+    public: ClassVar[bool] = False
+    prNumber: Number
+    headSha: Annotated[str, Field(max_length=100)]
+    status: Annotated[int, Field(ge=100, le=599)]
+    reason: LongText
+
+
+class MergeGateSwitch(Payload):
+    """`/merge pause|resume [repo]`: the gate stops (or starts again) merging; repo "" is all."""
+
+    stream: ClassVar[str] = MERGE_GATE_STREAM
+    public: ClassVar[bool] = False
+    repo: Annotated[str, Field(max_length=200)]
+    actor: ShortText
+
+
 class ConductorRecord(Payload):
     """Conductor-E's own records: free-form facts, never posted by agents."""
 
@@ -325,6 +345,10 @@ CATALOGUE: dict[str, type[Payload]] = {
     "HUMAN_GATE_REMINDER": Note,
     "ESCALATED": Reasoned,
     "MERGE_REQUESTED": MergeRequested,
+    "MERGE_BLOCKED": MergeBlocked,
+    # The merge gate's switch.
+    "MERGE_GATE_PAUSED": MergeGateSwitch,
+    "MERGE_GATE_RESUMED": MergeGateSwitch,
     # Conductor-E's own changes to an issue.
     "ISSUE_WITHDRAWN": Withdrawn,
     "ISSUE_REQUEUED": Requeued,

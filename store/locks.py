@@ -8,6 +8,7 @@ connection back to the pool mid-run would hand the lock to whoever borrows it ne
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -45,6 +46,36 @@ async def try_run_lock(pool: asyncpg.Pool, key: int) -> AsyncIterator[bool]:
             await pool.release(conn)
         except Exception as exc:
             # The pool has already closed a connection it could not reset; nothing is held.
+            log.warning("could not return the lock connection to the pool (%s)", type(exc).__name__)
+
+
+def named_lock_key(name: str) -> int:
+    """A signed 64-bit advisory lock key for a name (e.g. one PR), stable across processes."""
+    return int.from_bytes(
+        hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True
+    )
+
+
+@contextlib.asynccontextmanager
+async def hold_lock(pool: asyncpg.Pool, key: int) -> AsyncIterator[None]:
+    """Wait for advisory lock `key` and hold it for the block (on its own connection).
+
+    Holders queue: each runs after the one before has finished, in every process. A crashed
+    holder's session ends and the server releases its lock.
+    """
+    with _unavailable_on_connection_loss():
+        conn = await pool.acquire()
+    try:
+        with _unavailable_on_connection_loss():
+            await conn.execute("SELECT pg_advisory_lock($1)", key)
+        try:
+            yield
+        finally:
+            await _unlock(conn, key)
+    finally:
+        try:
+            await pool.release(conn)
+        except Exception as exc:
             log.warning("could not return the lock connection to the pool (%s)", type(exc).__name__)
 
 

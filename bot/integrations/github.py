@@ -1,4 +1,6 @@
-"""GitHub through gidgethub: find the agent-ready issues of the managed repos, fetch one issue.
+"""GitHub through gidgethub: find the agent-ready issues of the managed repos, fetch one issue,
+read a file, and what the merge gate needs (a PR, its reviews, its head's check runs and combined
+status, and the sha-guarded merge, whose refusal comes back as a `MergeResult`).
 
 One `GitHubClient` per process: it wraps `gidgethub.aiohttp.GitHubAPI` over the process's one
 `aiohttp.ClientSession` (never its own) and keeps gidgethub's ETag cache for its lifetime, so an
@@ -814,3 +816,176 @@ class GitHubClient:
                 raise
             return issue.labels
         return label_names(data)
+
+    # --- pull requests and the merge gate ------------------------------------------------------
+
+    async def get_pull(self, repo: str, number: int) -> PullRequest | None:
+        """One pull request as GitHub has it now; None when it does not exist."""
+        owner, name = repo.split("/", 1)
+        try:
+            data, _ = await self._get(
+                "/repos/{owner}/{name}/pulls/{number}",
+                {"owner": owner, "name": name, "number": number},
+            )
+        except GitHubNotFound:
+            return None
+        return pull_from_item(data, repo)
+
+    async def _all_pages(self, url: str, url_vars: Mapping[str, Any], key: str | None) -> list[Any]:
+        items: list[Any] = []
+        next_url: str | None = url
+        variables: Mapping[str, Any] | None = url_vars
+        while next_url:
+            data, next_url = await self._get(next_url, variables)
+            variables = None
+            items.extend((data.get(key) or []) if key else data)
+        return items
+
+    async def list_reviews(self, repo: str, number: int) -> list[PullReview]:
+        """Every review of the PR, oldest first, with the commit each one reviewed."""
+        owner, name = repo.split("/", 1)
+        items = await self._all_pages(
+            "/repos/{owner}/{name}/pulls/{number}/reviews{?per_page}",
+            {"owner": owner, "name": name, "number": number, "per_page": PER_PAGE},
+            None,
+        )
+        return [
+            PullReview(
+                state=str(item.get("state") or "").upper(),
+                commit_id=str(item.get("commit_id") or ""),
+                user=str((item.get("user") or {}).get("login") or ""),
+            )
+            for item in items
+        ]
+
+    async def commit_checks(self, repo: str, sha: str) -> CommitChecks:
+        """The check runs and the combined status of one commit."""
+        owner, name = repo.split("/", 1)
+        variables = {"owner": owner, "name": name, "sha": sha, "per_page": PER_PAGE}
+        runs = await self._all_pages(
+            "/repos/{owner}/{name}/commits/{sha}/check-runs{?per_page}", variables, "check_runs"
+        )
+        status, _ = await self._get(
+            "/repos/{owner}/{name}/commits/{sha}/status{?per_page}", variables
+        )
+        return CommitChecks(
+            sha=sha,
+            runs=tuple(
+                Check(
+                    name=str(run.get("name") or ""),
+                    state=str(run.get("status") or ""),
+                    conclusion=run.get("conclusion"),
+                )
+                for run in runs
+            ),
+            statuses=tuple(
+                Check(name=str(item.get("context") or ""), state=str(item.get("state") or ""))
+                for item in status.get("statuses") or []
+            ),
+        )
+
+    async def merge_pull(self, repo: str, number: int, *, sha: str, method: str) -> MergeResult:
+        """`PUT .../pulls/{n}/merge` guarded by `sha`; a refusal comes back as a MergeResult
+        (405 not mergeable, 409 head moved, 422, 403 branch protection), not an exception."""
+        owner, name = repo.split("/", 1)
+        try:
+            data, _more, _status = await self.api._make_request(
+                "PUT",
+                "/repos/{owner}/{name}/pulls/{number}/merge",
+                {"owner": owner, "name": name, "number": number},
+                {"sha": sha, "merge_method": method},
+                "application/vnd.github+json",
+                extra_headers={"x-github-api-version": API_VERSION},
+            )
+        except HTTPException as exc:
+            status = int(exc.status_code)
+            if status >= 500:
+                raise GitHubUnavailable(
+                    f"GitHub answered {status} to the merge of {repo}#{number}"
+                ) from None
+            if status == 401:
+                raise _unauthorized(exc) from None
+            if status == 404:
+                raise GitHubNotFound(f"GitHub: {repo} PR #{number} not found") from None
+            detail = (str(exc) or exc.status_code.phrase)[:300]
+            return MergeResult(merged=False, status=status, message=detail)
+        assert isinstance(data, Mapping)
+        return MergeResult(
+            merged=bool(data.get("merged")),
+            status=200,
+            message=str(data.get("message") or "")[:300],
+            sha=str(data.get("sha") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    """A pull request as the merge gate judges it."""
+
+    repo: str
+    number: int
+    state: str  # "open" | "closed"
+    merged: bool
+    draft: bool
+    mergeable: bool | None  # None: GitHub has not computed it yet
+    mergeable_state: str
+    head_sha: str
+    head_ref: str
+    body: str
+    labels: tuple[str, ...]
+    url: str
+    merged_by: str = ""
+
+
+@dataclass(frozen=True)
+class PullReview:
+    state: str  # APPROVED, CHANGES_REQUESTED, COMMENTED, DISMISSED, PENDING
+    commit_id: str
+    user: str
+
+
+@dataclass(frozen=True)
+class Check:
+    """A check run (state = its status, with a conclusion once completed) or a commit status
+    (state = error | failure | pending | success)."""
+
+    name: str
+    state: str
+    conclusion: str | None = None
+
+
+@dataclass(frozen=True)
+class CommitChecks:
+    sha: str
+    runs: tuple[Check, ...]
+    statuses: tuple[Check, ...]
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    merged: bool
+    status: int  # 200, or GitHub's refusal (405, 409, 422, 403)
+    message: str
+    sha: str = ""
+
+
+def pull_from_item(item: Mapping[str, Any], repo: str | None = None) -> PullRequest:
+    """Our PullRequest from GitHub's pull request object (REST or a webhook payload)."""
+    head = item.get("head") or {}
+    base_repo = (item.get("base") or {}).get("repo") or {}
+    mergeable = item.get("mergeable")
+    return PullRequest(
+        repo=repo or str(base_repo.get("full_name") or ""),
+        number=int(item["number"]),
+        state=str(item.get("state") or "open"),
+        merged=bool(item.get("merged")),
+        draft=bool(item.get("draft")),
+        mergeable=mergeable if isinstance(mergeable, bool) else None,
+        mergeable_state=str(item.get("mergeable_state") or ""),
+        head_sha=str(head.get("sha") or ""),
+        head_ref=str(head.get("ref") or ""),
+        body=str(item.get("body") or ""),
+        labels=label_names(item.get("labels")),
+        url=str(item.get("html_url") or ""),
+        merged_by=str((item.get("merged_by") or {}).get("login") or ""),
+    )

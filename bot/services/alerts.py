@@ -46,6 +46,7 @@ ADMIN_TYPES = frozenset(
         "E2E_FAILED",
         "COORDINATION_RUN_FAILED",
         "BUDGET_THRESHOLD_CROSSED",
+        "MERGE_BLOCKED",
     }
 )
 TASK_TYPES = frozenset({"ISSUE_ASSIGNED"})
@@ -135,6 +136,11 @@ def alert_for(
         kind = "Smoke tests" if event.type == "SMOKE_FAILED" else "End-to-end tests"
         env = f" in {_sanitise(data['environment'])}" if data.get("environment") else ""
         text = f"❌ {kind} failed{where}{env}{because}"
+    elif event.type == "MERGE_BLOCKED":
+        text = (
+            f"⛔ GitHub refused to merge PR #{data.get('prNumber')}{where} "
+            f"(head `{str(data.get('headSha'))[:7]}`, {data.get('status')}){because}"
+        )
     elif event.type == RUN_FAILED:
         text = f"❌ A coordination run failed{because}"
     else:  # BUDGET_THRESHOLD_CROSSED

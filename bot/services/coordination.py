@@ -41,6 +41,7 @@ from bot.services.components import ANTHROPIC, GITHUB, rejected
 from bot.services.costs import CostService
 from bot.services.github_sync import SyncService
 from bot.services.health import ComponentHealth, HealthService
+from bot.services.merge_gate import MergeGate
 from bot.services.repo_config import RepoConfigService
 from bot.services.routing import RoutingService
 from bot.services.stuck import StuckDetector, StuckReport
@@ -251,6 +252,8 @@ class CoordinationService:
 
         await self._sync(result, dry_run)
         await self._repo_configs(result, dry_run)
+        if not dry_run:
+            await self._merge_gate(result)
 
         stuck = StuckReport()
         try:
@@ -393,6 +396,20 @@ class CoordinationService:
                 f"repo configuration: {len(refreshed.errors)} repo(s) not read: "
                 + "; ".join(refreshed.errors[:3])
             )
+
+    async def _merge_gate(self, result: RunResult) -> None:
+        """Ask the merge gate about every followed PR: a missed webhook delays, never loses, a
+        merge."""
+        try:
+            decisions = await MergeGate(self.context).sweep()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            result.notes.append(f"merge gate not asked: {_describe(exc)}")
+            return
+        done = [f"{d.repo}#{d.number} {d.action}" for d in decisions if d.action != "waiting"]
+        if done:
+            result.notes.append("merge gate: " + ", ".join(done[:10]))
 
     async def _facts(self, result: RunResult, stuck: StuckReport) -> Facts:
         projections = self.context.projections

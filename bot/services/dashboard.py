@@ -25,6 +25,7 @@ from typing import Any
 from bot.context import AppContext
 from bot.services.costs import AgentModelSpend, CostService
 from bot.services.costs import Spend as Ledgered
+from bot.services.merge_gate import MergeGate, gate_state
 from bot.services.routing import RoutingService, Verdict, no_agent, route_label
 from bot.services.stuck import HELD_STATES, StuckDetector, judge
 from store import catalogue
@@ -75,6 +76,7 @@ class Card:
     # A queued issue no agent can take (nobody on its route ever reported): why.
     unroutable: str | None = None
     route: str | None = None  # a queued issue's route, e.g. "python → dev-e-python"
+    gate: str | None = None  # the merge gate's word on the issue's PR
 
     @property
     def agent(self) -> str | None:
@@ -244,7 +246,8 @@ class DashboardService:
         """Judge one issue at `now` (see the module docstring for what stuck means)."""
         reason = self._stuck_reason(issue, now, agents)
         route = route_label(verdict.route) if verdict is not None else None
-        return Card(issue, reason is not None, reason, last_run, unroutable, route)
+        gate = gate_state(issue, MergeGate(self.context).listed(issue.repo))
+        return Card(issue, reason is not None, reason, last_run, unroutable, route, gate)
 
     def _stuck_reason(self, issue: Issue, now: datetime, agents: dict[str, Agent]) -> str | None:
         if issue.state not in HELD_STATES:

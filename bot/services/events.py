@@ -8,6 +8,7 @@ from typing import Any
 
 from bot.context import AppContext
 from bot.errors import Forbidden, InvalidInput, Unprocessable
+from bot.services.merge_gate import MergeGate
 from bot.services.pull_requests import PR_SCOPED, MergeRequest, PullRequestService
 from bot.services.routing import Router
 from store import catalogue
@@ -15,6 +16,7 @@ from store.catalogue import AGENT_PATTERN, priority_from_labels
 from store.events import AppendResult, NewEvent
 from store.projections import Issue
 
+VERDICTS = frozenset({"REVIEW_PASSED", "REVIEW_DISPUTED"})
 _AGENT_ID_MAX = 129  # an agent id, "/" and the runtime's instance suffix
 
 
@@ -76,6 +78,13 @@ class EventService:
             owner = actor.name if actor.authenticated else (data.get("agentId") or stream_id)
             scoped_key = f"api:{owner}:{idempotency_key}"
         prs = PullRequestService(self.context)
+        gate = MergeGate(self.context)
+        verdict = event_type in VERDICTS and gate.github is not None and gate.listed(data["repo"])
+        if verdict:
+            # The head the PR had when the verdict arrived: a later push resets the review.
+            head = await gate.head_of(data["repo"], data["prNumber"])
+            if head:
+                metadata["headSha"] = head
         if event_type in PR_SCOPED:
             result = await prs.record(str(event_type), data, metadata, idempotency_key=scoped_key)
         else:
@@ -86,6 +95,8 @@ class EventService:
                 await prs.link_pending(data["repo"], data["prNumber"])
         if result.duplicate:
             await self._check_same_event(result, str(event_type), data)
+        elif verdict:
+            await gate.ask(data["repo"], data["prNumber"], trigger="verdict")
         return result
 
     async def _check_same_event(
@@ -101,10 +112,10 @@ class EventService:
             )
 
     async def request_merge(self, body: Any, actor: Actor) -> MergeRequest:
-        """Record `POST /api/merge {repo, prNumber}` as MERGE_REQUESTED, for the merge gate.
+        """Record `POST /api/merge {repo, prNumber}` as MERGE_REQUESTED and ask the merge gate.
 
-        Nothing is merged: the gate is not built yet, so it is off for every repo, and the
-        answer says so. The request lands on the PR's issue (or waits for it, as a verdict does).
+        The request lands on the PR's issue (or waits for it, as a verdict does); the answer
+        carries the gate's decision (`gate`: merged, waiting, blocked, off, ...) and why.
         """
         if not isinstance(body, dict):
             raise InvalidInput("the body must be a JSON object")
@@ -114,14 +125,21 @@ class EventService:
         result = await PullRequestService(self.context).record(
             "MERGE_REQUESTED", data, self.metadata(actor)
         )
+        gate = MergeGate(self.context)
+        if gate.github is None or not gate.listed(data["repo"]):
+            state, message = (
+                "off",
+                (
+                    f"recorded; the merge gate is not on for {data['repo']} "
+                    "(CONDUCTOR_MERGE_REPOS and GITHUB_TOKEN), so it is left to people"
+                ),
+            )
+        else:
+            decision = await gate.ask(data["repo"], data["prNumber"], trigger="api")
+            state = decision.action if decision is not None else "error"
+            message = decision.reason if decision is not None else "the gate could not decide"
         return MergeRequest(
-            stream_id=result.stream_id,
-            position=result.last_position,
-            gate="off",
-            message=(
-                f"recorded; the merge gate is not on for {data['repo']} yet, so PR "
-                f"#{data['prNumber']} is not merged"
-            ),
+            stream_id=result.stream_id, position=result.last_position, gate=state, message=message
         )
 
     @staticmethod

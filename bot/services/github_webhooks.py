@@ -25,6 +25,13 @@ a PR_CREATED is news, depends on what we already know. What is mapped:
   so that its first claim already follows the repo's routing.
 * `ping` and everything else → nothing.
 
+Then the merge gate (bot/services/merge_gate) is asked about the delivery's PRs, in repos in
+CONDUCTOR_MERGE_REPOS: `pull_request` (opened, synchronize, ready_for_review, labeled,
+unlabeled, closed, ...), `pull_request_review`, `check_suite` / `check_run` completed, and
+`status` (which names a commit, so every PR followed in its repo is asked about). MERGED is
+appended under the gate's key (`merged:<issue>:<pr>`), so the webhook and the gate record a
+merge once between them.
+
 Which issue a PR event belongs to: the closing references of the PR body when the payload has
 the body (pull_request, pull_request_review), plus the issues the projection records with that
 PR number (`pr_issues`, looked up by the service); check events carry no PR body, so they rely
@@ -38,7 +45,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,7 +52,8 @@ from typing import Any
 from bot.context import AppContext
 from bot.errors import InvalidInput
 from bot.services.github_sync import ACTIVE_STATES
-from bot.services.pull_requests import PullRequestService
+from bot.services.merge_gate import Decision, MergeGate, gate_asked_by, merged_key
+from bot.services.pull_requests import PullRequestService, closing_references, in_scope
 from bot.services.repo_config import CONFIG_PATH, RepoConfigService
 from bot.settings import Settings
 from store import catalogue
@@ -59,12 +66,6 @@ log = logging.getLogger(__name__)
 
 SIGNATURE_PREFIX = "sha256="
 SOURCE = "github-webhook"
-# GitHub's closing keywords, then `#N` or `owner/repo#N`.
-_CLOSING = re.compile(
-    r"\b(?:close|closes|closed|fix|fixes|fixed|resolve|resolves|resolved)\s*:?\s*"
-    r"(?:([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+))?#([1-9][0-9]{0,9})\b",
-    re.IGNORECASE,
-)
 CI_FAILURES = frozenset({"failure", "timed_out"})
 # Lifecycle events about a PR count only while the issue is being worked or reviewed.
 WORKING_STATES = frozenset({"assigned", "in_progress", "in_review"})
@@ -78,27 +79,6 @@ def verify_signature(secret: bytes, body: bytes, header: str | None) -> bool:
         return False
     expected = SIGNATURE_PREFIX + hmac.new(secret, body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected.encode(), header.strip().encode())
-
-
-def closing_references(body: str | None, repo: str) -> list[tuple[str, int]]:
-    """(repo, number) of every issue a PR body closes, in order, without repeats."""
-    found: list[tuple[str, int]] = []
-    for match in _CLOSING.finditer(body or ""):
-        ref = (match.group(1) or repo, int(match.group(2)))
-        if ref not in found:
-            found.append(ref)
-    return found
-
-
-def in_scope(repo: str, settings: Settings) -> bool:
-    """A repo we manage; with neither repos nor org configured, any repo (the secret gates)."""
-    if not settings.managed_repos and not settings.github_org:
-        return True
-    lowered = repo.lower()
-    if lowered in {r.lower() for r in settings.managed_repos}:
-        return True
-    org = settings.github_org
-    return org is not None and lowered.split("/")[0] == org.lower()
 
 
 def pull_request_numbers(event_name: str, payload: Mapping[str, Any]) -> list[int]:
@@ -322,6 +302,7 @@ class WebhookResult:
     appended: list[tuple[str, str]] = field(default_factory=list)  # (stream id, type)
     duplicates: int = 0  # already recorded from an earlier delivery of the same id
     skipped: int = 0  # not news, given the projection
+    gate: list[Decision] = field(default_factory=list)  # what the merge gate decided
 
 
 # What reading a payload of the wrong shape raises (a field that should be an object, a
@@ -382,10 +363,13 @@ class WebhookService:
                 log.warning("webhook %s: %s dropped: %s", delivery_id, event.type, exc)
                 result.skipped += 1
                 continue
+            key = f"delivery:{delivery_id}:{index}"
+            if event.type == "MERGED":  # the gate records a merge under the same key
+                key = merged_key(stream_id, data["prNumber"])
             stored = await self.context.store.append(
                 stream_id,
                 [NewEvent(event.type, data, {**event.metadata, "deliveryId": delivery_id})],
-                idempotency_key=f"delivery:{delivery_id}:{index}",
+                idempotency_key=key,
             )
             if stored.duplicate:
                 result.duplicates += 1
@@ -394,7 +378,32 @@ class WebhookService:
             if data.get("prNumber"):
                 # The PR is known now: what Review-E said about it before lands on the issue.
                 await PullRequestService(self.context).link_pending(data["repo"], data["prNumber"])
+        if isinstance(repo, str) and in_scope(repo, self.context.settings):
+            await self._ask_gate(event_name, payload, repo, numbers, result)
         return result
+
+    async def _ask_gate(
+        self,
+        event_name: str,
+        payload: Mapping[str, Any],
+        repo: str,
+        numbers: Sequence[int],
+        result: WebhookResult,
+    ) -> None:
+        """Ask the merge gate about the PRs the delivery may have made ready (or merged)."""
+        gate = MergeGate(self.context)
+        if gate.github is None or not gate.listed(repo):
+            return
+        action = payload.get("action")
+        if not gate_asked_by(event_name, action if isinstance(action, str) else None):
+            return
+        if event_name == "status":
+            # A status names a commit, not a PR: ask about the PRs we follow in that repo.
+            numbers = await gate.open_prs(repo)
+        for number in numbers:
+            decision = await gate.ask(repo, number, trigger=event_name)
+            if decision is not None:
+                result.gate.append(decision)
 
     async def _read_configs(
         self, repos: Iterable[str], result: WebhookResult, *, force: bool

@@ -10,12 +10,42 @@ dropped.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from bot.context import AppContext
+from bot.settings import Settings
 from store import catalogue
 from store.events import AppendResult, NewEvent
+
+# GitHub's closing keywords, then `#N` or `owner/repo#N`.
+_CLOSING = re.compile(
+    r"\b(?:close|closes|closed|fix|fixes|fixed|resolve|resolves|resolved)\s*:?\s*"
+    r"(?:([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+))?#([1-9][0-9]{0,9})\b",
+    re.IGNORECASE,
+)
+
+
+def closing_references(body: str | None, repo: str) -> list[tuple[str, int]]:
+    """(repo, number) of every issue a PR body closes, in order, without repeats."""
+    found: list[tuple[str, int]] = []
+    for match in _CLOSING.finditer(body or ""):
+        ref = (match.group(1) or repo, int(match.group(2)))
+        if ref not in found:
+            found.append(ref)
+    return found
+
+
+def in_scope(repo: str, settings: Settings) -> bool:
+    """A repo we manage; with neither repos nor org configured, any repo (the secret gates)."""
+    if not settings.managed_repos and not settings.github_org:
+        return True
+    lowered = repo.lower()
+    if lowered in {r.lower() for r in settings.managed_repos}:
+        return True
+    org = settings.github_org
+    return org is not None and lowered.split("/")[0] == org.lower()
 
 
 @dataclass(frozen=True)

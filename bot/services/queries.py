@@ -13,6 +13,7 @@ from datetime import datetime
 
 from bot.context import AppContext
 from bot.errors import InvalidInput, NotFound, quoted
+from bot.services.merge_gate import MergeGate, gate_state
 from bot.services.routing import Route, RoutingService, config_note
 from store import catalogue
 from store.events import RecordedEvent
@@ -98,6 +99,7 @@ class Timeline:
     stream_id: str
     events: list[RecordedEvent]
     runs: list[ExecutionLog] = field(default_factory=list)  # newest first
+    gate: str | None = None  # the merge gate's word on its PR
 
 
 class QueryService:
@@ -196,7 +198,10 @@ class QueryService:
         runs = await self.context.projections.execution_logs(repo, int(number), MAX_RUNS)
         if not events and issue is None and not runs:
             raise NotFound(f"{stream_id} has no events")
-        return Timeline(issue, stream_id, events, runs)
+        gate = None
+        if issue is not None:
+            gate = gate_state(issue, MergeGate(self.context).listed(issue.repo), events)
+        return Timeline(issue, stream_id, events, runs, gate)
 
     async def recent_events(self, event_type: str | None, limit: int) -> list[RecordedEvent]:
         """The latest events, newest first, optionally of one type."""

@@ -89,7 +89,8 @@ class RigAgentConfig(BaseModel):
     testCommand: Command | None = None
     buildCommand: Command | None = None
     escalate: Annotated[list[Name], BeforeValidator(_names), Field(max_length=20)] = []
-    merge: Annotated[Literal["on", "off"], BeforeValidator(_switch)] = "off"
+    # Absent unless the file says it: only an explicit `merge: off` overrides CONDUCTOR_MERGE_REPOS.
+    merge: Annotated[Literal["on", "off"], BeforeValidator(_switch)] | None = None
 
 
 class ConfigInvalid(Exception):

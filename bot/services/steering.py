@@ -427,14 +427,3 @@ class SteeringService:
             self.context.clock(), self.context.stale_after
         )
         return [a.agent_id for a in agents if needle in a.agent_id.lower()][:limit]
-
-
-async def held_merge_block(context: AppContext, repo: str, pr_number: int) -> str | None:
-    """Why the merge gate must not merge this PR because its issue is held (the hold label is
-    on the issue, not the PR), or None. For the merge gate (issue 15) to call with its other
-    blocking checks; reads the issues projection only."""
-    issue = await context.projections.issue_for_pr(repo, pr_number)
-    if issue is None or not issue.held:
-        return None
-    why = f": {issue.held_reason}" if issue.held_reason else ""
-    return f"blocked: held — {issue.stream_id} is held by {issue.held_by or 'someone'}{why}"

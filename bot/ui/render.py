@@ -185,6 +185,8 @@ def timeline_pages(timeline: Timeline, now: datetime) -> list[discord.Embed]:
             embed.add_field(name="Assignee", value=issue.assignee or "—")
             if issue.held:
                 embed.add_field(name="Held", value=cut(held_text(issue), FIELD_VALUE), inline=False)
+        if timeline.gate:
+            embed.add_field(name="Merge gate", value=cut(timeline.gate, FIELD_VALUE), inline=False)
         if timeline.runs:
             runs = "\n".join(run_line(run, now) for run in timeline.runs)
             embed.add_field(name="Runs (newest first)", value=cut(runs, FIELD_VALUE), inline=False)

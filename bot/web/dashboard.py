@@ -426,6 +426,7 @@ def card_json(card: Card, github_api_url: str) -> dict[str, Any]:
         "stuckReason": card.stuck_reason,
         "unroutable": card.unroutable,
         "route": card.route,
+        "gate": card.gate,
         "lastRun": None if card.last_run is None else last_run_json(card.last_run),
     }
 

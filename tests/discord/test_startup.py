@@ -55,6 +55,7 @@ async def test_commands_sync_only_when_their_definitions_change(start_bot: Start
         "pods",
         "logs",
         "audit",
+        "merge",
     }
     await stop(first)
 

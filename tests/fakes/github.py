@@ -12,6 +12,13 @@ It serves, in GitHub's documented shapes:
 * `GET /repos/{owner}/{repo}/contents/{path}` — a file of the default branch: `type: file`,
   `encoding: base64` (wrapped at 60 characters, as GitHub sends it), `sha` (the git blob sha),
   `size`; 404 without an ETag when the file does not exist (GitHub sends none on a 404);
+* pull requests for the merge gate (`add_pull`, `push_commit`, `add_review`, `set_check`,
+  `set_status`, `green`, `merge_by_person`): `GET /repos/{o}/{r}/pulls/{n}` (head sha, draft,
+  mergeable, mergeable_state, labels), `.../pulls/{n}/reviews` (commit_id per review),
+  `GET .../commits/{sha}/check-runs` and `.../commits/{sha}/status` (GitHub's combined state),
+  and `PUT .../pulls/{n}/merge`: 409 when `sha` is not the head, 405 when closed, a draft or
+  conflicting, 422 for an unknown merge_method; every call's body is kept in `merge_calls`,
+  and `merge_refusals` makes the next merges answer a given status (branch protection);
 * `Link` pagination (rel next/last, and prev/first after page one) with absolute URLs;
 * strong ETags over the body, and 304 Not Modified on a matching `If-None-Match` (a 304 does
   not count against the rate limit, as GitHub documents for authorised requests);
@@ -40,7 +47,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -137,6 +144,15 @@ class FakeGitHub:
         self._clock = itertools.count(1)
         self._base_time = datetime(2025, 1, 1, tzinfo=UTC)
         self._runner: web.AppRunner | None = None
+        # Pull requests (the merge gate): their state, reviews, and each commit's checks.
+        self.pulls: dict[tuple[str, int], dict[str, Any]] = {}
+        self.reviews: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        self.check_runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.statuses: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.merge_calls: list[dict[str, Any]] = []  # every PUT .../merge body, in order
+        self.merge_refusals: list[tuple[int, str]] = []  # the next merges answer these
+        # Runs with the PR as each merge request arrives (e.g. to merge it before a refusal).
+        self.on_merge: Callable[[dict[str, Any]], None] | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -150,6 +166,12 @@ class FakeGitHub:
         labels = "/repos/{owner}/{repo}/issues/{number:\\d+}/labels"
         app.router.add_post(labels, self._add_labels)
         app.router.add_delete(labels + "/{name}", self._remove_label)
+        pulls = "/repos/{owner}/{repo}/pulls/{number:\\d+}"
+        app.router.add_get(pulls, self._get_pull)
+        app.router.add_get(pulls + "/reviews", self._list_reviews)
+        app.router.add_put(pulls + "/merge", self._merge)
+        app.router.add_get("/repos/{owner}/{repo}/commits/{sha}/check-runs", self._check_runs)
+        app.router.add_get("/repos/{owner}/{repo}/commits/{sha}/status", self._combined_status)
         app.middlewares.append(self._middleware)
         self._runner, port = await serve(app, port)
         self.url = f"http://127.0.0.1:{port}"
@@ -223,6 +245,127 @@ class FakeGitHub:
             }
         self.issues[(repo.lower(), number)] = issue
         return issue
+
+    # --- pull requests ---------------------------------------------------------------------
+
+    def add_pull(
+        self,
+        repo: str,
+        number: int,
+        *,
+        body: str | None = None,
+        head_sha: str | None = None,
+        head_ref: str | None = None,
+        draft: bool = False,
+        mergeable: bool | None = True,
+        labels: Iterable[str] = (),
+    ) -> dict[str, Any]:
+        """A pull request as `GET /repos/{o}/{r}/pulls/{n}` returns it (also an issue)."""
+        self.add_issue(repo, number, pull_request=True, body=body, labels=labels)
+        sha = head_sha or hashlib.sha1(f"{repo}#{number}:0".encode()).hexdigest()
+        pull: dict[str, Any] = {
+            **pull_request_object(repo, number, body=body),
+            "url": f"{self.url}/repos/{repo}/pulls/{number}",
+            "draft": draft,
+            "merged_by": None,
+            "merge_commit_sha": None,
+            "head": {"ref": head_ref or f"issue-{number}", "sha": sha},
+            "base": {"ref": "main", "sha": "b" * 40, "repo": _repository(repo, self.url)},
+        }
+        self.pulls[(repo.lower(), number)] = pull
+        self.set_mergeable(repo, number, mergeable)
+        self._set_labels(pull, labels)
+        return pull
+
+    def pull(self, repo: str, number: int) -> dict[str, Any]:
+        return self.pulls[(repo.lower(), number)]
+
+    def head(self, repo: str, number: int) -> str:
+        return str(self.pull(repo, number)["head"]["sha"])
+
+    def set_mergeable(self, repo: str, number: int, mergeable: bool | None) -> None:
+        pull = self.pull(repo, number)
+        pull["mergeable"] = mergeable
+        state = {True: "clean", False: "dirty", None: "unknown"}[mergeable]
+        pull["mergeable_state"] = "draft" if pull["draft"] else state
+
+    def set_draft(self, repo: str, number: int, draft: bool) -> None:
+        self.pull(repo, number)["draft"] = draft
+        self.set_mergeable(repo, number, self.pull(repo, number)["mergeable"])
+
+    def set_pull_labels(self, repo: str, number: int, labels: Iterable[str]) -> None:
+        self._set_labels(self.pull(repo, number), labels)
+        self.set_labels(repo, number, labels)
+
+    def push_commit(self, repo: str, number: int) -> str:
+        """A new head commit on the PR's branch; returns its sha."""
+        pull = self.pull(repo, number)
+        sha = hashlib.sha1(f"{pull['head']['sha']}+1".encode()).hexdigest()
+        pull["head"]["sha"] = sha
+        return sha
+
+    def add_review(
+        self, repo: str, number: int, state: str = "APPROVED", *, commit_id: str | None = None
+    ) -> None:
+        reviews = self.reviews.setdefault((repo.lower(), number), [])
+        reviews.append(
+            {
+                "id": 9000 + len(reviews),
+                "user": {"login": "octocat", "id": 1, "type": "User"},
+                "body": "",
+                "state": state,
+                "commit_id": commit_id or self.head(repo, number),
+                "submitted_at": iso(self._tick()),
+                "author_association": "MEMBER",
+            }
+        )
+
+    def set_check(
+        self, repo: str, sha: str, name: str, status: str, conclusion: str | None = None
+    ) -> None:
+        """A check run on a commit (status queued | in_progress | completed, and a conclusion
+        once completed); the same name again replaces it, as a re-run shows on GitHub."""
+        runs = self.check_runs.setdefault((repo.lower(), sha), [])
+        runs[:] = [run for run in runs if run["name"] != name]
+        runs.append(
+            {
+                "id": 8000 + len(runs),
+                "head_sha": sha,
+                "name": name,
+                "status": status,
+                "conclusion": conclusion if status == "completed" else None,
+                "app": {"id": 15368, "slug": "github-actions", "name": "GitHub Actions"},
+            }
+        )
+
+    def set_status(self, repo: str, sha: str, context: str, state: str) -> None:
+        """A commit status (error | failure | pending | success); latest per context wins."""
+        statuses = self.statuses.setdefault((repo.lower(), sha), [])
+        statuses[:] = [item for item in statuses if item["context"] != context]
+        statuses.append({"context": context, "state": state, "description": None})
+
+    def green(self, repo: str, number: int) -> str:
+        """Make the PR's head green (a completed successful run and a success status)."""
+        sha = self.head(repo, number)
+        self.set_check(repo, sha, "tests", "completed", "success")
+        self.set_status(repo, sha, "ci/build", "success")
+        return sha
+
+    def merge_by_person(self, repo: str, number: int) -> None:
+        self._mark_merged(self.pull(repo, number), "octocat")
+
+    def _mark_merged(self, pull: dict[str, Any], by: str) -> str:
+        sha = hashlib.sha1(f"merge:{pull['head']['sha']}".encode()).hexdigest()
+        pull.update(
+            state="closed",
+            merged=True,
+            merged_at=iso(self._tick()),
+            merged_by={"login": by, "id": 4, "type": "User"},
+            merge_commit_sha=sha,
+            mergeable=None,
+            mergeable_state="unknown",
+        )
+        return sha
 
     def _set_labels(self, issue: dict[str, Any], labels: Iterable[str]) -> None:
         issue["labels"] = [
@@ -600,6 +743,92 @@ class FakeGitHub:
         self._set_labels(issue, [n for n in names if n.lower() != name.lower()])
         self._touch(issue)
         return self._json(issue["labels"])
+
+    def _pull_of(self, request: web.Request) -> dict[str, Any] | None:
+        repo = f"{request.match_info['owner']}/{request.match_info['repo']}".lower()
+        return self.pulls.get((repo, int(request.match_info["number"])))
+
+    def _not_found(self) -> web.Response:
+        return self._json({"message": "Not Found", "documentation_url": DOCS}, 404)
+
+    async def _get_pull(self, request: web.Request) -> web.Response:
+        pull = self._pull_of(request)
+        return self._not_found() if pull is None else self._json(pull)
+
+    async def _list_reviews(self, request: web.Request) -> web.Response:
+        if self._pull_of(request) is None:
+            return self._not_found()
+        repo = f"{request.match_info['owner']}/{request.match_info['repo']}".lower()
+        page = self._page(request, self.reviews.get((repo, int(request.match_info["number"])), []))
+        if isinstance(page, web.Response):
+            return page
+        items, headers = page
+        response = self._json(items)
+        response.headers.update(headers)
+        return response
+
+    async def _check_runs(self, request: web.Request) -> web.Response:
+        repo = f"{request.match_info['owner']}/{request.match_info['repo']}".lower()
+        runs = self.check_runs.get((repo, request.match_info["sha"]), [])
+        page = self._page(request, runs)
+        if isinstance(page, web.Response):
+            return page
+        items, headers = page
+        response = self._json({"total_count": len(runs), "check_runs": items})
+        response.headers.update(headers)
+        return response
+
+    async def _combined_status(self, request: web.Request) -> web.Response:
+        """GitHub's combined state: failure if any is error/failure, pending if any is pending
+        or there are none, else success."""
+        repo = f"{request.match_info['owner']}/{request.match_info['repo']}".lower()
+        sha = request.match_info["sha"]
+        statuses = self.statuses.get((repo, sha), [])
+        states = {item["state"] for item in statuses}
+        if states & {"error", "failure"}:
+            state = "failure"
+        elif "pending" in states or not statuses:
+            state = "pending"
+        else:
+            state = "success"
+        return self._json(
+            {"state": state, "sha": sha, "total_count": len(statuses), "statuses": statuses}
+        )
+
+    async def _merge(self, request: web.Request) -> web.Response:
+        """PUT .../merge: 200 merged; 409 when `sha` is not the head; 405 when not mergeable
+        (conflict, draft, closed); 422 for a bad merge_method."""
+        pull = self._pull_of(request)
+        if pull is None:
+            return self._not_found()
+        try:
+            body = await request.json()
+        except ValueError:
+            return self._json({"message": "Problems parsing JSON", "documentation_url": DOCS}, 400)
+        self.merge_calls.append({"number": pull["number"], **body})
+        if self.on_merge is not None:
+            self.on_merge(pull)
+        if self.merge_refusals:
+            status, message = self.merge_refusals.pop(0)
+            return self._json({"message": message, "documentation_url": DOCS}, status)
+        if body.get("merge_method", "merge") not in ("merge", "squash", "rebase"):
+            return self._validation("merge_method", "invalid")
+        if "sha" in body and body["sha"] != pull["head"]["sha"]:
+            return self._json(
+                {
+                    "message": "Head branch was modified. Review and try the merge again.",
+                    "documentation_url": DOCS,
+                },
+                409,
+            )
+        if pull["state"] != "open" or pull["draft"] or pull["mergeable"] is False:
+            return self._json(
+                {"message": "Pull Request is not mergeable", "documentation_url": DOCS}, 405
+            )
+        sha = self._mark_merged(pull, "conductor-e[bot]")
+        return self._json(
+            {"sha": sha, "merged": True, "message": "Pull Request successfully merged"}
+        )
 
     async def _get_contents(self, request: web.Request) -> web.Response:
         repo = f"{request.match_info['owner']}/{request.match_info['repo']}"

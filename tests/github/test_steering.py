@@ -15,7 +15,7 @@ from bot.errors import Conflict, UpstreamError
 from bot.integrations.github import GitHubClient
 from bot.services.events import Actor, EventService
 from bot.services.github_sync import SyncService
-from bot.services.steering import SteeringService, held_merge_block
+from bot.services.steering import SteeringService
 from bot.services.summary import Facts, template
 from store import catalogue
 from store.events import NewEvent
@@ -334,27 +334,6 @@ async def test_the_steering_api_with_a_steer_token(
     fake.add_issue("acme/api", 9, labels=[])
     answer = await client.post("/api/issues/acme/api/9/approve", json={}, headers=auth)
     assert answer.status == 200
-
-
-async def test_a_held_issue_blocks_the_merge_of_its_pr(
-    fake: FakeGitHub,
-    github_context: Callable[..., AppContext],
-    make_client: Callable[..., GitHubClient],
-) -> None:
-    context, service = steering(github_context, make_client)
-    await approved(context, fake, 1)
-    assert await claim(context, "dev-e-1") == "acme/api#1"
-    data = catalogue.validate(
-        "PR_CREATED", {"repo": "acme/api", "issueNumber": 1, "prNumber": 40}, internal=True
-    )
-    await context.store.append("acme/api#1", [NewEvent("PR_CREATED", data)])
-    assert await held_merge_block(context, "acme/api", 40) is None
-
-    await service.hold("acme/api#1", ACTOR, "legal review")
-
-    reason = await held_merge_block(context, "acme/api", 40)
-    assert reason == f"blocked: held — acme/api#1 is held by {ACTOR}: legal review"
-    assert await held_merge_block(context, "acme/api", 41) is None
 
 
 def test_the_summary_names_held_issues_and_paused_agents() -> None:

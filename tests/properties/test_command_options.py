@@ -30,6 +30,8 @@ CHANGING = {"coordinate run", "rollout restart", "flux reconcile", "conductor sy
 DENIAL = "ADMIN_ACTION_DENIED"
 # An admin's cluster commands (even the read-only ones) leave an audit trail by design.
 AUDIT = {"ADMIN_ACTION_REQUESTED", "ADMIN_ACTION_COMPLETED", "ADMIN_ACTION_FAILED"}
+# What an admin's `/merge pause|resume` records: the switch is the command's purpose.
+AUDIT |= {"MERGE_GATE_PAUSED", "MERGE_GATE_RESUMED"}
 
 # A NUL in an option that is recorded in an event is a 500 today (jsonb cannot store U+0000;
 # pinned by test_a_nul_character_in_an_option_is_a_short_error below), so the fuzzed text

@@ -43,7 +43,6 @@ def test_the_runtimes_own_file_parses_to_its_fields() -> None:
         "testCommand": "npm test",
         "buildCommand": "npm run build",
         "escalate": [],
-        "merge": "off",
     }
 
 

@@ -124,6 +124,7 @@ function card(c) {
   if (c.attempt > 0) meta.append(el("span", { title: "attempt", text: `attempt ${c.attempt}` }));
   meta.append(el("span", { title: "time in this state" }, ticking(c.stateSince, "duration")));
   if (c.prNumber) meta.append(el("span", { title: "pull request", text: `PR #${c.prNumber}` }));
+  if (c.gate) meta.append(el("span", { class: "gate", title: c.gate, text: c.gate.startsWith("merge blocked") ? "merge blocked" : c.gate.split(":")[0] }));
   if (c.escalated) meta.append(el("span", { class: "badge bad", text: "escalated" }));
   if (c.humanGate) meta.append(el("span", { class: "badge warn", text: "human gate" }));
   if (c.held) meta.append(el("span", { class: "badge warn", text: "held" }));

@@ -1,0 +1,624 @@
+"""The merge gate: a reviewed, green PR that closes an approved issue is merged, once.
+
+Webhooks, review verdicts, `POST /api/merge`, `/merge now` and the coordination loop only *ask*
+the gate to decide (`MergeGate.decide`); the decision is made from GitHub's state read at
+decision time, never from remembered webhooks (python/miss-islington's rule):
+
+* the PR (`GET .../pulls/{n}`): open, not a draft, mergeable, its head sha and labels;
+* its reviews (`GET .../pulls/{n}/reviews`) and Review-E's verdicts as recorded, each verdict
+  holding the head the PR had when it arrived (metadata `headSha`): the review passed when the
+  latest verdict passed *this* head, or a GitHub review approved *this* commit, and nobody's
+  latest review asks for changes. A push moves the head and so resets it;
+* the check runs and combined status of the head (`.../commits/{sha}/check-runs`, `/status`):
+  every one completed and green (success, neutral, skipped), none pending, at least one
+  reported (right after a push there are none yet); names in CONDUCTOR_MERGE_REQUIRED_CHECKS
+  must be present;
+* no blocking label (CONDUCTOR_MERGE_BLOCKING_LABELS), the PR closes an issue Conductor-E
+  approved that is still being worked, the repo is opted in (CONDUCTOR_MERGE_REPOS, `*` for every
+  managed repo; an explicit `merge: off` in `.rig-agent.yaml` wins) and the gate is not paused.
+
+Then `PUT .../pulls/{n}/merge` with `sha` = the judged head (GitHub refuses with 409 if the head
+moved meanwhile) and CONDUCTOR_MERGE_METHOD. MERGED is recorded with the idempotency key
+`merged:<issue stream>:<pr>` - the one the webhook uses too - so a PR merged by a person, a crash
+between the merge call and the record, and five triggers at once all give one MERGED.
+
+Decisions on one PR are serialised by a PostgreSQL advisory lock (across processes), and a
+trigger arriving while another one waits for that lock is folded into it (the waiter reads
+GitHub after the lock, so it sees whatever the newcomer would have). GitHub's refusal is recorded
+as MERGE_BLOCKED (once per head and status: #admin is told once), and the gate does not ask
+again for that head unless an admin does (`/merge now`): no retry storm. A new head needs its
+own review and checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from bot.context import AppContext
+from bot.errors import InvalidInput
+from bot.integrations.github import (
+    CommitChecks,
+    MergeResult,
+    PullRequest,
+    PullReview,
+)
+from bot.services.pull_requests import PullRequestService, closing_references, in_scope
+from store import catalogue
+from store.events import AppendResult, NewEvent, RecordedEvent
+from store.locks import hold_lock, named_lock_key
+from store.projections import Issue
+
+log = logging.getLogger(__name__)
+
+# PRs (their lock names) with a trigger waiting for the lock: a newcomer folds into it.
+_WAITING: set[str] = set()
+
+SOURCE = "merge-gate"
+GREEN = frozenset({"success", "neutral", "skipped"})
+WORKING_STATES = frozenset({"assigned", "in_progress", "in_review"})
+# The branch names agents use for an issue: `issue-42`, `dev-e/issue-42-fix`, `fix/42-title`.
+_BRANCH = re.compile(
+    r"(?:^|[/_-])issues?[-_/]?([1-9][0-9]{0,9})(?:\D|$)|^(?:[\w.-]+/)?([1-9][0-9]{0,9})[-_]"
+)
+
+
+# The webhook deliveries that ask the gate to decide (event name -> actions; None: any).
+ASKED_BY: dict[str, frozenset[str] | None] = {
+    "pull_request": frozenset(
+        {
+            "opened",
+            "reopened",
+            "synchronize",
+            "ready_for_review",
+            "labeled",
+            "unlabeled",
+            "closed",
+            "edited",
+        }
+    ),
+    "pull_request_review": frozenset({"submitted", "dismissed", "edited"}),
+    "check_suite": frozenset({"completed"}),
+    "check_run": frozenset({"completed"}),
+    "status": None,
+}
+
+
+def gate_asked_by(event_name: str, action: str | None) -> bool:
+    """Whether a delivery asks the gate to decide."""
+    if event_name not in ASKED_BY:
+        return False
+    actions = ASKED_BY[event_name]
+    return actions is None or action in actions
+
+
+class GateGitHub(Protocol):
+    """What the gate needs of GitHub (bot.integrations.github.GitHubClient)."""
+
+    requests_made: int
+
+    async def get_pull(self, repo: str, number: int) -> PullRequest | None: ...
+
+    async def list_reviews(self, repo: str, number: int) -> list[PullReview]: ...
+
+    async def commit_checks(self, repo: str, sha: str) -> CommitChecks: ...
+
+    async def merge_pull(self, repo: str, number: int, *, sha: str, method: str) -> MergeResult: ...
+
+
+@dataclass(frozen=True)
+class Condition:
+    name: str
+    ok: bool
+    why: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the gate decided for one PR, and every condition with why."""
+
+    repo: str
+    number: int
+    action: str  # merged | recorded | dry-run | waiting | blocked | closed | unlinked | ...
+    reason: str
+    head_sha: str = ""
+    issue_stream: str | None = None
+    conditions: tuple[Condition, ...] = ()
+    requests: int = 0  # GitHub requests this decision made
+
+    @property
+    def green(self) -> bool:
+        return bool(self.conditions) and all(c.ok for c in self.conditions)
+
+    def render(self) -> str:
+        lines = [f"PR {self.repo}#{self.number}: {self.action} - {self.reason}"]
+        lines += [f"{'✔' if c.ok else '✘'} {c.name}: {c.why}" for c in self.conditions]
+        return "\n".join(lines)
+
+
+_REPO = re.compile(r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$")
+
+
+def check_pr(repo: str, number: int) -> None:
+    """InvalidInput unless `repo` is owner/repo and `number` a PR number."""
+    if not _REPO.match(repo or ""):
+        raise InvalidInput(f"{repo[:60]!r} is not a repository (owner/repo)")
+    if not 1 <= number <= 2_147_483_647:
+        raise InvalidInput("the pull request number must be positive")
+
+
+def gate_state(issue: Issue, listed: bool, events: Iterable[RecordedEvent] = ()) -> str | None:
+    """The gate's word on an issue's PR from what is recorded (no GitHub call): for the
+    dashboard card and `/issue show`. None when the issue has no PR being worked."""
+    if issue.pr_number is None or issue.state not in WORKING_STATES:
+        return None
+    blocked = None
+    for event in events:
+        if event.type == "MERGE_BLOCKED" and event.data.get("prNumber") == issue.pr_number:
+            blocked = event
+        elif event.type == "PR_CREATED":
+            blocked = None
+    if blocked is not None or issue.last_event_type == "MERGE_BLOCKED":
+        detail = (
+            f": GitHub {blocked.data.get('status')} on {str(blocked.data.get('headSha'))[:7]} "
+            f"({blocked.data.get('reason')})"
+            if blocked is not None
+            else ""
+        )
+        return f"merge blocked{detail}"
+    if not listed:
+        return "merge gate off for this repo: people merge"
+    return "merge gate on: merges when reviewed and green (/merge status)"
+
+
+def branch_issue(branch: str) -> int | None:
+    """The issue number an agent's branch name carries (`issue-42`, `fix/42-title`), if any."""
+    match = _BRANCH.search(branch or "")
+    if match is None:
+        return None
+    return int(match.group(1) or match.group(2))
+
+
+def _hold_note(issue: Issue) -> str:
+    """Whether a person holds the issue (`/issue hold`, the hold label), who and why."""
+    if not issue.held:
+        return "not held"
+    why = f": {issue.held_reason}" if issue.held_reason else ""
+    return f"{issue.stream_id} is held by {issue.held_by or 'someone'}{why}"
+
+
+def judge_checks(checks: CommitChecks, required: Iterable[str]) -> Condition:
+    """Every check run completed green, every status success, the required names present."""
+    pending: list[str] = []
+    failed: list[str] = []
+    for run in checks.runs:
+        if run.state != "completed":
+            pending.append(run.name)
+        elif (run.conclusion or "") not in GREEN:
+            failed.append(f"{run.name} ({run.conclusion or 'no conclusion'})")
+    for status in checks.statuses:
+        if status.state == "pending":
+            pending.append(status.name)
+        elif status.state != "success":
+            failed.append(f"{status.name} ({status.state})")
+    names = {c.name.lower() for c in (*checks.runs, *checks.statuses)}
+    missing = [name for name in required if name.lower() not in names]
+    if failed:
+        return Condition("checks", False, "failed: " + ", ".join(failed))
+    if pending or missing:
+        waiting = pending + [f"{name} (not reported)" for name in missing]
+        return Condition("checks", False, "pending: " + ", ".join(waiting))
+    count = len(checks.runs) + len(checks.statuses)
+    if not count:
+        # Right after a push GitHub has not created the runs yet: none is not green.
+        return Condition("checks", False, "pending: no check reported on this commit yet")
+    return Condition("checks", True, f"{count} green")
+
+
+def judge_review(
+    head: str, reviews: Iterable[PullReview], verdicts: Iterable[RecordedEvent]
+) -> Condition:
+    """Passed on `head`: the latest Review-E verdict passed this head or a GitHub review
+    approved this commit, and no reviewer's latest review asks for changes."""
+    latest: dict[str, PullReview] = {}
+    for review in reviews:
+        if review.state in ("APPROVED", "CHANGES_REQUESTED", "DISMISSED"):
+            latest[review.user] = review
+    blocking = [user for user, r in latest.items() if r.state == "CHANGES_REQUESTED"]
+    if blocking:
+        return Condition("review", False, "changes requested by " + ", ".join(sorted(blocking)))
+    last = max(verdicts, key=lambda event: event.position, default=None)
+    if last is not None and last.type == "REVIEW_DISPUTED":
+        return Condition("review", False, "Review-E disputed it; waiting for a new verdict")
+    short = head[:7]
+    if last is not None and last.metadata.get("headSha") == head:
+        return Condition("review", True, f"Review-E passed {short}")
+    approvers = sorted(
+        u for u, r in latest.items() if r.state == "APPROVED" and r.commit_id == head
+    )
+    if approvers:
+        return Condition("review", True, f"approved on {short} by {', '.join(approvers)}")
+    if last is not None or any(r.state == "APPROVED" for r in latest.values()):
+        return Condition("review", False, f"reviewed an older head; {short} is not reviewed")
+    return Condition("review", False, f"{short} is not reviewed yet")
+
+
+class MergeGate:
+    """Decides, per PR, whether to merge; merges once; records why."""
+
+    def __init__(self, context: AppContext, github: GateGitHub | None = None) -> None:
+        self.context = context
+        self.github = github if github is not None else context.github
+        self.settings = context.settings
+
+    # --- opting in ---------------------------------------------------------------------------
+
+    def listed(self, repo: str) -> bool:
+        """CONDUCTOR_MERGE_REPOS lists the repo (`*`: every managed repo)."""
+        wanted = [entry.lower() for entry in self.settings.merge_repos]
+        return repo.lower() in wanted or ("*" in wanted and in_scope(repo, self.settings))
+
+    async def _followed_prs(self) -> list[tuple[str, int]]:
+        """(repo, PR) of every issue being worked that has a PR, in opted-in repos."""
+        found: set[tuple[str, int]] = set()
+        for state in sorted(WORKING_STATES):
+            for issue in await self.context.projections.issues(state=state, limit=500):
+                if issue.pr_number is not None and self.listed(issue.repo):
+                    found.add((issue.repo, issue.pr_number))
+        return sorted(found)
+
+    async def open_prs(self, repo: str) -> list[int]:
+        """The PRs of `repo` whose issues are being worked (a `status` webhook asks these)."""
+        return [
+            number for name, number in await self._followed_prs() if name.lower() == repo.lower()
+        ]
+
+    async def sweep(self) -> list[Decision]:
+        """The coordination loop's fallback for a missed webhook: decide on every followed PR."""
+        if self.github is None or not self.settings.merge_repos:
+            return []
+        decisions = []
+        for repo, number in await self._followed_prs():
+            decision = await self.ask(repo, number, trigger="loop")
+            if decision is not None:
+                decisions.append(decision)
+        return decisions
+
+    async def opted_in(self, repo: str) -> Condition:
+        if not self.listed(repo):
+            return Condition("repo opted in", False, f"{repo} is not in CONDUCTOR_MERGE_REPOS")
+        config = await self.context.projections.repo_config(repo)
+        if config is not None and config.present and (config.config or {}).get("merge") == "off":
+            return Condition("repo opted in", False, ".rig-agent.yaml says merge: off")
+        paused = await self.paused(repo)
+        if paused:
+            return Condition("repo opted in", False, paused)
+        return Condition("repo opted in", True, "CONDUCTOR_MERGE_REPOS lists it")
+
+    async def paused(self, repo: str) -> str | None:
+        """Why the gate is paused for `repo` (all repos, or this one), or None."""
+        events = await self.context.store.read_stream(catalogue.MERGE_GATE_STREAM)
+        paused: dict[str, str] = {}  # "" (every repo) or a repo -> who paused it
+        for event in events:
+            key, actor = str(event.data.get("repo", "")).lower(), str(event.data.get("actor"))
+            if event.type == "MERGE_GATE_PAUSED":
+                paused[key] = actor
+            elif key:
+                paused.pop(key, None)
+            else:
+                paused.clear()  # resuming every repo resumes each one too
+        if "" in paused:
+            return f"paused for every repo by {paused['']}"
+        if repo.lower() in paused:
+            return f"paused for {repo} by {paused[repo.lower()]}"
+        return None
+
+    async def switch(self, repo: str | None, actor: str, *, pause: bool) -> AppendResult:
+        """Record `/merge pause|resume [repo]` (no repo: every repo)."""
+        kind = "MERGE_GATE_PAUSED" if pause else "MERGE_GATE_RESUMED"
+        data = catalogue.validate(kind, {"repo": repo or "", "actor": actor}, internal=True)
+        metadata = {"source": "discord", "actor": actor}
+        return await self.context.store.append(
+            catalogue.MERGE_GATE_STREAM, [NewEvent(kind, data, metadata)]
+        )
+
+    # --- linking -----------------------------------------------------------------------------
+
+    async def link(self, pull: PullRequest) -> Issue | None:
+        """The issue the PR closes: the one recorded for it, else its body's `Closes #N` or its
+        branch name (recorded as PR_CREATED, so the link holds); None: left to people."""
+        issue = await self.context.projections.issue_for_pr(pull.repo, pull.number)
+        if issue is not None:
+            return issue
+        candidates = [
+            (repo, number)
+            for repo, number in closing_references(pull.body, pull.repo)
+            if repo.lower() == pull.repo.lower()
+        ]
+        from_branch = branch_issue(pull.head_ref)
+        if not candidates and from_branch is not None:
+            candidates.append((pull.repo, from_branch))
+        for repo, number in candidates:
+            stream = catalogue.issue_stream(repo, number)
+            issue = await self.context.projections.issue(stream)
+            if issue is None or issue.state not in WORKING_STATES:
+                continue
+            data = {"repo": repo, "issueNumber": number, "prNumber": pull.number, "url": pull.url}
+            await self.context.store.append(
+                stream,
+                [NewEvent("PR_CREATED", data, {"source": SOURCE, "actor": "conductor-e"})],
+                idempotency_key=f"pr-link:{stream}:{pull.number}",
+            )
+            await PullRequestService(self.context).link_pending(repo, pull.number)
+            return await self.context.projections.issue(stream)
+        return None
+
+    # --- deciding ----------------------------------------------------------------------------
+
+    async def head_of(self, repo: str, number: int) -> str | None:
+        """The PR's head sha now; None when GitHub cannot say (the verdict is kept anyway)."""
+        if self.github is None:
+            return None
+        try:
+            pull = await self.github.get_pull(repo, number)
+        except Exception as exc:
+            log.warning("merge gate: the head of %s#%d not read: %s", repo, number, exc)
+            return None
+        return pull.head_sha if pull is not None else None
+
+    async def ask(self, repo: str, number: int, *, trigger: str) -> Decision | None:
+        """`decide` for a trigger that must not fail because GitHub did (logged, None)."""
+        try:
+            return await self.decide(repo, number, trigger=trigger)
+        except Exception as exc:
+            log.warning("merge gate: %s#%d not decided (%s): %s", repo, number, trigger, exc)
+            return None
+
+    async def decide(
+        self,
+        repo: str,
+        number: int,
+        *,
+        trigger: str = "api",
+        force: bool = False,
+        expected_sha: str | None = None,
+        merge: bool = True,
+    ) -> Decision:
+        """Decide on one PR now; merge when every condition holds (and `merge`).
+
+        `force` (an admin's `/merge now`) skips the review, opt-in and already-refused
+        conditions but still needs `expected_sha` to be the head and the checks green.
+        """
+        if self.github is None:
+            return Decision(repo, number, "off", "GITHUB_TOKEN is not set: the gate cannot read")
+        key = f"merge:{repo.lower()}#{number}"
+        waiting = merge and not force  # a merging trigger folds into one already waiting
+        if waiting:
+            if key in _WAITING:
+                return Decision(repo, number, "folded", "another trigger is about to decide")
+            _WAITING.add(key)
+        try:
+            async with hold_lock(self.context.pool, named_lock_key(key)):
+                if waiting:
+                    _WAITING.discard(key)  # from now on a newcomer waits behind us
+                    waiting = False
+                before = self.github.requests_made
+                decision = await self._decide(repo, number, trigger, force, expected_sha, merge)
+                decision = replace(decision, requests=self.github.requests_made - before)
+        finally:
+            if waiting:  # the lock was never taken
+                _WAITING.discard(key)
+        log.info("merge gate (%s): %s", trigger, decision.render().replace("\n", "; "))
+        return decision
+
+    async def _decide(
+        self,
+        repo: str,
+        number: int,
+        trigger: str,
+        force: bool,
+        expected_sha: str | None,
+        merge: bool,
+    ) -> Decision:
+        assert self.github is not None
+        pull = await self.github.get_pull(repo, number)
+        if pull is None:
+            return Decision(repo, number, "missing", "GitHub has no such pull request")
+        issue = await self.link(pull)
+        stream = issue.stream_id if issue is not None else None
+        if pull.merged:
+            if issue is None:
+                return Decision(repo, number, "merged", "merged; it closes no issue we follow")
+            await self._record_merged(issue, pull, pull.merged_by or "a person", trigger)
+            return Decision(
+                repo,
+                number,
+                "recorded",
+                f"merged by {pull.merged_by or 'GitHub'}",
+                pull.head_sha,
+                stream,
+            )
+        if pull.state != "open":
+            return Decision(repo, number, "closed", "closed without merging", pull.head_sha, stream)
+        if issue is None:
+            return Decision(
+                repo,
+                number,
+                "unlinked",
+                "it closes no issue Conductor-E approved: left to people",
+                pull.head_sha,
+            )
+        conditions = await self._conditions(pull, issue, force)
+        decision = Decision(repo, number, "waiting", "", pull.head_sha, stream, tuple(conditions))
+        failing = [c for c in conditions if not c.ok]
+        if failing:
+            return replace(decision, reason="; ".join(f"{c.name}: {c.why}" for c in failing))
+        if expected_sha is not None and expected_sha != pull.head_sha:
+            return replace(
+                decision,
+                action="waiting",
+                reason=f"the head moved from {expected_sha[:7]} to {pull.head_sha[:7]}",
+            )
+        if not merge:
+            return replace(decision, action="ready", reason="every condition holds")
+        if self.settings.merge_dry_run:
+            return replace(
+                decision, action="dry-run", reason="would merge (CONDUCTOR_MERGE_DRY_RUN)"
+            )
+        return await self._merge(pull, issue, decision, trigger)
+
+    async def _conditions(self, pull: PullRequest, issue: Issue, force: bool) -> list[Condition]:
+        assert self.github is not None
+        reviews, checks, verdicts = await asyncio.gather(
+            self.github.list_reviews(pull.repo, pull.number),
+            self.github.commit_checks(pull.repo, pull.head_sha),
+            self._verdicts(issue, pull),
+        )
+        blocking = {label.lower() for label in self.settings.merge_blocking_labels}
+        labels = [label for label in pull.labels if label.lower() in blocking]
+        mergeable = (
+            Condition("mergeable", True, "no conflict")
+            if pull.mergeable
+            else Condition(
+                "mergeable",
+                False,
+                "GitHub is still computing it" if pull.mergeable is None else "it has a conflict",
+            )
+        )
+        conditions = [
+            Condition("open", True, "open"),
+            Condition("not a draft", not pull.draft, "draft" if pull.draft else "ready for review"),
+            mergeable,
+            Condition(
+                "no blocking label",
+                not labels,
+                f"labelled {', '.join(labels)}"
+                if labels
+                else "none of " + ", ".join(sorted(blocking)),
+            ),
+            Condition("issue not held", not issue.held, _hold_note(issue)),
+            Condition(
+                "closes an approved issue",
+                issue.state in WORKING_STATES,
+                f"{issue.stream_id} is {issue.state}",
+            ),
+            judge_checks(checks, self.settings.merge_required_checks),
+        ]
+        if force:
+            conditions.append(Condition("review", True, "overridden by an admin"))
+            return conditions
+        conditions.append(judge_review(pull.head_sha, reviews, verdicts))
+        conditions.append(await self.opted_in(pull.repo))
+        refused = await self._refused(issue, pull)
+        if refused is not None:
+            conditions.append(Condition("not refused before", False, refused))
+        return conditions
+
+    async def _verdicts(self, issue: Issue, pull: PullRequest) -> list[RecordedEvent]:
+        """Review-E's verdicts on this PR as first recorded (the PR's own stream keeps the
+        original of a verdict that waited for its link; copies carry no head)."""
+        found: list[RecordedEvent] = []
+        for stream in (issue.stream_id, catalogue.pr_stream(pull.repo, pull.number)):
+            for event in await self.context.store.read_stream(stream):
+                if (
+                    event.type in ("REVIEW_PASSED", "REVIEW_DISPUTED")
+                    and event.data.get("prNumber") == pull.number
+                    and event.metadata.get("source") not in ("link", "github-webhook")
+                ):
+                    found.append(event)
+        return found
+
+    async def _refused(self, issue: Issue, pull: PullRequest) -> str | None:
+        """GitHub's refusal already recorded for this head: not asked again (no storm)."""
+        for event in reversed(await self.context.store.read_stream(issue.stream_id)):
+            if (
+                event.type == "MERGE_BLOCKED"
+                and event.data.get("prNumber") == pull.number
+                and event.data.get("headSha") == pull.head_sha
+            ):
+                return f"GitHub refused {pull.head_sha[:7]} ({event.data.get('status')}): " + str(
+                    event.data.get("reason")
+                )
+        return None
+
+    async def _merge(
+        self, pull: PullRequest, issue: Issue, decision: Decision, trigger: str
+    ) -> Decision:
+        assert self.github is not None
+        started = time.monotonic()
+        result = await self.github.merge_pull(
+            pull.repo, pull.number, sha=pull.head_sha, method=self.settings.merge_method
+        )
+        if result.merged:
+            await self._record_merged(issue, pull, "conductor-e", trigger, merge_sha=result.sha)
+            took = time.monotonic() - started
+            return replace(
+                decision,
+                action="merged",
+                reason=f"{self.settings.merge_method} merge of {pull.head_sha[:7]} ({took:.2f}s)",
+            )
+        now = await self.github.get_pull(pull.repo, pull.number)
+        if now is not None and now.merged:
+            # A retried merge whose first attempt went through answers "not mergeable".
+            await self._record_merged(issue, now, now.merged_by or "conductor-e", trigger)
+            return replace(decision, action="recorded", reason="GitHub says it is merged")
+        data = {
+            "repo": issue.repo,
+            "issueNumber": issue.number,
+            "prNumber": pull.number,
+            "url": pull.url,
+            "headSha": pull.head_sha,
+            "status": result.status,
+            "reason": result.message or f"GitHub answered {result.status}",
+        }
+        data = catalogue.validate("MERGE_BLOCKED", data, internal=True)
+        await self.context.store.append(
+            issue.stream_id,
+            [NewEvent("MERGE_BLOCKED", data, {"source": SOURCE, "trigger": trigger})],
+            idempotency_key=f"merge-blocked:{issue.stream_id}:{pull.number}:{pull.head_sha}:{result.status}",
+        )
+        why = {
+            405: "not mergeable",
+            409: "the head moved; waiting for its review and checks",
+            422: "refused",
+            403: "branch protection",
+        }.get(result.status, "refused")
+        return replace(
+            decision, action="blocked", reason=f"GitHub {result.status} ({why}): {result.message}"
+        )
+
+    async def _record_merged(
+        self,
+        issue: Issue,
+        pull: PullRequest,
+        by: str,
+        trigger: str,
+        *,
+        merge_sha: str = "",
+    ) -> None:
+        """MERGED on the issue, once however many times it is seen (the webhook uses the
+        same key)."""
+        data = {
+            "repo": issue.repo,
+            "issueNumber": issue.number,
+            "prNumber": pull.number,
+            "url": pull.url,
+        }
+        metadata: dict[str, Any] = {"source": SOURCE, "actor": by, "trigger": trigger}
+        if merge_sha:
+            metadata["mergeSha"] = merge_sha
+        await self.context.store.append(
+            issue.stream_id,
+            [NewEvent("MERGED", data, metadata)],
+            idempotency_key=merged_key(issue.stream_id, pull.number),
+        )
+
+
+def merged_key(stream_id: str, pr_number: int) -> str:
+    """The idempotency key of MERGED for one PR of one issue, whoever records it."""
+    return f"merged:{stream_id}:{pr_number}"
