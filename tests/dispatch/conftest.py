@@ -20,6 +20,7 @@ from redis.exceptions import RedisError, ResponseError
 from bot.context import AppContext
 from bot.integrations.valkey import ValkeyClient
 from bot.services.dispatch import DispatchService
+from tests.test_cli import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_SERVER = Path("/usr/bin/redis-server")
@@ -38,12 +39,6 @@ def redis_binary() -> Path:
         assert result.returncode == 0, result.stderr
     assert REDIS_SERVER.exists(), f"{REDIS_SERVER} is still missing after install_redis.sh"
     return REDIS_SERVER
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class RedisServer:
