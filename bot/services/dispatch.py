@@ -51,6 +51,17 @@ class TickResult:
 
 
 @dataclass(frozen=True)
+class DispatchStats:
+    """For /metrics: assignments written to streams, waiting in the outbox, unacknowledged in
+    the streams (as of the last tick), and how long the oldest outbox row has waited."""
+
+    dispatched: int
+    outbox: int
+    unacked: int
+    lag_seconds: float
+
+
+@dataclass(frozen=True)
 class AgentLoad:
     """An agent's stream as the dispatcher sees it (for /metrics and stuck detection)."""
 
@@ -125,6 +136,14 @@ class DispatchService:
         return await self.outbox.claim(
             kind, agent_id, METADATA, route_keys=scope.keys, unrouted=scope.unrouted
         )
+
+    async def stats(self) -> DispatchStats:
+        outbox = await self.outbox.stats()
+        lag = 0.0
+        if outbox.oldest_unsent is not None:
+            lag = max(0.0, (self.context.clock() - outbox.oldest_unsent).total_seconds())
+        unacked = sum(len(load.unacked) for load in self.loads.values())
+        return DispatchStats(outbox.sent, outbox.unsent, unacked, lag)
 
     def not_picked_up(self, window: timedelta) -> list[tuple[str, Unacked]]:
         """Entries unacknowledged for longer than `window`, as of the last tick: written but
