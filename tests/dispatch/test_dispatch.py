@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient
 
 from bot.context import AppContext
 from bot.services.dispatch import VALKEY, DispatchService
+from bot.services.stuck import StuckDetector
 from store.dispatch import Outbox
 from tests.dispatch.conftest import RedisServer, RuntimeConsumer
 from tests.routing.test_claims import approve, configure, take
@@ -333,3 +334,25 @@ async def _has(received: Callable[[], Awaitable[list[str]]], count: int) -> bool
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_stuck_detection_names_a_push_the_agent_never_read(
+    dispatcher_factory: MakeDispatcher, api_client_factory: StartApi
+) -> None:
+    dispatcher = dispatcher_factory()
+    context = dispatcher.context
+    api = await api_client_factory(context)
+    await configure(context, "acme/ml", {"stack": "python"})
+    await approve(api, "acme/ml", 1)
+    await dispatcher.tick()  # pushed; the agent (scaled to zero) never wakes
+    await dispatcher.tick()
+    later = context.clock() + timedelta(minutes=31)
+
+    report = await StuckDetector(context).run(later)
+
+    assert report.requeued == ["acme/ml#1"]
+    (stuck,) = await context.store.read_stream("dev-e-python")
+    assert stuck.type == "AGENT_STUCK"
+    assert stuck.data["reason"].startswith(
+        "pushed to assignments:dev-e-python 31 min ago, never read;"
+    )
