@@ -16,6 +16,10 @@ import asyncpg
 
 from store.events import _unavailable_on_connection_loss
 
+# One dispatcher at a time (several API replicas may run one each): the holder of this
+# session-level advisory lock. It dies with the holder's connection.
+LEADER_LOCK = 7166004
+
 
 @dataclass(frozen=True)
 class OutboxEntry:
@@ -58,6 +62,25 @@ class Outbox:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+
+    async def try_lead(self) -> asyncpg.pool.PoolConnectionProxy | None:
+        """Take the dispatcher's lock on a connection of its own (kept until `step_down`), or
+        None when another process holds it."""
+        with _unavailable_on_connection_loss():
+            conn = await self.pool.acquire()
+            try:
+                if await conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK):
+                    return conn
+            except BaseException:
+                await self.pool.release(conn)
+                raise
+            await self.pool.release(conn)
+        return None
+
+    async def step_down(self, conn: asyncpg.pool.PoolConnectionProxy) -> None:
+        """Give the lock back (the pool's reset on release unlocks it, even on a broken
+        connection, which has lost it anyway)."""
+        await self.pool.release(conn)
 
     async def claim(
         self,

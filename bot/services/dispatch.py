@@ -165,11 +165,21 @@ class DispatchService:
         wake = asyncio.Event()
         follower_task = asyncio.create_task(self._follow(wake), name="dispatch-follower")
         failures = 0
+        lead = None
         try:
             while not stop.is_set():
                 wake.clear()
                 delay = TICK_SECONDS
                 try:
+                    if lead is not None and lead.is_closed():
+                        await self.outbox.step_down(lead)
+                        lead = None
+                    if lead is None:
+                        lead = await self.outbox.try_lead()
+                    if lead is None:
+                        # Another replica dispatches; this one takes over if that one dies.
+                        await _wait(stop, wake, TICK_SECONDS)
+                        continue
                     await self.tick()
                     components.up(VALKEY)
                     failures = 0
@@ -181,23 +191,34 @@ class DispatchService:
                     log.warning("dispatch: %s; retrying", exc)
                     delay = retry_delay(failures, retry_max)
                     failures += 1
-                waiters = [asyncio.ensure_future(stop.wait())]
-                if failures == 0:
-                    waiters.append(asyncio.ensure_future(wake.wait()))
-                _, pending = await asyncio.wait(
-                    waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED
-                )
-                for waiter in pending:
-                    waiter.cancel()
+                await _wait(stop, wake if failures == 0 else None, delay)
         finally:
+            if lead is not None:
+                with contextlib.suppress(Exception):
+                    await self.outbox.step_down(lead)
             follower_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await follower_task
 
     async def _follow(self, wake: asyncio.Event) -> None:
         """Wake the dispatcher when an event lands (LISTEN/NOTIFY with catch-up)."""
-        start = await self.context.store.head_position()
-        follower = EventFollower(self.context.store, self.context.dsn, after_position=start)
-        async for event in follower:
-            if event.type not in _QUIET:
-                wake.set()
+        while True:
+            try:
+                start = await self.context.store.head_position()
+            except DatabaseUnavailableError:
+                await asyncio.sleep(TICK_SECONDS)  # the ticks go on meanwhile
+                continue
+            follower = EventFollower(self.context.store, self.context.dsn, after_position=start)
+            async for event in follower:
+                if event.type not in _QUIET:
+                    wake.set()
+
+
+async def _wait(stop: asyncio.Event, wake: asyncio.Event | None, seconds: float) -> None:
+    """Until `stop`, `wake` (when given) or `seconds` pass, whichever comes first."""
+    waiters = [asyncio.ensure_future(stop.wait())]
+    if wake is not None:
+        waiters.append(asyncio.ensure_future(wake.wait()))
+    _, pending = await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in pending:
+        waiter.cancel()

@@ -135,12 +135,19 @@ class RuntimeConsumer:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    async def read(self, block_ms: int = 100) -> Delivered | None:
-        """One new entry (and the signal deleted), or None within `block_ms`."""
+    async def read(self, block_ms: int = 100, *, pending: bool = False) -> Delivered | None:
+        """One new entry (or with `pending`, the oldest delivered and unacknowledged one, as
+        the runtime reads them when it starts) and the signal deleted, or None."""
         await self.create_group()
         result = await self.redis.xreadgroup(
-            "agents", self.agent_id, {self.stream: ">"}, count=1, block=block_ms
+            "agents",
+            self.agent_id,
+            {self.stream: "0" if pending else ">"},
+            count=1,
+            block=None if pending else block_ms,
         )
+        if result and not result[0][1]:
+            return None
         if not result:
             return None
         entry_id, fields = result[0][1][0]
@@ -159,13 +166,18 @@ class RuntimeConsumer:
         return [dict(fields) for _, fields in await self.redis.xrange(self.stream)]
 
     async def work(self, stop: asyncio.Event) -> None:
-        """Take and acknowledge entries until `stop`, riding out an outage."""
+        """Take and acknowledge entries until `stop`, riding out an outage. After an error it
+        first takes what is pending, as a restarted runtime does: an entry whose delivery was
+        cut off with the connection is pending in the group, and `>` never returns it."""
+        restarted = False
         while not stop.is_set():
             try:
-                delivered = await self.read()
+                delivered = await self.read(pending=restarted)
+                restarted = restarted and delivered is not None
                 if delivered is not None:
                     await self.ack(delivered)
             except (RedisError, OSError):
+                restarted = True
                 await asyncio.sleep(0.05)  # the runtime retries too (after 5 s)
 
 

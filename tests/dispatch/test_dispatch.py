@@ -302,8 +302,9 @@ async def test_valkey_down_for_ten_seconds_under_load_loses_and_doubles_nothing(
         stop.set()
         await asyncio.gather(running, *workers)
 
-    got = await received()
-    assert sorted(got) == sorted(approved)  # nothing lost, nothing doubled
+    written = [f"{e['repo']}#{e['issueNumber']}" for a in agents for e in await a.entries()]
+    assert sorted(written) == sorted(approved)  # nothing lost, nothing written twice
+    assert set(await received()) == set(approved)  # and every one reached its agent
     assert set((await assigned_counts(context)).values()) == {1}
     assert (await Outbox(context.pool).stats()).unsent == 0
 
@@ -356,3 +357,19 @@ async def test_stuck_detection_names_a_push_the_agent_never_read(
     assert stuck.data["reason"].startswith(
         "pushed to assignments:dev-e-python 31 min ago, never read;"
     )
+
+
+async def test_one_dispatcher_at_a_time_across_replicas(
+    dispatcher_factory: MakeDispatcher,
+) -> None:
+    first, second = (
+        Outbox(dispatcher_factory().context.pool),
+        Outbox(dispatcher_factory().context.pool),
+    )
+    lead = await first.try_lead()
+    assert lead is not None
+    assert await second.try_lead() is None
+    await first.step_down(lead)
+    taken = await second.try_lead()
+    assert taken is not None
+    await second.step_down(taken)
