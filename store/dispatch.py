@@ -26,6 +26,7 @@ class OutboxEntry:
     """One assignment for an agent's stream: `fields` is the entry as the runtime reads it."""
 
     assignment_id: int
+    token: str  # the assignment's id in the stream entry (`assignmentId`)
     agent_id: str
     stream_id: str
     kind: str
@@ -47,6 +48,7 @@ class OutboxStats:
 def _entry(row: asyncpg.Record) -> OutboxEntry:
     return OutboxEntry(
         assignment_id=row["assignment_id"],
+        token=str(row["token"]),
         agent_id=row["agent_id"],
         stream_id=row["stream_id"],
         kind=row["kind"],

@@ -23,9 +23,9 @@ GROUP = "agents"
 MARKER_SECONDS = 7 * 24 * 3600
 PENDING_PAGE = 1_000
 
-# Exactly once: the marker `dispatched:{assignmentId}` and the entry land together (a script
-# runs atomically), so a re-send after a crash finds the marker and returns the first entry's
-# id instead of writing a second one.
+# Exactly once: the marker `dispatched:{assignmentId}` (a uuid) and the entry land together
+# (a script runs atomically), so a re-send after a crash finds the marker and returns the first
+# entry's id instead of writing a second one.
 _PUSH = """
 local existing = redis.call('GET', KEYS[3])
 if existing then return {existing, 0} end
@@ -48,8 +48,8 @@ def signal_key(agent_id: str) -> str:
     return f"signal:{agent_id}"
 
 
-def marker_key(assignment_id: int) -> str:
-    return f"dispatched:{assignment_id}"
+def marker_key(assignment: str) -> str:
+    return f"dispatched:{assignment}"
 
 
 def describe_url(url: str) -> str:
@@ -114,12 +114,12 @@ class ValkeyClient:
         except RedisError as exc:
             raise ValkeyUnavailable(type(exc).__name__) from None
 
-    async def push(self, agent_id: str, assignment_id: int, fields: Mapping[str, str]) -> Pushed:
+    async def push(self, agent_id: str, assignment: str, fields: Mapping[str, str]) -> Pushed:
         """Write an assignment to the agent's stream and signal it, unless already written."""
         args: list[str] = [str(MARKER_SECONDS)]
         for key, value in fields.items():
             args += [key, value]
-        keys = [stream_key(agent_id), signal_key(agent_id), marker_key(assignment_id)]
+        keys = [stream_key(agent_id), signal_key(agent_id), marker_key(assignment)]
         try:
             entry_id, written = await self._push(keys=keys, args=args)
         except RedisError as exc:

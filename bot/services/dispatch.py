@@ -98,7 +98,7 @@ class DispatchService:
 
     async def send(self, entry: OutboxEntry) -> None:
         """Write one outbox row to its agent's stream (once) and mark it sent."""
-        pushed = await self.valkey.push(entry.agent_id, entry.assignment_id, entry.fields)
+        pushed = await self.valkey.push(entry.agent_id, entry.token, entry.fields)
         if not pushed.written:
             log.info("dispatch: %s was already in %s's stream", entry.stream_id, entry.agent_id)
         await self.outbox.mark_sent(entry.assignment_id, pushed.entry_id)

@@ -10,6 +10,9 @@
 
 CREATE TABLE dispatch_outbox (
     assignment_id bigint      PRIMARY KEY,  -- the position of the claim's event
+    -- The id the stream entry carries (and its marker's key): unique even across a database
+    -- restored or rebuilt beside the same Valkey, where positions repeat.
+    token         uuid        NOT NULL DEFAULT gen_random_uuid() UNIQUE,
     agent_id      text        NOT NULL,
     stream_id     text        NOT NULL,     -- owner/repo#N of the issue
     kind          text        NOT NULL CHECK (kind IN ('issue', 'review')),
@@ -36,9 +39,9 @@ BEGIN
     END IF;
     -- The entry's fields, as the runtime reads them: a review's issueNumber is its PR number.
     RETURN QUERY
-    INSERT INTO dispatch_outbox (assignment_id, agent_id, stream_id, kind, fields)
-    SELECT v_pos, p_agent, v_stream, p_kind, jsonb_build_object(
-        'assignmentId', v_pos::text,
+    INSERT INTO dispatch_outbox (assignment_id, token, agent_id, stream_id, kind, fields)
+    SELECT v_pos, t.token, p_agent, v_stream, p_kind, jsonb_build_object(
+        'assignmentId', t.token::text,
         'repo', i.repo,
         'issueNumber', (CASE WHEN p_kind = 'review' THEN coalesce(i.pr_number, i.number)
                         ELSE i.number END)::text,
@@ -52,6 +55,7 @@ BEGIN
                                     THEN c.config->'tools' ELSE '[]'::jsonb END) t), ''),
         'body', coalesce(i.url, ''))
     FROM issues i
+    CROSS JOIN (SELECT gen_random_uuid() AS token) t
     LEFT JOIN repo_configs c ON c.repo = lower(i.repo)
     WHERE i.stream_id = v_stream
     RETURNING *;

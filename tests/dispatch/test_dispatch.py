@@ -226,13 +226,13 @@ async def test_a_crash_after_the_stream_write_sends_nothing_twice(
         "issue", "dev-e-python", {"source": "test"}, route_keys=["python"], unrouted=True
     )
     assert entry is not None
-    await dispatcher.valkey.push(entry.agent_id, entry.assignment_id, entry.fields)
+    await dispatcher.valkey.push(entry.agent_id, entry.token, entry.fields)
 
     restarted = dispatcher_factory()
     await restarted.tick()
 
     entries = await consumers("dev-e-python").entries()
-    assert [e["assignmentId"] for e in entries] == [str(entry.assignment_id)]
+    assert [e["assignmentId"] for e in entries] == [entry.token]
     assert (await outbox.stats()).unsent == 0
 
 
