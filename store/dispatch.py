@@ -135,6 +135,15 @@ class Outbox:
                 entry_id,
             )
 
+    async def cancel(self, assignment_id: int) -> None:
+        """Close a row without writing it: its issue is no longer the agent's."""
+        with _unavailable_on_connection_loss():
+            await self.pool.execute(
+                "UPDATE dispatch_outbox SET sent_at = now(), cancelled = true "
+                "WHERE assignment_id = $1 AND sent_at IS NULL",
+                assignment_id,
+            )
+
     async def entries(self, agent_id: str | None = None) -> list[OutboxEntry]:
         """Every row (of one agent), oldest first: what was dispatched."""
         with _unavailable_on_connection_loss():
@@ -151,7 +160,7 @@ class Outbox:
         with _unavailable_on_connection_loss():
             rows = await self.pool.fetch(
                 "SELECT DISTINCT ON (stream_id) * FROM dispatch_outbox "
-                "WHERE sent_at IS NOT NULL AND stream_id = ANY($1::text[]) "
+                "WHERE sent_at IS NOT NULL AND NOT cancelled AND stream_id = ANY($1::text[]) "
                 "ORDER BY stream_id, assignment_id DESC",
                 list(stream_ids),
             )
@@ -160,7 +169,8 @@ class Outbox:
     async def stats(self) -> OutboxStats:
         with _unavailable_on_connection_loss():
             row = await self.pool.fetchrow(
-                "SELECT count(sent_at) AS sent, count(*) - count(sent_at) AS unsent, "
+                "SELECT count(sent_at) FILTER (WHERE NOT cancelled) AS sent, "
+                "count(*) - count(sent_at) AS unsent, "
                 "min(created_at) FILTER (WHERE sent_at IS NULL) AS oldest "
                 "FROM dispatch_outbox"
             )

@@ -107,8 +107,16 @@ class DispatchService:
         """Send what the outbox holds, then fill each agent up to its depth."""
         sent = claimed = 0
         for waiting in await self.outbox.unsent():
-            await self.send(waiting)
-            sent += 1
+            if await self._still_held(waiting):
+                await self.send(waiting)
+                sent += 1
+            else:
+                await self.outbox.cancel(waiting.assignment_id)
+                log.info(
+                    "dispatch: %s left %s before it was written; not sent",
+                    waiting.stream_id,
+                    waiting.agent_id,
+                )
         loads: dict[str, AgentLoad] = {}
         for agent_id, kinds in sorted((await self.targets()).items()):
             unacked = await self.valkey.unacked(agent_id)
@@ -128,6 +136,16 @@ class DispatchService:
             loads[agent_id] = AgentLoad(agent_id, unacked)
         self.loads = loads
         return TickResult(sent, claimed)
+
+    async def _still_held(self, entry: OutboxEntry) -> bool:
+        """Whether an unsent row's issue is still the agent's (a long outage may outlast the
+        stuck window, and stuck detection then gave the issue back to the queue)."""
+        issue = await self.context.projections.issue(entry.stream_id)
+        if issue is None:
+            return False
+        if entry.kind == "review":
+            return issue.state == "in_review" and issue.reviewer == entry.agent_id
+        return issue.state in ("assigned", "in_progress") and issue.assignee == entry.agent_id
 
     async def _claim(self, kind: str, agent_id: str) -> OutboxEntry | None:
         if kind == "review":

@@ -19,7 +19,9 @@ CREATE TABLE dispatch_outbox (
     fields        jsonb       NOT NULL,     -- the stream entry, string values only
     created_at    timestamptz NOT NULL DEFAULT now(),
     sent_at       timestamptz,              -- written to the agent's stream
-    entry_id      text                      -- its stream entry id
+    entry_id      text,                     -- its stream entry id
+    -- Not written after all: the issue left the agent (requeued as stuck while Valkey was down).
+    cancelled     boolean     NOT NULL DEFAULT false
 );
 CREATE INDEX dispatch_outbox_unsent ON dispatch_outbox (assignment_id) WHERE sent_at IS NULL;
 CREATE INDEX dispatch_outbox_agent ON dispatch_outbox (agent_id, assignment_id);

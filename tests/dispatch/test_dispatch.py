@@ -373,3 +373,29 @@ async def test_one_dispatcher_at_a_time_across_replicas(
     taken = await second.try_lead()
     assert taken is not None
     await second.step_down(taken)
+
+
+async def test_an_unsent_assignment_whose_issue_was_requeued_is_not_sent(
+    dispatcher_factory: MakeDispatcher, consumers: MakeConsumer, api_client_factory: StartApi
+) -> None:
+    dispatcher = dispatcher_factory()
+    context = dispatcher.context
+    api = await api_client_factory(context)
+    await configure(context, "acme/ml", {"stack": "python"})
+    await approve(api, "acme/ml", 1)
+    outbox = Outbox(context.pool)
+    # Claimed while Valkey was down; the outage outlasted the stuck window.
+    entry = await outbox.claim(
+        "issue", "dev-e-python", {"source": "test"}, route_keys=["python"], unrouted=True
+    )
+    assert entry is not None
+    report = await StuckDetector(context).run(context.clock() + timedelta(minutes=31))
+    assert report.requeued == ["acme/ml#1"]
+
+    await dispatcher.tick()
+
+    entries = await consumers("dev-e-python").entries()
+    # Not the stale row: the issue is claimed afresh (a new assignment) and written once.
+    assert [e["assignmentId"] for e in entries if e["assignmentId"] == entry.token] == []
+    assert [e["issueNumber"] for e in entries] == ["1"]
+    assert (await outbox.stats()).unsent == 0
