@@ -22,6 +22,7 @@ import aiohttp
 
 from bot.context import AppContext
 from bot.services.coordination import CoordinationService
+from bot.services.dispatch import DispatchService
 from bot.settings import ConfigError, Settings, load_settings
 from store.database import EmbeddedPostgres, check_schema, connect, create_pool, migrate
 from store.errors import StoreError
@@ -93,6 +94,25 @@ async def open_context(settings: Settings, *, apply_migrations: bool) -> AsyncIt
             await pool.close()
 
 
+@contextlib.asynccontextmanager
+async def open_dispatch(context: AppContext) -> AsyncIterator[DispatchService]:
+    """The push dispatcher and its Valkey client (CONDUCTOR_VALKEY_URL is set)."""
+    from bot.integrations.valkey import ValkeyClient, describe_url
+
+    settings = context.settings
+    assert settings.valkey_url is not None
+    url = settings.valkey_url.get_secret_value()
+    password = settings.valkey_password.get_secret_value() if settings.valkey_password else None
+    valkey = ValkeyClient(url, password)
+    context.dispatch = DispatchService(context, valkey)
+    log.info("dispatch: pushing to %s (depth %d)", describe_url(url), settings.dispatch_depth)
+    try:
+        yield context.dispatch
+    finally:
+        context.dispatch = None
+        await valkey.close()
+
+
 def stop_on_signals() -> asyncio.Event:
     """An event set by SIGINT or SIGTERM (the loop's handlers, so shutdown is orderly)."""
     stop = asyncio.Event()
@@ -122,6 +142,9 @@ async def serve(settings: Settings, *, api: bool, bot: bool) -> int:
     ):
         server: ApiServer | None = None
         background: list[asyncio.Task[Any]] = []
+        if api and settings.valkey_url is not None:
+            dispatcher = await stack.enter_async_context(open_dispatch(context))
+            background.append(asyncio.create_task(dispatcher.run(stop), name="dispatch"))
         if api:
             server = ApiServer(context)
             await server.start()

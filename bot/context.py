@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import aiohttp
 import asyncpg
@@ -19,6 +20,9 @@ from bot.settings import Settings
 from store.events import EventStore
 from store.projections import Projections
 from store.state import AppState
+
+if TYPE_CHECKING:
+    from bot.services.dispatch import DispatchService
 
 
 def utcnow() -> datetime:
@@ -41,6 +45,8 @@ class AppContext:
     pricing: Pricing = field(default_factory=Pricing)
     # The process's one GitHub client (one ETag cache), when GITHUB_TOKEN is set.
     github: GitHubClient | None = None
+    # The push dispatcher, while one runs (CONDUCTOR_VALKEY_URL is set; `run` and `api`).
+    dispatch: DispatchService | None = None
 
     @property
     def stale_after(self) -> timedelta:

@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import platformdirs
 from pydantic import (
@@ -188,6 +189,11 @@ class Settings(BaseSettings):
     )
 
     # --- Discord -----------------------------------------------------------------------------
+    # Push dispatch to the agents' Valkey streams (off without a URL); the password comes from
+    # the URL or VALKEY_PASSWORD (the secret's key).
+    valkey_url: SecretStr | None = Field(None, alias="CONDUCTOR_VALKEY_URL")
+    valkey_password: SecretStr | None = Field(None, alias="VALKEY_PASSWORD")
+    dispatch_depth: int = Field(1, alias="CONDUCTOR_DISPATCH_DEPTH", ge=1, le=100)
     discord_api_url: str = Field("https://discord.com/api/v10", alias="CONDUCTOR_DISCORD_API_URL")
     guild_id: int | None = Field(None, alias="CONDUCTOR_GUILD_ID")
     admin_role_ids: Annotated[list[int], NoDecode] = Field(
@@ -394,6 +400,8 @@ class Settings(BaseSettings):
         "database_url",
         "github_webhook_secret",
         "dashboard_token",
+        "valkey_url",
+        "valkey_password",
         mode="before",
     )
     @classmethod
@@ -431,6 +439,20 @@ class Settings(BaseSettings):
     def price_overrides(self) -> PriceFile | None:
         """The models and prices of CONDUCTOR_PRICES_FILE, validated (None without one)."""
         return self._price_overrides
+
+    @field_validator("valkey_url")
+    @classmethod
+    def _valkey_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        url = urlsplit(value.get_secret_value())
+        try:
+            url.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            raise ValueError("the port is not a number") from None
+        if url.scheme not in ("redis", "rediss") or not url.hostname:
+            raise ValueError("expected a redis:// or rediss:// URL with a host")
+        return value
 
     @model_validator(mode="after")
     def _database_url_scheme(self) -> Settings:

@@ -37,7 +37,7 @@ def clean_environment() -> dict[str, str]:
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("CONDUCTOR_", "DISCORD_", "ANTHROPIC_", "GITHUB_"))
-        and key != "DATABASE_URL"
+        and key not in ("DATABASE_URL", "VALKEY_PASSWORD")
     }
 
 

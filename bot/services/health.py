@@ -1,4 +1,5 @@
-"""Deep health: PostgreSQL (critical) and the upstreams Conductor-E talks to (not critical).
+"""Deep health: PostgreSQL (critical) and the upstreams Conductor-E talks to (not critical:
+GitHub, Discord, Anthropic, and the agents' Valkey while push dispatch runs).
 
 Upstream checks are cheap unauthenticated-or-free calls with a short timeout, and a good result
 is cached briefly, so a readiness probe every few seconds does not hammer GitHub or Discord (a
@@ -119,7 +120,19 @@ class HealthService:
             found["anthropic"] = lambda: self._http(
                 "anthropic", f"{base}/v1/models?limit=1", headers
             )
+        if self.context.dispatch is not None:
+            found["valkey"] = self._valkey
         return found
+
+    async def _valkey(self) -> ComponentHealth:
+        """Not critical: without Valkey, assignments wait in the outbox and pull still works."""
+        assert self.context.dispatch is not None
+        try:
+            async with asyncio.timeout(UPSTREAM_TIMEOUT):
+                seconds = await self.context.dispatch.valkey.ping()
+        except Exception as exc:
+            return ComponentHealth("valkey", False, False, None, _reason(exc))
+        return ComponentHealth("valkey", True, False, round(seconds * 1000, 2), "ok")
 
     async def _cached(
         self, name: str, probe: Callable[[], Awaitable[ComponentHealth]]

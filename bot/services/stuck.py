@@ -34,12 +34,13 @@ agent spoke up in the meantime the append fails on the version and the issue is 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from bot.context import AppContext
 from store import catalogue
+from store.dispatch import Outbox
 from store.errors import ConcurrencyError, DatabaseUnavailableError, StoreError
 from store.events import NewEvent
 from store.projections import Agent, Issue
@@ -130,8 +131,37 @@ class StuckDetector:
                 found.append(judged)
             elif judged == "awaiting_review":
                 awaiting.append(issue.stream_id)
+        found = await self._with_push(found, now)
         found.sort(key=lambda s: s.stream_id)
         return found, sorted(awaiting)
+
+    async def _with_push(self, found: list[StuckIssue], now: datetime) -> list[StuckIssue]:
+        """Say so when a stuck assignment was pushed to the agent's stream: an agent scaled to
+        zero never heartbeats, so the window runs from the push, and the entry's state (never
+        read, or read and not acknowledged) says where it stopped."""
+        assigned = [s.stream_id for s in found if s.issue.state == "assigned"]
+        if not assigned:
+            return found
+        pushed = {e.stream_id: e for e in await Outbox(self.context.pool).sent_open(assigned)}
+        unread: set[str] = set()
+        if self.context.dispatch is not None:
+            unread = {
+                entry.entry_id
+                for _, entry in self.context.dispatch.not_picked_up(timedelta(0))
+                if not entry.delivered
+            }
+        result = []
+        for stuck in found:
+            entry = pushed.get(stuck.stream_id)
+            if entry is not None and entry.agent_id == stuck.agent_id and entry.sent_at:
+                ago = _minutes(now - entry.sent_at)
+                how = "never read" if entry.entry_id in unread else "not picked up"
+                reason = (
+                    f"pushed to assignments:{entry.agent_id} {ago} min ago, {how}; {stuck.reason}"
+                )
+                stuck = replace(stuck, reason=reason)
+            result.append(stuck)
+        return result
 
     async def run(self, now: datetime, *, dry_run: bool = False) -> StuckReport:
         """Find stuck work and (unless `dry_run`) record AGENT_STUCK and requeue or escalate.

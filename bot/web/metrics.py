@@ -62,6 +62,22 @@ class Metrics:
             ["component"],
             registry=self.registry,
         )
+        self.dispatched = Gauge(
+            "conductor_dispatch_dispatched",
+            "Assignments written to the agents' Valkey streams (all time).",
+            registry=self.registry,
+        )
+        self.dispatch_pending = Gauge(
+            "conductor_dispatch_pending",
+            "Assignments not done with: waiting in the outbox, or unacknowledged in a stream.",
+            ["where"],
+            registry=self.registry,
+        )
+        self.dispatch_lag = Gauge(
+            "conductor_dispatch_lag_seconds",
+            "How long the oldest assignment not yet written to its stream has waited.",
+            registry=self.registry,
+        )
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -93,6 +109,12 @@ async def handle_metrics(request: web.Request) -> web.Response:
     depth = await context.projections.queue_depth()
     for priority in ("critical", "high", "normal"):
         metrics.queue_depth.labels(priority).set(depth.get(priority, 0))
+    if context.dispatch is not None:
+        stats = await context.dispatch.stats()
+        metrics.dispatched.set(stats.dispatched)
+        metrics.dispatch_pending.labels("outbox").set(stats.outbox)
+        metrics.dispatch_pending.labels("stream").set(stats.unacked)
+        metrics.dispatch_lag.set(stats.lag_seconds)
     body = generate_latest(metrics.registry)
     response = web.Response(body=body)
     response.content_type = CONTENT_TYPE_LATEST.split(";")[0]

@@ -264,7 +264,51 @@ Fail the render with one clear message when values contradict each other.
 {{- if and .Values.prices.models .Values.prices.existingConfigMap }}
 {{- $errors = append $errors "prices.models and prices.existingConfigMap are both set: give the prices inline or name your ConfigMap, not both" }}
 {{- end }}
+{{- $d := .Values.dispatch }}
+{{- if $d.enabled }}
+{{- if and $d.valkey.enabled $d.externalUrl }}
+{{- $errors = append $errors "dispatch.valkey.enabled and dispatch.externalUrl are both set: choose the in-chart Valkey or an external one, not both" }}
+{{- end }}
+{{- if not (or $d.valkey.enabled $d.externalUrl) }}
+{{- $errors = append $errors "dispatch.enabled=true needs a Valkey: set dispatch.valkey.enabled=true or dispatch.externalUrl (redis:// or rediss://)" }}
+{{- end }}
+{{- if $d.externalUrl }}
+{{- if not (regexMatch "^rediss?://[^@/]+(/[0-9]*)?$" $d.externalUrl) }}
+{{- $errors = append $errors "dispatch.externalUrl must be redis://host:port or rediss://host:port (no password: put it in the valkey-password key of existingSecret and set dispatch.auth=true)" }}
+{{- end }}
+{{- end }}
+{{- if not .Values.api.enabled }}
+{{- $errors = append $errors "dispatch.enabled=true needs api.enabled=true: the dispatcher runs in the API pods" }}
+{{- end }}
+{{- end }}
+{{- if and $d.scaledAgents (not $d.enabled) }}
+{{- $errors = append $errors "dispatch.scaledAgents is set but dispatch.enabled=false: nothing would ever signal those agents" }}
+{{- end }}
 {{- if $errors }}
 {{- fail (printf "\n\nconductor-e: invalid values:\n  - %s\n" (join "\n  - " $errors)) }}
 {{- end }}
+{{- end }}
+
+{{/* The in-chart Valkey's name. */}}
+{{- define "conductor-e.valkey.fullname" -}}
+{{- printf "%s-valkey" (include "conductor-e.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+CONDUCTOR_VALKEY_URL: dispatch.externalUrl, or the in-chart Valkey's Service. The password is
+never part of it: it comes from the valkey-password key of existingSecret (dispatch.auth).
+*/}}
+{{- define "conductor-e.valkey.url" -}}
+{{- $d := .Values.dispatch }}
+{{- if $d.externalUrl }}
+{{- $d.externalUrl }}
+{{- else }}
+{{- printf "%s://%s:%d/0" (ternary "rediss" "redis" $d.tls) (include "conductor-e.valkey.fullname" .) ($d.valkey.port | int) }}
+{{- end }}
+{{- end }}
+
+{{/* host:port of the Valkey, for KEDA's redis trigger. */}}
+{{- define "conductor-e.valkey.address" -}}
+{{- $url := urlParse (include "conductor-e.valkey.url" .) }}
+{{- if contains ":" $url.host }}{{ $url.host }}{{ else }}{{ printf "%s:6379" $url.host }}{{ end }}
 {{- end }}
