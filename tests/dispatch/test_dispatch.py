@@ -16,7 +16,9 @@ from aiohttp.test_utils import TestClient
 from bot.context import AppContext
 from bot.services.dispatch import VALKEY, DispatchService
 from bot.services.stuck import StuckDetector
+from store import catalogue
 from store.dispatch import Outbox
+from store.events import NewEvent
 from tests.dispatch.conftest import RedisServer, RuntimeConsumer
 from tests.routing.test_claims import approve, configure, take
 
@@ -399,3 +401,35 @@ async def test_an_unsent_assignment_whose_issue_was_requeued_is_not_sent(
     assert [e["assignmentId"] for e in entries if e["assignmentId"] == entry.token] == []
     assert [e["issueNumber"] for e in entries] == ["1"]
     assert (await outbox.stats()).unsent == 0
+
+
+async def steer(context: AppContext, event_type: str, payload: dict[str, object]) -> None:
+    """What /agent pause and /issue hold record (bot/services/steering.py), without GitHub."""
+    data = catalogue.validate(event_type, payload, internal=True)
+    stream = catalogue.stream_for(event_type, data)
+    await context.store.append(stream, [NewEvent(event_type, data, {"actor": "discord:42"})])
+
+
+async def test_a_paused_agent_and_a_held_issue_are_pushed_nothing(
+    dispatcher_factory: MakeDispatcher, consumers: MakeConsumer, api_client_factory: StartApi
+) -> None:
+    dispatcher = dispatcher_factory()
+    context = dispatcher.context
+    api = await api_client_factory(context)
+    await configure(context, "acme/ml", {"stack": "python"})
+    await approve(api, "acme/ml", 1, priority="critical")
+    await approve(api, "acme/ml", 2)
+    agent = consumers("dev-e-python")
+
+    await steer(context, "AGENT_PAUSED", {"agentId": "dev-e-python", "reason": "bad model"})
+    await dispatcher.tick()
+    assert await agent.entries() == [] and await agent.signals() == 0
+
+    await steer(context, "ISSUE_HELD", {"repo": "acme/ml", "issueNumber": 1, "reason": "legal"})
+    await steer(context, "AGENT_RESUMED", {"agentId": "dev-e-python"})
+    await dispatcher.tick()
+    entry = await agent.read()
+    # The held critical #1 stays queued; the normal #2 is the best the agent may have.
+    assert entry is not None and entry.fields["issueNumber"] == "2"
+    held = await context.projections.issue("acme/ml#1")
+    assert held is not None and held.state == "queued" and held.held
