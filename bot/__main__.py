@@ -145,6 +145,8 @@ async def serve(settings: Settings, *, api: bool, bot: bool) -> int:
         if api and settings.valkey_url is not None:
             dispatcher = await stack.enter_async_context(open_dispatch(context))
             background.append(asyncio.create_task(dispatcher.run(stop), name="dispatch"))
+        elif api:
+            log.info("dispatch: off (CONDUCTOR_VALKEY_URL is not set; agents pull their work)")
         if api:
             server = ApiServer(context)
             await server.start()
@@ -156,7 +158,7 @@ async def serve(settings: Settings, *, api: bool, bot: bool) -> int:
                 if has_bot or _loop_wanted(settings)
                 else None
             )
-            if service is not None and _loop_on(settings, has_bot):
+            if _loop_on(settings, has_bot) and service is not None:
                 log.info("loop: every %gs", settings.loop_interval_seconds)
                 # Beside a bot the first run waits one interval, as the bot's loop always did:
                 # a pod that restarts repeatedly does not turn into a burst of runs.

@@ -158,6 +158,8 @@ def test_run_serves_logs_each_component_and_stops_cleanly(
         "database: embedded PostgreSQL ready",
         "api: listening on 127.0.0.1",
         "bot: off (DISCORD_BOT_TOKEN is not set)",
+        "loop: off (neither GITHUB_TOKEN nor DISCORD_WEBHOOK_URL is set)",
+        "dispatch: off (CONDUCTOR_VALKEY_URL is not set; agents pull their work)",
         "api: stopped",
         "database: embedded PostgreSQL stopped",
     ):
