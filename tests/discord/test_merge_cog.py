@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -66,8 +67,15 @@ async def test_now_asks_then_merges_the_head_it_showed(
     await harness.press(question, CONFIRM_ID, user_id=ADMIN_USER)
     await harness.fake.wait_for(lambda: len(github.merge_calls) == 1, 10)
     assert github.merge_calls == [{"number": 40, "sha": head, "merge_method": "squash"}]
-    events = await harness.context.store.read_stream(f"{REPO}#5")
-    assert [e.type for e in events].count("MERGED") == 1
+
+    async def merged() -> int:  # recorded once GitHub has answered the merge call
+        events = await harness.context.store.read_stream(f"{REPO}#5")
+        return [e.type for e in events].count("MERGED")
+
+    async with asyncio.timeout(10):
+        while await merged() == 0:
+            await asyncio.sleep(0.02)
+    assert await merged() == 1
 
 
 async def test_now_refuses_a_red_pr_without_asking(harness: Harness, github: FakeGitHub) -> None:
