@@ -35,6 +35,7 @@ from bot.services.components import DISCORD, rejected, retry_delay
 from bot.services.coordination import CoordinationService
 from bot.services.queries import QueryService
 from bot.tree import ConductorTree
+from store.errors import DatabaseUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +208,14 @@ def _rejected_token(exc: BaseException) -> bool:
 
 
 def _outage(exc: BaseException) -> bool:
-    """Discord cannot be reached, or fails on its side: worth retrying."""
+    """Discord cannot be reached, or fails on its side, or the database was down while a fresh
+    bot started (its command sync reads the store): worth retrying."""
+    if isinstance(exc, DatabaseUnavailableError):
+        return True
+    if isinstance(exc, commands.ExtensionFailed) and isinstance(
+        exc.original, DatabaseUnavailableError
+    ):
+        return True
     if isinstance(exc, discord.ConnectionClosed):
         return exc.code not in FATAL_CLOSE_CODES
     if isinstance(exc, discord.HTTPException):

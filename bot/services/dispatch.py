@@ -209,6 +209,12 @@ class DispatchService:
                     log.warning("dispatch: %s; retrying", exc)
                     delay = retry_delay(failures, retry_max)
                     failures += 1
+                except Exception:
+                    # A bug or an unexpected database error must not end push dispatch for
+                    # good: say it, back off, try again (the outbox keeps what is owed).
+                    log.exception("dispatch: a tick failed; retrying")
+                    delay = retry_delay(failures, retry_max)
+                    failures += 1
                 await _wait(stop, wake if failures == 0 else None, delay)
         finally:
             if lead is not None:

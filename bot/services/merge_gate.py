@@ -305,6 +305,8 @@ class MergeGate:
         events = await self.context.store.read_stream(catalogue.MERGE_GATE_STREAM)
         paused: dict[str, str] = {}  # "" (every repo) or a repo -> who paused it
         for event in events:
+            if event.type not in ("MERGE_GATE_PAUSED", "MERGE_GATE_RESUMED"):
+                continue  # nothing else may resume the gate
             key, actor = str(event.data.get("repo", "")).lower(), str(event.data.get("actor"))
             if event.type == "MERGE_GATE_PAUSED":
                 paused[key] = actor
@@ -346,8 +348,8 @@ class MergeGate:
         for repo, number in candidates:
             stream = catalogue.issue_stream(repo, number)
             issue = await self.context.projections.issue(stream)
-            if issue is None or issue.state not in WORKING_STATES:
-                continue
+            if issue is None or issue.state not in WORKING_STATES or issue.pr_number is not None:
+                continue  # a PR naming an issue that has its PR already takes nothing over
             data = {"repo": repo, "issueNumber": number, "prNumber": pull.number, "url": pull.url}
             await self.context.store.append(
                 stream,
@@ -403,7 +405,7 @@ class MergeGate:
                 return Decision(repo, number, "folded", "another trigger is about to decide")
             _WAITING.add(key)
         try:
-            async with hold_lock(self.context.pool, named_lock_key(key)):
+            async with self.context.merge_slots, hold_lock(self.context.pool, named_lock_key(key)):
                 if waiting:
                     _WAITING.discard(key)  # from now on a newcomer waits behind us
                     waiting = False
@@ -550,6 +552,9 @@ class MergeGate:
         self, pull: PullRequest, issue: Issue, decision: Decision, trigger: str
     ) -> Decision:
         assert self.github is not None
+        now_issue = await self.context.projections.issue(issue.stream_id)
+        if now_issue is not None and now_issue.held:  # held while the gate read GitHub
+            return replace(decision, action="waiting", reason=_hold_note(now_issue))
         started = time.monotonic()
         result = await self.github.merge_pull(
             pull.repo, pull.number, sha=pull.head_sha, method=self.settings.merge_method

@@ -109,7 +109,9 @@ class Router:
         return Route(REVIEW_ROUTE, self.agents_for(REVIEW_ROUTE), "pull requests go to review")
 
     def scope(self, agent_id: str) -> Scope:
-        """The route keys an agent serves, as the claim's queue filter wants them."""
+        """The route keys an agent serves, as the claim's queue filter wants them (an instance
+        id, `dev-e-node/abc12`, serves its agent's routes)."""
+        agent_id = agent_id.split("/")[0]
         keys = {key for key, agents in self.routes.items() if agent_id in agents}
         if not keys:
             # An agent the setting does not name serves its conventional route, if free.
@@ -126,7 +128,7 @@ class Router:
         """Whether an agent may claim reviews: anyone, until CONDUCTOR_AGENT_ROUTES names the
         reviewers (today's reviewers poll /api/reviews/next under their own names)."""
         reviewers = self.routes.get(REVIEW_ROUTE)
-        return reviewers is None or agent_id in reviewers
+        return reviewers is None or agent_id.split("/")[0] in reviewers
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from bot.services.queries import parse_issue_ref
 from bot.services.routing import RoutingService
 from store import catalogue
 from store.catalogue import AGENT_PATTERN, priority_from_labels
-from store.errors import Refused
+from store.errors import ConcurrencyError, Refused
 from store.events import NewEvent
 from store.projections import Issue
 
@@ -138,11 +138,19 @@ class SteeringService:
         return {"source": self.source, "actor": actor}
 
     async def _append(
-        self, stream_id: str, event_type: str, payload: dict[str, Any], actor: str
+        self,
+        stream_id: str,
+        event_type: str,
+        payload: dict[str, Any],
+        actor: str,
+        *,
+        expected_version: int | None = None,
     ) -> int:
         data = catalogue.validate(event_type, payload, internal=True)
         result = await self.context.store.append(
-            stream_id, [NewEvent(event_type, data, self._metadata(actor))]
+            stream_id,
+            [NewEvent(event_type, data, self._metadata(actor))],
+            expected_version=expected_version,
         )
         return result.last_position
 
@@ -327,9 +335,15 @@ class SteeringService:
         why = _reason(reason)
 
         async def work() -> Steered:
-            if issue.state not in REQUEUEABLE:
+            # The state is judged at the stream's version the append then demands, so an
+            # event landing meanwhile (a merge, a claim) refuses the requeue instead of undoing it.
+            events = await self.context.store.read_stream(issue.stream_id)
+            version = events[-1].version if events else 0
+            now = await self.context.projections.issue(issue.stream_id)
+            state = now.state if now is not None else issue.state
+            if state not in REQUEUEABLE:
                 raise Conflict(
-                    f"{issue.stream_id} is {issue.state}: only an issue an agent has "
+                    f"{issue.stream_id} is {state}: only an issue an agent has "
                     "(assigned, in progress, in review) or that failed can be requeued"
                 )
             payload: dict[str, Any] = {"repo": issue.repo, "issueNumber": issue.number}
@@ -337,7 +351,14 @@ class SteeringService:
                 payload["agentId"] = issue.assignee
             if why:
                 payload["reason"] = why
-            position = await self._append(issue.stream_id, "ISSUE_REQUEUED", payload, actor)
+            try:
+                position = await self._append(
+                    issue.stream_id, "ISSUE_REQUEUED", payload, actor, expected_version=version
+                )
+            except ConcurrencyError:
+                raise Conflict(
+                    f"{issue.stream_id} changed while it was being requeued; look again"
+                ) from None
             taken = f" from {issue.assignee}" if issue.assignee else ""
             return Steered(
                 "requeue",

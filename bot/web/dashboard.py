@@ -179,10 +179,14 @@ class DashboardHub:
             raise web.HTTPServiceUnavailable(reason="the server is shutting down")
         subscription = Subscription()
         self._subscribers.add(subscription)
-        async with self._starting:
-            if not self.following:
-                head = await self.context.store.head_position()
-                self._task = asyncio.create_task(self._follow(head), name="dashboard-follower")
+        try:
+            async with self._starting:
+                if not self.following:
+                    head = await self.context.store.head_position()
+                    self._task = asyncio.create_task(self._follow(head), name="dashboard-follower")
+        except BaseException:
+            self._subscribers.discard(subscription)  # the caller never got it to unsubscribe
+            raise
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from bot.errors import Forbidden, InvalidInput, UserFacingError
-from bot.web.keys import MAX_BODY_BYTES
+from bot.web.keys import CONTEXT, MAX_BODY_BYTES
 from store.storable import MAX_INT_DIGITS, text_problem, unstorable
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -149,7 +149,10 @@ def refuse_browser(request: web.Request) -> None:
     if not any(kind in accept for kind in ("application/json", "application/*", "*/*")):
         raise Forbidden("claims answer JSON: send Accept: application/json")
     browser = request.headers.get("User-Agent", "").startswith("Mozilla/")
-    if browser and "Authorization" not in request.headers:
+    # Without CONDUCTOR_API_TOKENS an Authorization header is never checked, so it proves
+    # nothing: a browser is refused whatever it sends. With tokens, the claim checks it.
+    tokens = bool(request.app[CONTEXT].settings.api_tokens)
+    if browser and ("Authorization" not in request.headers or not tokens):
         raise Forbidden("claims are for agents, not browsers")
 
 

@@ -38,7 +38,10 @@ DECLARE
     v_prev  text;
 BEGIN
     IF e.type = 'ISSUE_REQUEUED' THEN
-        SELECT assignee INTO v_prev FROM issues WHERE stream_id = e.stream_id;
+        -- Taken back from the agent holding it; a failed issue's last assignee holds nothing
+        -- (skipping it could leave the issue with no agent on a one-agent route).
+        SELECT assignee INTO v_prev FROM issues
+        WHERE stream_id = e.stream_id AND state IN ('assigned', 'in_progress', 'in_review');
     END IF;
     IF e.type = 'ISSUE_HELD' THEN
         UPDATE issues SET held = true, held_by = v_by, held_reason = d->>'reason',
@@ -68,7 +71,7 @@ BEGIN
         PERFORM conductor_project_routing(e);
     END IF;
     IF e.type = 'ISSUE_REQUEUED' THEN
-        UPDATE issues SET requeued_from = split_part(coalesce(v_prev, d->>'agentId'), '/', 1)
+        UPDATE issues SET requeued_from = split_part(v_prev, '/', 1)
         WHERE stream_id = e.stream_id;
     ELSIF e.type = 'ISSUE_ASSIGNED' THEN
         UPDATE issues SET requeued_from = NULL WHERE stream_id = e.stream_id;

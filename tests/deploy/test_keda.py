@@ -12,7 +12,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from tests.deploy.helpers import SCHEMAS, VALUES_FILES, HelmError, find, render
+from tests.deploy.helpers import NAMESPACE, SCHEMAS, VALUES_FILES, HelmError, find, render
 
 SCHEMA_FILES = {
     "ScaledObject": "scaledobject-keda-v1alpha1.json",
@@ -59,7 +59,8 @@ def test_each_scaled_agent_wakes_on_its_signal_list(helm: Path) -> None:
     (trigger,) = scaled["spec"]["triggers"]
     assert trigger["type"] == "redis"
     assert trigger["metadata"] == {
-        "address": "conductor-e-valkey:6379",
+        # KEDA's operator resolves names in its own namespace: the Service's full name.
+        "address": f"conductor-e-valkey.{NAMESPACE}.svc:6379",
         "listName": "signal:review-e",
         "listLength": "1",
     }

@@ -155,6 +155,26 @@ async def test_approve_then_a_sync_run_keeps_it_approved(
         await service.approve("acme/api#7", ACTOR)
 
 
+async def test_a_failed_issue_requeued_goes_to_its_route_s_only_agent_again(
+    fake: FakeGitHub,
+    github_context: Callable[..., AppContext],
+    make_client: Callable[..., GitHubClient],
+) -> None:
+    context, service = steering(github_context, make_client)
+    await approved(context, fake, 1)
+    assert await claim(context, "dev-e-1") == "acme/api#1"
+    data = catalogue.validate(
+        "ESCALATED", {"repo": "acme/api", "issueNumber": 1, "reason": "two attempts"}, internal=True
+    )
+    await context.store.append("acme/api#1", [NewEvent("ESCALATED", data)])
+    assert (await context.projections.issue("acme/api#1")).state == "failed"
+
+    await service.requeue("acme/api#1", ACTOR, "try again")
+
+    # The failed issue's last assignee holds nothing: it is not kept from it.
+    assert await claim(context, "dev-e-1") == "acme/api#1"
+
+
 async def test_requeue_takes_it_from_the_old_agent_and_the_next_agent_gets_it(
     fake: FakeGitHub,
     github_context: Callable[..., AppContext],

@@ -60,6 +60,8 @@ async def test_the_agent_runtime_and_same_origin_writes_are_accepted(api: TestCl
         {"Accept": "text/html"},
         {"User-Agent": CHROME},
         {"User-Agent": CHROME, "Accept": "*/*"},
+        # Without CONDUCTOR_API_TOKENS nobody checks the header: it proves nothing.
+        {"User-Agent": CHROME, "Authorization": "Bearer whatever"},
     ],
 )
 async def test_a_claim_from_a_web_page_is_refused(

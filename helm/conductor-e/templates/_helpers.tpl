@@ -307,8 +307,13 @@ never part of it: it comes from the valkey-password key of existingSecret (dispa
 {{- end }}
 {{- end }}
 
-{{/* host:port of the Valkey, for KEDA's redis trigger. */}}
+{{/* host:port of the Valkey, for KEDA's redis trigger. KEDA's operator resolves names in its
+own namespace, so the in-chart Service is named with the release's namespace. */}}
 {{- define "conductor-e.valkey.address" -}}
-{{- $url := urlParse (include "conductor-e.valkey.url" .) }}
+{{- if .Values.dispatch.externalUrl }}
+{{- $url := urlParse .Values.dispatch.externalUrl }}
 {{- if contains ":" $url.host }}{{ $url.host }}{{ else }}{{ printf "%s:6379" $url.host }}{{ end }}
+{{- else }}
+{{- printf "%s.%s.svc:%d" (include "conductor-e.valkey.fullname" .) .Release.Namespace (.Values.dispatch.valkey.port | int) }}
+{{- end }}
 {{- end }}
