@@ -223,7 +223,9 @@ class Settings(BaseSettings):
     loop_interval_seconds: float = Field(300.0, alias="CONDUCTOR_LOOP_INTERVAL_SECONDS", gt=0)
     # The longest wait between two attempts to reach an upstream that is down (Discord for the
     # bot, GitHub and Anthropic for the loop); the waits double up to it, with jitter.
-    retry_max_seconds: float = Field(60.0, alias="CONDUCTOR_RETRY_MAX_SECONDS", gt=0)
+    retry_max_seconds: float = Field(
+        60.0, alias="CONDUCTOR_RETRY_MAX_SECONDS", gt=0, le=3600, allow_inf_nan=False
+    )
     summary_model: str = Field("claude-haiku-4-5", alias="CONDUCTOR_SUMMARY_MODEL", min_length=1)
     anthropic_base_url: str | None = Field(
         None, validation_alias=AliasChoices("ANTHROPIC_BASE_URL", "anthropic_base_url")

@@ -118,3 +118,9 @@ def test_a_bad_prices_file_stops_start_up_in_one_line(
     assert message.startswith("configuration error: CONDUCTOR_PRICES_FILE: ")
     assert reason in message and str(path) in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "0", "3601"])
+def test_the_retry_cap_is_a_finite_number_of_seconds_up_to_an_hour(value: str) -> None:
+    with pytest.raises(ConfigError, match="CONDUCTOR_RETRY_MAX_SECONDS"):
+        load_settings({"CONDUCTOR_RETRY_MAX_SECONDS": value})

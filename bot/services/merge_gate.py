@@ -523,7 +523,9 @@ class MergeGate:
 
     async def _verdicts(self, issue: Issue, pull: PullRequest) -> list[RecordedEvent]:
         """Review-E's verdicts on this PR as first recorded (the PR's own stream keeps the
-        original of a verdict that waited for its link; copies carry no head)."""
+        original of a verdict that waited for its link; copies carry no head). A verdict from
+        the agent the issue is assigned to is no review: an author does not pass its own PR."""
+        author = (issue.assignee or "").split("/")[0]
         found: list[RecordedEvent] = []
         for stream in (issue.stream_id, catalogue.pr_stream(pull.repo, pull.number)):
             for event in await self.context.store.read_stream(stream):
@@ -531,6 +533,7 @@ class MergeGate:
                     event.type in ("REVIEW_PASSED", "REVIEW_DISPUTED")
                     and event.data.get("prNumber") == pull.number
                     and event.metadata.get("source") not in ("link", "github-webhook")
+                    and str(event.data.get("agentId") or "").split("/")[0] != author
                 ):
                     found.append(event)
         return found

@@ -98,6 +98,24 @@ async def test_reviewed_and_green_is_one_sha_guarded_squash_merge(
     assert (await types(context)).count("MERGED") == 1
 
 
+async def test_the_implementing_agent_cannot_pass_its_own_pr(
+    context: AppContext, fake: FakeGitHub
+) -> None:
+    await opened(context, fake)
+    body = {
+        "type": "REVIEW_PASSED",
+        "repo": REPO,
+        "issueNumber": PR,
+        "prNumber": PR,
+        "agentId": "dev-e",
+    }  # the issue's assignee (working_issue)
+    await EventService(context).record(body, Actor("dev-e", authenticated=True))
+
+    result = await green_webhook(context, fake)
+
+    assert result.gate[0].action != "merged" and fake.merge_calls == []
+
+
 async def test_a_held_issue_keeps_its_reviewed_green_pr_unmerged(
     context: AppContext, fake: FakeGitHub
 ) -> None:
