@@ -63,6 +63,8 @@ class MergeCog(commands.GroupCog, group_name="merge", group_description="The mer
     @app_commands.autocomplete(repo=repo_autocomplete)
     async def now(self, interaction: discord.Interaction[Any], repo: str, pr: int) -> None:
         check_pr(repo, pr)
+        # Judging reads GitHub (several requests): answer Discord within its 3 s first.
+        await interaction.response.defer(ephemeral=True, thinking=True)
         gate = self.gate()
         seen = await gate.decide(repo, pr, trigger="admin", force=True, merge=False)
         if seen.action != "ready":

@@ -70,14 +70,20 @@ class ConfirmView(OwnerOnlyView):
         embed: discord.Embed,
         ephemeral: bool = False,
     ) -> Choice:
-        """Post the question as the reply to `interaction` and wait for the answer."""
+        """Post the question as the reply to `interaction` (in place of "thinking…" when the
+        command deferred to look something up first) and wait for the answer."""
         self.interaction = interaction
-        await interaction.response.send_message(
-            embed=fit_embed(embed),
-            view=self,
-            ephemeral=ephemeral,
-            allowed_mentions=discord.AllowedMentions.none(),
-        )
+        if interaction.response.is_done():
+            await interaction.edit_original_response(
+                embed=fit_embed(embed), view=self, allowed_mentions=discord.AllowedMentions.none()
+            )
+        else:
+            await interaction.response.send_message(
+                embed=fit_embed(embed),
+                view=self,
+                ephemeral=ephemeral,
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
         await self.wait()
         if self.choice is None:
             # Timed out. discord.py runs on_timeout as a separate task, so the message is
