@@ -38,12 +38,16 @@ EXIT_INTERRUPTED = 130
 
 
 def describe_dsn(dsn: str) -> str:
-    """Where a DSN points, without its credentials."""
-    parts = urlsplit(dsn)
-    host = parts.hostname or dict(
-        item.split("=", 1) for item in parts.query.split("&") if "=" in item
-    ).get("host", "local socket")
-    port = f":{parts.port}" if parts.port else ""
+    """Where a DSN points, without its credentials (and without any part of it when it does
+    not parse: the error would quote it, password included)."""
+    try:
+        parts = urlsplit(dsn)
+        host = parts.hostname or dict(
+            item.split("=", 1) for item in parts.query.split("&") if "=" in item
+        ).get("host", "local socket")
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "DATABASE_URL (not a URL this log can show safely)"
     return f"{host}{port}{parts.path}"
 
 

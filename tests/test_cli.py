@@ -301,3 +301,12 @@ def test_an_external_database_behind_is_refused_with_how_to_migrate(
         assert asyncio.run(tables()) == []
     finally:
         asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+def test_a_dsn_that_does_not_parse_is_not_quoted_in_the_log() -> None:
+    # A password holding "#" ends the URL's netloc early: urlsplit's error quotes the rest.
+    from bot.__main__ import describe_dsn
+
+    where = describe_dsn("postgresql://conductor:s3cr#et@db:5432/conductor")
+    assert "s3cr" not in where and "et@db" not in where
+    assert describe_dsn("postgresql://conductor:pw@db:5432/conductor") == "db:5432/conductor"
