@@ -96,3 +96,26 @@ def to_user_facing(exc: BaseException) -> UserFacingError | None:
 def reference_id() -> str:
     """A short id that ties an error reply to its log line."""
     return secrets.token_hex(4)
+
+
+# The HTTP layer's own refusals (bot/web/guard.py): a body too large, too slow, not JSON.
+class PayloadTooLarge(UserFacingError):
+    code = "payload_too_large"
+    status = 413
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the body exceeds {_size(limit)}")
+
+
+class RequestTimeout(UserFacingError):
+    code = "request_timeout"
+    status = 408
+
+
+class UnsupportedMediaType(UserFacingError):
+    code = "unsupported_media_type"
+    status = 415
+
+
+def _size(limit: int) -> str:
+    return f"{limit // (1024 * 1024)} MiB" if limit % (1024 * 1024) == 0 else f"{limit // 1024} KiB"

@@ -10,11 +10,11 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
 from bot.context import AppContext
-from bot.errors import reference_id, to_user_facing
+from bot.errors import PayloadTooLarge, reference_id, to_user_facing
 from bot.services.events import EventService
 from bot.services.health import HealthService
 from bot.web import api, dashboard, metrics, steer, webhooks
-from bot.web.guard import PayloadTooLarge, guard_middleware, secure_headers
+from bot.web.guard import guard_middleware, secure_headers
 from bot.web.keys import BACKGROUND, CONTEXT, EVENTS, HEALTH, MAX_BODY_BYTES, METRICS
 from bot.web.metrics import CLIENT_CLOSED
 

@@ -29,7 +29,13 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from bot.errors import Forbidden, InvalidInput, UserFacingError
+from bot.errors import (
+    Forbidden,
+    InvalidInput,
+    PayloadTooLarge,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
 from bot.web.keys import CONTEXT, MAX_BODY_BYTES
 from store.storable import MAX_INT_DIGITS, text_problem, unstorable
 
@@ -54,28 +60,6 @@ _ASCII_HEADERS = (
     "X-GitHub-Delivery",
     "X-Hub-Signature-256",
 )
-
-
-class PayloadTooLarge(UserFacingError):
-    code = "payload_too_large"
-    status = 413
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"the body exceeds {_size(limit)}")
-
-
-class RequestTimeout(UserFacingError):
-    code = "request_timeout"
-    status = 408
-
-
-class UnsupportedMediaType(UserFacingError):
-    code = "unsupported_media_type"
-    status = 415
-
-
-def _size(limit: int) -> str:
-    return f"{limit // (1024 * 1024)} MiB" if limit % (1024 * 1024) == 0 else f"{limit // 1024} KiB"
 
 
 @web.middleware
