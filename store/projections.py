@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from store.events import _unavailable_on_connection_loss
+from store.events import _unavailable_on_connection_loss, field_names, from_row
 
 ISSUE_STATES = (
     "queued",
@@ -98,16 +98,12 @@ class UsageRow:
     cost_usd: Decimal
 
 
-_ISSUE_COLUMNS = (
-    "stream_id, repo, number, title, url, labels, priority, state, assignee, reviewer, attempt, "
-    "pr_number, review_state, escalated, human_gate, approved_at, state_since, last_activity, "
-    "last_event_type, position, held, held_by, held_reason"
-)
+_ISSUE_COLUMNS = ", ".join(field_names(Issue))
 _QUEUE_ORDER = "priority_rank, approved_at, stream_id"
 
 
 def _issue(row: asyncpg.Record) -> Issue:
-    return Issue(**dict(row.items()))
+    return from_row(Issue, row)
 
 
 def _usage(row: asyncpg.Record) -> UsageRow:
@@ -291,14 +287,26 @@ class Projections:
 
     # --- issues -----------------------------------------------------------------------------
     async def queue(self, limit: int = 25, offset: int = 0, repo: str | None = None) -> list[Issue]:
-        """Queued issues in priority order (critical > high > normal, then oldest)."""
-        rows = await self._fetch(
-            f"SELECT {_ISSUE_COLUMNS} FROM issues WHERE state = 'queued' "
-            f"AND ($3::text IS NULL OR repo = $3) ORDER BY {_QUEUE_ORDER} LIMIT $1 OFFSET $2",
-            limit,
-            offset,
-            repo,
-        )
+        """Queued issues in priority order (critical > high > normal, then oldest).
+
+        Two statements, not one with `$3 IS NULL OR repo = $3`: a prepared statement's generic
+        plan cannot tell which applies, and reads the queue in neither index's order."""
+        if repo is None:
+            rows = await self._fetch(
+                f"SELECT {_ISSUE_COLUMNS} FROM issues WHERE state = 'queued' "
+                f"ORDER BY {_QUEUE_ORDER} LIMIT $1 OFFSET $2",
+                limit,
+                offset,
+            )
+        else:
+            rows = await self._fetch(
+                f"SELECT {_ISSUE_COLUMNS} FROM issues WHERE state = 'queued' "
+                "AND lower(repo) = lower($3) AND repo = $3 "
+                f"ORDER BY {_QUEUE_ORDER} LIMIT $1 OFFSET $2",
+                limit,
+                offset,
+                repo,
+            )
         return [_issue(row) for row in rows]
 
     async def queue_depth(self) -> dict[str, int]:
