@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 
 from store.events import _unavailable_on_connection_loss
+from store.locks import closed_when_in_doubt, unlock
 
 # One dispatcher at a time (several API replicas may run one each): the holder of this
 # session-level advisory lock. It dies with the holder's connection.
@@ -71,7 +72,9 @@ class Outbox:
         with _unavailable_on_connection_loss():
             conn = await self.pool.acquire()
             try:
-                if await conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK):
+                with closed_when_in_doubt(conn):
+                    taken = await conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK)
+                if taken:
                     return conn
             except BaseException:
                 await self.pool.release(conn)
@@ -80,9 +83,13 @@ class Outbox:
         return None
 
     async def step_down(self, conn: asyncpg.pool.PoolConnectionProxy) -> None:
-        """Give the lock back (the pool's reset on release unlocks it, even on a broken
-        connection, which has lost it anyway)."""
-        await self.pool.release(conn)
+        """Give the lock back, then the connection (closed instead when the unlock fails: a
+        broken connection has lost the lock anyway)."""
+        try:
+            if not conn.is_closed():
+                await unlock(conn, LEADER_LOCK)
+        finally:
+            await self.pool.release(conn)
 
     async def claim(
         self,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 
@@ -34,13 +34,13 @@ async def try_run_lock(pool: asyncpg.Pool, key: int) -> AsyncIterator[bool]:
     with _unavailable_on_connection_loss():
         conn = await pool.acquire()
     try:
-        with _unavailable_on_connection_loss():
+        with _unavailable_on_connection_loss(), closed_when_in_doubt(conn):
             taken = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
         try:
             yield taken
         finally:
             if taken:
-                await _unlock(conn, key)
+                await unlock(conn, key)
     finally:
         try:
             await pool.release(conn)
@@ -66,12 +66,12 @@ async def hold_lock(pool: asyncpg.Pool, key: int) -> AsyncIterator[None]:
     with _unavailable_on_connection_loss():
         conn = await pool.acquire()
     try:
-        with _unavailable_on_connection_loss():
+        with _unavailable_on_connection_loss(), closed_when_in_doubt(conn):
             await conn.execute("SELECT pg_advisory_lock($1)", key)
         try:
             yield
         finally:
-            await _unlock(conn, key)
+            await unlock(conn, key)
     finally:
         try:
             await pool.release(conn)
@@ -79,7 +79,22 @@ async def hold_lock(pool: asyncpg.Pool, key: int) -> AsyncIterator[None]:
             log.warning("could not return the lock connection to the pool (%s)", type(exc).__name__)
 
 
-async def _unlock(conn: asyncpg.Connection, key: int) -> None:
+@contextlib.contextmanager
+def closed_when_in_doubt(conn: asyncpg.Connection) -> Iterator[None]:
+    """A lock query that failed or was cancelled may have taken the lock all the same: close
+    the connection (the server drops its locks) rather than hand it back to the pool, whose
+    release does not unlock (see store.database)."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(Exception):
+            conn.terminate()
+        raise
+
+
+async def unlock(conn: asyncpg.Connection, key: int) -> None:
+    """Release session-level advisory lock `key` before its connection goes back to the pool;
+    when that fails, close the connection, which releases it too."""
     try:
         await conn.execute("SELECT pg_advisory_unlock($1)", key)
     except Exception as exc:
