@@ -24,35 +24,42 @@ def unstorable(value: Any, path: str = "") -> tuple[str, str] | None:
     Refused: NUL characters and lone UTF-16 surrogates in strings or keys, NaN and infinite
     floats, integers of more than MAX_INT_DIGITS digits, nesting deeper than MAX_DEPTH.
     """
-    return _check(value, path, 0)
+    found = _check(value, 0)
+    if found is None:
+        return None
+    keys, reason = found
+    where = ".".join([path, *reversed(keys)] if path else reversed(keys))
+    return (where or "body", reason)
 
 
-def _check(value: Any, path: str, depth: int) -> tuple[str, str] | None:
+def _check(value: Any, depth: int) -> tuple[list[str], str] | None:
+    """(the keys leading to the problem, innermost first; why), or None. Every request body
+    passes through here, so the path is only spelt out for a value that is refused."""
     if isinstance(value, str):
         reason = text_problem(value)
-        return None if reason is None else (path or "body", reason)
+        return None if reason is None else ([], reason)
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int):
         if abs(value) >= _INT_LIMIT:
-            return (path or "body", f"integers may have at most {MAX_INT_DIGITS} digits")
+            return ([], f"integers may have at most {MAX_INT_DIGITS} digits")
         return None
     if isinstance(value, float):
         if not math.isfinite(value):
-            return (path or "body", "numbers must be finite (no NaN or Infinity)")
+            return ([], "numbers must be finite (no NaN or Infinity)")
         return None
     if isinstance(value, dict | list):
         if depth >= MAX_DEPTH:
-            return (path or "body", f"values may be nested at most {MAX_DEPTH} levels deep")
+            return ([], f"values may be nested at most {MAX_DEPTH} levels deep")
         items = value.items() if isinstance(value, dict) else enumerate(value)
         for key, item in items:
-            where = f"{path}.{key}" if path else str(key)
             if isinstance(key, str):
                 reason = text_problem(key)
                 if reason is not None:
-                    return (where, reason)
-            found = _check(item, where, depth + 1)
+                    return ([key], reason)
+            found = _check(item, depth + 1)
             if found is not None:
+                found[0].append(str(key))
                 return found
     return None
 
@@ -61,8 +68,9 @@ def text_problem(text: str) -> str | None:
     """Why PostgreSQL would refuse this text, or None."""
     if "\x00" in text:
         return "text may not contain the NUL character (\\u0000)"
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return "text may not contain a lone UTF-16 surrogate (\\ud800-\\udfff)"
+    if not text.isascii():  # only then can it hold a lone surrogate
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "text may not contain a lone UTF-16 surrogate (\\ud800-\\udfff)"
     return None

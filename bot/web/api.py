@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -19,7 +18,7 @@ from bot.web.auth import actor_for
 from bot.web.guard import json_body, refuse_browser
 from bot.web.keys import CONTEXT, EVENTS, HEALTH, METRICS
 from store.catalogue import CATALOGUE, parse_issue_stream
-from store.events import RecordedEvent
+from store.events import RecordedEvent, field_names
 from store.projections import ISSUE_STATES, Agent, ExecutionLog, Issue, UsageRow
 
 routes = web.RouteTableDef()
@@ -42,22 +41,36 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
+_CAMEL_FIELDS: dict[type, tuple[tuple[str, str], ...]] = {}
+
+
+def _camel_json(obj: Any) -> dict[str, Any]:
+    """A dataclass's fields under their camelCase names, for a JSON answer. Shallow: it is
+    serialised at once (dataclasses.asdict deep-copies every list and dict on the way)."""
+    names = _CAMEL_FIELDS.get(type(obj))
+    if names is None:
+        names = _CAMEL_FIELDS[type(obj)] = tuple(
+            (name, _camel(name)) for name in field_names(type(obj))
+        )
+    return {camel: getattr(obj, name) for name, camel in names}
+
+
 def issue_json(issue: Issue) -> dict[str, Any]:
-    data = {_camel(key): value for key, value in asdict(issue).items()}
+    data = _camel_json(issue)
     data["issueNumber"] = data.pop("number")
     return data
 
 
 def agent_json(agent: Agent) -> dict[str, Any]:
-    return {_camel(key): value for key, value in asdict(agent).items()}
+    return _camel_json(agent)
 
 
 def event_json(event: RecordedEvent) -> dict[str, Any]:
-    return {_camel(key): value for key, value in asdict(event).items()}
+    return _camel_json(event)
 
 
 def usage_json(row: UsageRow) -> dict[str, Any]:
-    return {_camel(key): value for key, value in asdict(row).items()}
+    return _camel_json(row)
 
 
 def int_param(request: web.Request, name: str, default: int, *, low: int, high: int) -> int:
@@ -300,7 +313,7 @@ async def costs_issue(request: web.Request) -> web.Response:
 
 
 def execution_log_json(log: ExecutionLog) -> dict[str, Any]:
-    data = {_camel(key): value for key, value in asdict(log).items()}
+    data = _camel_json(log)
     data["logs"] = data.pop("logLines")
     return data
 

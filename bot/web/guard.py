@@ -78,8 +78,11 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
             length = request.content_length
             if length is not None and length > MAX_BODY_BYTES:
                 raise PayloadTooLarge(MAX_BODY_BYTES)
-            async with body_deadline():
-                raw = await request.read()  # within client_max_size (413 past it)
+            if request.content.is_eof():  # all here already (a small body usually is)
+                raw = await request.read()
+            else:
+                async with body_deadline():
+                    raw = await request.read()  # within client_max_size (413 past it)
             request[JSON_BODY] = parse_json(raw, whole=request.path not in ITEM_CHECKED_PATHS)
         elif request.path != WEBHOOK_PATH and request.body_exists:
             async with body_deadline():
