@@ -7,7 +7,13 @@ so claims keep succeeding. Afterwards: zero errors, and every claim exclusive â€
 two ISSUE_ASSIGNED events, and every 200 from a claim names an issue nobody else got.
 
 `test_sustained_load` (marked `load`) runs LOAD_SECONDS (60) with LOAD_CLIENTS (50) clients over
-LOAD_ISSUES (40,000) seeded issues;
+LOAD_ISSUES (40,000) seeded issues, twice: first each client sends its next request as soon as
+the last is answered (the API at saturation: its throughput), then the same clients send at a
+fixed total rate, LOAD_RATE (1,050 requests/s), each request timed from when it was due, not
+when it went out, so a stall counts in full for every request it delays. The second run is the
+latency: with clients that wait for their answers, latency is only clients / throughput
+(Little's law: 50 clients at 1,050 req/s queue for 48 ms on average, whatever the server does),
+so p99 at a given rate needs requests that arrive at that rate;
 `test_short_mixed_load` runs in the normal suite with LOAD_SHORT_SECONDS (8) and
 LOAD_SHORT_CLIENTS (20). Both print throughput and p50/p99 latency per operation.
 """
@@ -32,9 +38,11 @@ import asyncpg
 import pytest
 
 from store.database import EmbeddedPostgres, connect, migrate
+from tests.lean_http import HttpError, LeanHttp
 from tests.test_cli import free_port
 
 REPO = "load/app"
+JSON = "application/json"
 OPERATIONS = ("heartbeat", "token_usage", "claim", "queue")
 
 
@@ -67,6 +75,7 @@ class Figures:
     claimed: list[str] = field(default_factory=list)
     empty_claims: int = 0
     elapsed: float = 0.0
+    rate: int | None = None  # the requests/s offered; None: as fast as answered
 
 
 @pytest.fixture
@@ -188,64 +197,78 @@ def token_usage(agent: str) -> str:
 
 
 async def client(
-    http: aiohttp.ClientSession, base: str, index: int, stop: asyncio.Event, figures: Figures
+    base: str,
+    index: int,
+    stop: asyncio.Event,
+    figures: Figures,
+    interval: float | None = None,
+    offset: float = 0.0,
 ) -> None:
-    """One agent-like client: heartbeat, usage, claim, queue read, round and round."""
+    """One agent-like client on its own keep-alive connection: heartbeat, usage, claim, queue
+    read, round and round.
+
+    With `interval`, its requests are due every `interval` seconds (staggered by `index`) and
+    each is timed from when it was due (the first `offset` seconds from now); without, each
+    goes as soon as the last is answered."""
     agent = f"load-agent-{index}"
-    headers = {"Content-Type": "application/json"}
-    while not stop.is_set():
-        for op in OPERATIONS:
-            if stop.is_set():
-                return
-            started = time.perf_counter()
-            try:
-                if op == "heartbeat":
-                    request = http.post(
-                        f"{base}/api/events", data=heartbeat(agent), headers=headers
-                    )
-                elif op == "token_usage":
-                    request = http.post(
-                        f"{base}/api/events", data=token_usage(agent), headers=headers
-                    )
-                elif op == "claim":
-                    request = http.get(f"{base}/api/assignments/next", params={"agentId": agent})
+    http = LeanHttp(base)
+    requests = {
+        "heartbeat": http.encode("POST", "/api/events", heartbeat(agent).encode(), JSON),
+        "token_usage": http.encode("POST", "/api/events", token_usage(agent).encode(), JSON),
+        "claim": http.encode("GET", f"/api/assignments/next?agentId={agent}"),
+        "queue": http.encode("GET", "/api/queue"),
+    }
+    due = time.perf_counter() + offset
+    try:
+        while not stop.is_set():
+            for op in OPERATIONS:
+                if stop.is_set():
+                    return
+                if interval is None:
+                    started = time.perf_counter()
                 else:
-                    request = http.get(f"{base}/api/queue")
-                async with request as response:
-                    body = await response.read()
-                    status = response.status
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                figures.errors.append(f"{op}: {type(exc).__name__}: {exc}")
-                continue
-            figures.latencies[op].append(time.perf_counter() - started)
-            if op == "claim" and status == 204:
-                figures.empty_claims += 1
-            elif status != 200:
-                figures.errors.append(f"{op}: HTTP {status}: {body[:200]!r}")
-            elif op == "claim":
-                figures.claimed.append(json.loads(body)["streamId"])
+                    started = due
+                    due += interval
+                    await asyncio.sleep(max(0.0, started - time.perf_counter()))
+                try:
+                    status, body = await http.send(requests[op])
+                except (HttpError, TimeoutError) as exc:
+                    figures.errors.append(f"{op}: {type(exc).__name__}: {exc}")
+                    continue
+                figures.latencies[op].append(time.perf_counter() - started)
+                if op == "claim" and status == 204:
+                    figures.empty_claims += 1
+                elif status != 200:
+                    figures.errors.append(f"{op}: HTTP {status}: {body[:200]!r}")
+                elif op == "claim":
+                    figures.claimed.append(json.loads(body)["streamId"])
+    finally:
+        await http.close()
 
 
-async def run_load(api: Api, *, seconds: int, clients: int, seed: int) -> Figures:
-    await seed_queue(api.dsn, seed)
-    figures = Figures()
+async def run_load(
+    api: Api, *, seconds: int, clients: int, seed: int, rate: int | None = None
+) -> Figures:
+    """`clients` clients for `seconds`: as fast as answered, or at `rate` requests/s in all."""
+    if seed:
+        await seed_queue(api.dsn, seed)
+    interval = clients / rate if rate else None
+    figures = Figures(rate=rate)
     stop = asyncio.Event()
-    connector = aiohttp.TCPConnector(limit=clients)
-    timeout = aiohttp.ClientTimeout(total=30)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
-        started = time.perf_counter()
-        tasks = [
-            asyncio.create_task(client(http, api.base, i, stop, figures)) for i in range(clients)
-        ]
-        try:
-            done, _ = await asyncio.wait(tasks, timeout=seconds)
-            # A client that ended early raised: that is a bug in the test, surface it.
-            for task in done:
-                task.result()
-        finally:
-            stop.set()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        figures.elapsed = time.perf_counter() - started
+    started = time.perf_counter()
+    tasks = [
+        asyncio.create_task(client(api.base, i, stop, figures, interval, i / rate if rate else 0.0))
+        for i in range(clients)
+    ]
+    try:
+        done, _ = await asyncio.wait(tasks, timeout=seconds)
+        # A client that ended early raised: that is a bug in the test, surface it.
+        for task in done:
+            task.result()
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    figures.elapsed = time.perf_counter() - started
     return figures
 
 
@@ -256,8 +279,9 @@ def percentile(values: list[float], fraction: float) -> float:
 
 def report(figures: Figures, clients: int) -> str:
     total = sum(len(v) for v in figures.latencies.values())
+    pace = f"at {figures.rate:,} req/s offered" if figures.rate else "as fast as answered"
     lines = [
-        f"\nload: {clients} clients for {figures.elapsed:.1f}s: {total} requests, "
+        f"\nload: {clients} clients {pace} for {figures.elapsed:.1f}s: {total} requests, "
         f"{total / figures.elapsed:.0f} req/s, {len(figures.errors)} errors, "
         f"{len(figures.claimed)} claims (+{figures.empty_claims} empty)"
     ]
@@ -271,13 +295,19 @@ def report(figures: Figures, clients: int) -> str:
     return "\n".join(lines)
 
 
-async def check(api: Api, figures: Figures, clients: int) -> None:
+async def check(
+    api: Api, figures: Figures, clients: int, *, earlier: Figures | None = None
+) -> None:
+    """No errors, every claim exclusive, every acknowledged append stored: over this run and
+    the `earlier` one on the same store."""
     print(report(figures, clients))
     assert figures.errors == [], figures.errors[:10]
     assert all(figures.latencies[op] for op in OPERATIONS), "an operation never completed"
     assert figures.claimed, "no claim succeeded"
     # Exclusive from the clients' side: no issue was handed to two of them.
-    handed = Counter(figures.claimed)
+    runs = [figures] if earlier is None else [earlier, figures]
+    claimed = [stream for run in runs for stream in run.claimed]
+    handed = Counter(claimed)
     assert [stream for stream, n in handed.items() if n > 1] == []
     # And from the store's: one ISSUE_ASSIGNED per issue, exactly the ones handed out.
     conn = await asyncpg.connect(api.dsn)
@@ -292,9 +322,11 @@ async def check(api: Api, figures: Figures, clients: int) -> None:
     finally:
         await conn.close()
     assert [row["stream_id"] for row in rows if row["n"] > 1] == []
-    assert {row["stream_id"] for row in rows} == set(figures.claimed)
+    assert {row["stream_id"] for row in rows} == set(claimed)
     # Every acknowledged append is stored.
-    assert appended == len(figures.latencies["heartbeat"]) + len(figures.latencies["token_usage"])
+    assert appended == sum(
+        len(run.latencies["heartbeat"]) + len(run.latencies["token_usage"]) for run in runs
+    )
     print(f"  exclusive: {len(rows)} issues with exactly one ISSUE_ASSIGNED; {appended} appends")
 
 
@@ -302,11 +334,15 @@ async def check(api: Api, figures: Figures, clients: int) -> None:
 async def test_sustained_load(api: Api) -> None:
     seconds = env_int("LOAD_SECONDS", 60)
     clients = env_int("LOAD_CLIENTS", 50)
-    # More issues than the clients can claim, so claims succeed for the whole run.
-    figures = await run_load(
+    # More issues than the clients can claim, so claims succeed for both runs.
+    saturated = await run_load(
         api, seconds=seconds, clients=clients, seed=env_int("LOAD_ISSUES", 40_000)
     )
-    await check(api, figures, clients)
+    await check(api, saturated, clients)
+    paced = await run_load(
+        api, seconds=seconds, clients=clients, seed=0, rate=env_int("LOAD_RATE", 1_050)
+    )
+    await check(api, paced, clients, earlier=saturated)
 
 
 @pytest.mark.slow
