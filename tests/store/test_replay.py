@@ -34,10 +34,11 @@ from store.replay import copy_unescape, jsonb_concat, sql_int
 # A small world, so events meet: three issues (#3 of the same repo spelled otherwise, which
 # lower() matches), PRs 2 (also an issue's number) and 7, two agents and an instance of one.
 ISSUES = ("acme/app#1", "acme/app#2", "Acme/App#3")
-ODD_ISSUES = ("acme/app#x", "acme/app#03", "a/b#1#2", "beta/svc#1")  # odd but issue streams
+# Odd but issue streams; the last has a backslash and a tab, which COPY escapes.
+ODD_ISSUES = ("acme/app#x", "acme/app#03", "a/b#1#2", "beta/svc#1", "we\\ird/re\tpo#4")
 REPOS = ("acme/app", "Acme/App", "beta/svc")
 PRS = (2, 7)
-AGENTS = ("dev-e-1", "dev-e-1/pod-a", "dev-e-2")
+AGENTS = ("dev-e-1", "dev-e-1/pod-a", "dev-e-2", "ops\\bot")
 RUNS = ("run-1", "run-2")
 
 # --- values -------------------------------------------------------------------------------------
@@ -93,7 +94,7 @@ def fields(**optional: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, An
 
 
 ISSUE_DATA = fields(
-    title=st.sampled_from(["Fix it", "", 'Ünïcode "quoted"']),
+    title=st.sampled_from(["Fix it", "", 'Ünïcode "quoted"', "tab\tnew\nline\\"]),
     url=st.sampled_from(["https://example.com/1", None]),
     labels=LABELS,
     priority=st.sampled_from(["critical", "high", "normal", "urgent", None]),
@@ -218,7 +219,7 @@ LINKS = st.one_of(
 APPENDS: st.SearchStrategy[Append] = st.tuples(st.lists(events(), min_size=1, max_size=2), LINKS)
 # The appends of a group are sent at once: the store writes the first alone and the others
 # together, in one transaction (one recorded_at).
-GROUPS = st.lists(st.lists(APPENDS, min_size=1, max_size=3), min_size=1, max_size=25)
+GROUPS = st.lists(st.lists(APPENDS, min_size=1, max_size=3), min_size=10, max_size=40)
 
 
 # --- storing them ---------------------------------------------------------------------------
@@ -396,12 +397,15 @@ async def test_the_rebuild_writes_exactly_what_the_live_projection_wrote(
     try:
         await conn.execute(f"TRUNCATE events, idempotency_keys, {', '.join(PROJECTION_TABLES)}")
         pr_positions: list[int] = []
-        for group in groups:
-            await asyncio.gather(*(append(decimal_store, item, pr_positions) for item in group))
-        stored = await conn.fetchval("SELECT count(*) FROM events")
-        live = await tables_as_text(conn)
-        assert await rebuild_projections(conn, batch_size=7) == stored
-        assert await tables_as_text(conn) == live
+        # Rebuilt halfway too: the appends after it then project onto rebuilt rows.
+        half = len(groups) // 2
+        for part in (groups[:half], groups[half:]):
+            for group in part:
+                await asyncio.gather(*(append(decimal_store, item, pr_positions) for item in group))
+            stored = await conn.fetchval("SELECT count(*) FROM events")
+            live = await tables_as_text(conn)
+            assert await rebuild_projections(conn, batch_size=7) == stored
+            assert await tables_as_text(conn) == live
     finally:
         await conn.close()
 
