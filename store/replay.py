@@ -9,17 +9,17 @@ primary key, read as the plpgsql reads the tables - as they stand at the event (
 by `current_issue`). A change to `conductor_project` needs the same change here.
 
 Rows come out byte-identical, not merely equal once decoded, because values never leave
-PostgreSQL's own text: the events are read with `COPY (SELECT ...) TO STDOUT` and the tables
-written with `COPY ... FROM STDIN`, and the fold keeps each field as the text COPY gave it
-(`NULL` for SQL NULL, anything else escaped as COPY escapes it, which COPY FROM reads back
-unchanged). So:
+PostgreSQL's own text: the events are read with `COPY (SELECT ...) TO STDOUT`, the tables are
+written with `COPY ... FROM STDIN`, and the fold keeps each field as COPY's text format has it
+(`NULL` for SQL NULL, any other value escaped as COPY escapes it, which COPY FROM reads back
+as it was). So:
 - the server extracts every field (`->>`, `->`, `lower()`) and makes the casts the plpgsql
   makes on every event of a type (TOKEN_USAGE's numbers, its UTC day, ...);
-- a value the plpgsql casts on the way into a column (an issue's number, a run's totals) is
+- a value the plpgsql casts on its way into a column (an issue's number, a run's totals) is
   written as the text it was cast from, and COPY FROM casts it with the same input function;
 - jsonb stays its canonical text, and `||` is done on that text (`jsonb_concat`);
-- only what the fold must compare is read in Python: `sql_int` (prNumber, linkedFrom) reads
-  what int4in/int8in read; usage sums are exact ints and Decimals (NaN and infinities added as
+- only what the fold compares is read in Python: `sql_int` (prNumber, linkedFrom) reads what
+  int4in/int8in read; usage sums are exact ints and Decimals (NaN and infinities added as
   numeric adds them);
 - a tie PostgreSQL breaks by `ORDER BY stream_id` (its collation) is sent back to it.
 
@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import decimal
 import io
+import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -44,180 +45,190 @@ import asyncpg
 NULL = "\\N"  # how COPY's text format writes SQL NULL
 
 # --- the events, as the server hands them over -------------------------------------------------
-# One line per event: the fields every event may need, then a tail of the fields of one family
-# of types (heartbeats, steering, usage, runs, repo configurations), split only by the event
-# that reads it. A cast the plpgsql makes on every event of a type is made here under the same
-# type, so it cannot fail where the live projection did not.
-_ISSUE_STREAM = "stream_id LIKE '%/%#%'"
-_RUN = r"type LIKE 'EXECUTION\_LOG\_%'"
-_USAGE = "type = 'TOKEN_USAGE'"
-_STEERING = "type IN ('ISSUE_HELD', 'ISSUE_UNHELD', 'AGENT_PAUSED', 'AGENT_RESUMED')"
-_REPO_CONFIG = "type IN ('REPO_CONFIG_CHANGED', 'REPO_CONFIG_INVALID')"
-
+# One line per event: the fields any event may need, then `detail`, the fields of its family of
+# types (heartbeats, holds and pauses, usage, runs, repo configurations) as a JSON array of
+# texts, NULL for the others. A cast the plpgsql makes on every event of a type is made here
+# under the same type, so it cannot fail where the live projection did not.
 _FIELDS: tuple[tuple[str, str], ...] = (
     ("position", "position"),
     ("stream_id", "stream_id"),
-    ("version", "version"),
     ("type", "type"),
     ("recorded_at", "recorded_at"),
     ("agent", "data->>'agentId'"),
     ("linked_from", "metadata->>'linkedFrom'"),
     ("pr_data", "CASE WHEN stream_id LIKE '%/%!%' THEN data END"),  # not NULL: a PR stream
-    # Issue streams (not NULL: one). 0001 and the holds of 0006.
-    ("issue_repo_key", f"CASE WHEN {_ISSUE_STREAM} THEN lower(split_part(stream_id, '#', 1)) END"),
+    # Issue streams (`issue_repo_key` not NULL: one): 0001, and the holds of 0006.
+    (
+        "issue_repo_key",
+        "CASE WHEN stream_id LIKE '%/%#%' THEN lower(split_part(stream_id, '#', 1)) END",
+    ),
     ("title", "data->>'title'"),
     ("url", "data->>'url'"),
     ("labels", "data->'labels'"),
     ("priority", "data->>'priority'"),
     ("pr_number", "data->>'prNumber'"),
 )
-_TAIL_FIELDS: tuple[tuple[str, str], ...] = (
-    # HEARTBEAT (0001, 0002); status is also a run's.
-    ("status", f"CASE WHEN type = 'HEARTBEAT' OR {_RUN} THEN data->>'status' END"),
-    ("current_repo", "CASE WHEN type = 'HEARTBEAT' THEN data->>'currentRepo' END"),
-    ("current_issue", "CASE WHEN type = 'HEARTBEAT' THEN data->>'currentIssue' END"),
-    ("details", "CASE WHEN type = 'HEARTBEAT' THEN data - 'type' - 'agentId' END"),
-    # Holds and pauses (0006).
-    ("actor", f"CASE WHEN {_STEERING} THEN coalesce(metadata->>'actor', data->>'actor') END"),
-    ("reason", f"CASE WHEN {_STEERING} THEN data->>'reason' END"),
-    # Usage, runs, repo configurations (0002, 0003).
-    ("repo", f"CASE WHEN {_USAGE} OR {_RUN} OR {_REPO_CONFIG} THEN data->>'repo' END"),
-    ("repo_key", f"CASE WHEN {_USAGE} OR {_RUN} OR {_REPO_CONFIG} THEN lower(data->>'repo') END"),
-    ("model", f"CASE WHEN {_USAGE} OR {_RUN} THEN data->>'model' END"),
-    # TOKEN_USAGE (conductor_project_usage): the values it inserts.
-    ("usage_day", f"CASE WHEN {_USAGE} THEN (recorded_at AT TIME ZONE 'UTC')::date END"),
-    ("input_tokens", f"CASE WHEN {_USAGE} THEN coalesce((data->>'inputTokens')::bigint, 0) END"),
-    ("output_tokens", f"CASE WHEN {_USAGE} THEN coalesce((data->>'outputTokens')::bigint, 0) END"),
+_FAMILIES: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
     (
-        "cache_read_tokens",
-        f"CASE WHEN {_USAGE} THEN coalesce((data->>'cacheReadTokens')::bigint, 0) END",
+        "heartbeat",  # 0001, 0002
+        "type = 'HEARTBEAT'",
+        (
+            ("status", "data->>'status'"),
+            ("current_repo", "data->>'currentRepo'"),
+            ("current_issue", "data->>'currentIssue'"),
+            ("details", "data - 'type' - 'agentId'"),
+        ),
     ),
     (
-        "cache_creation_tokens",
-        f"CASE WHEN {_USAGE} THEN coalesce((data->>'cacheCreationTokens')::bigint, 0) END",
+        "steering",  # 0006
+        "type IN ('ISSUE_HELD', 'ISSUE_UNHELD', 'AGENT_PAUSED', 'AGENT_RESUMED')",
+        (("actor", "coalesce(metadata->>'actor', data->>'actor')"), ("reason", "data->>'reason'")),
     ),
     (
-        "cache_creation_1h_tokens",
-        f"CASE WHEN {_USAGE} THEN CASE WHEN jsonb_typeof(data->'cacheCreation1hTokens') = 'number'"
-        " THEN least(greatest((data->>'cacheCreation1hTokens')::numeric, 0),"
-        " coalesce((data->>'cacheCreationTokens')::numeric, 0))::bigint ELSE 0 END END",
+        "usage",  # conductor_project_usage (0002): the values it inserts
+        "type = 'TOKEN_USAGE'",
+        (
+            ("repo", "data->>'repo'"),
+            ("repo_key", "lower(data->>'repo')"),
+            ("model", "data->>'model'"),
+            ("day", "(recorded_at AT TIME ZONE 'UTC')::date"),
+            ("input_tokens", "coalesce((data->>'inputTokens')::bigint, 0)"),
+            ("output_tokens", "coalesce((data->>'outputTokens')::bigint, 0)"),
+            ("cache_read_tokens", "coalesce((data->>'cacheReadTokens')::bigint, 0)"),
+            ("cache_creation_tokens", "coalesce((data->>'cacheCreationTokens')::bigint, 0)"),
+            (
+                "cache_creation_1h_tokens",
+                "CASE WHEN jsonb_typeof(data->'cacheCreation1hTokens') = 'number'"
+                " THEN least(greatest((data->>'cacheCreation1hTokens')::numeric, 0),"
+                " coalesce((data->>'cacheCreationTokens')::numeric, 0))::bigint ELSE 0 END",
+            ),
+            ("cost_usd", "coalesce((data->>'costUsd')::numeric, 0)"),
+            ("reported", "CASE WHEN jsonb_typeof(data->'costUsd') = 'number' THEN 1 ELSE 0 END"),
+            (
+                "issue",  # the issue number it is attributed by; NULL: unattributed
+                "CASE WHEN coalesce(data->>'repo', '') <> ''"
+                " AND jsonb_typeof(data->'issueNumber') = 'number'"
+                " AND (data->>'issueNumber')::numeric >= 1"
+                " THEN (data->>'issueNumber')::integer END",
+            ),
+        ),
     ),
-    ("cost_usd", f"CASE WHEN {_USAGE} THEN coalesce((data->>'costUsd')::numeric, 0) END"),
     (
-        "reported",
-        f"CASE WHEN {_USAGE} THEN CASE WHEN jsonb_typeof(data->'costUsd') = 'number'"
-        " THEN 1 ELSE 0 END END",
+        "run",  # conductor_project_execution_log (0002); its totals are cast on the way in
+        r"type LIKE 'EXECUTION\_LOG\_%'",
+        (
+            ("id", "data->>'executionLogId'"),
+            ("version", "version"),
+            ("repo", "data->>'repo'"),
+            ("repo_key", "lower(data->>'repo')"),
+            ("issue", "nullif((data->>'issueNumber')::integer, 0)"),
+            ("model", "data->>'model'"),
+            ("status", "data->>'status'"),
+            ("steps", "data->'steps'"),
+            ("step", "data->'step'"),
+            ("entries", "data->'entries'"),
+            ("total_cost_usd", "data->>'totalCostUsd'"),
+            ("total_turns", "data->>'totalTurns'"),
+            ("input_tokens", "data->>'totalInputTokens'"),
+            ("output_tokens", "data->>'totalOutputTokens'"),
+            ("cache_read_tokens", "data->>'cacheReadTokens'"),
+            ("cache_creation_tokens", "data->>'cacheCreationTokens'"),
+            ("duration_api_ms", "data->>'durationApiMs'"),
+            ("pr_number", "data->>'prNumber'"),
+        ),
     ),
     (
-        "usage_issue",  # the issue number it is attributed by; NULL: unattributed
-        f"CASE WHEN {_USAGE} THEN CASE WHEN coalesce(data->>'repo', '') <> ''"
-        " AND jsonb_typeof(data->'issueNumber') = 'number'"
-        " AND (data->>'issueNumber')::numeric >= 1"
-        " THEN (data->>'issueNumber')::integer END END",
+        "repo_config",  # 0003
+        "type IN ('REPO_CONFIG_CHANGED', 'REPO_CONFIG_INVALID')",
+        (
+            ("repo", "data->>'repo'"),
+            ("repo_key", "lower(data->>'repo')"),
+            (
+                "present",
+                "CASE WHEN type = 'REPO_CONFIG_CHANGED'"
+                " THEN coalesce((data->>'present')::boolean, false) END",
+            ),
+            ("config", "data->'config'"),
+            ("sha", "data->>'sha'"),
+            ("route_key", "data->>'routeKey'"),
+            ("error", "data->>'error'"),
+        ),
     ),
-    # Execution logs (conductor_project_execution_log). Its totals are cast on the way in.
-    ("run_id", f"CASE WHEN {_RUN} THEN data->>'executionLogId' END"),
-    ("run_issue", f"CASE WHEN {_RUN} THEN nullif((data->>'issueNumber')::integer, 0) END"),
-    ("steps", "CASE WHEN type = 'EXECUTION_LOG_STARTED' THEN data->'steps' END"),
-    ("step", "CASE WHEN type = 'EXECUTION_LOG_STEP' THEN data->'step' END"),
-    ("entries", "CASE WHEN type = 'EXECUTION_LOG_LINES' THEN data->'entries' END"),
-    *(
-        (name, f"CASE WHEN type = 'EXECUTION_LOG_COMPLETED' THEN data->>'{key}' END")
-        for name, key in (
-            ("total_cost_usd", "totalCostUsd"),
-            ("total_turns", "totalTurns"),
-            ("total_input_tokens", "totalInputTokens"),
-            ("total_output_tokens", "totalOutputTokens"),
-            ("total_cache_read_tokens", "cacheReadTokens"),
-            ("total_cache_creation_tokens", "cacheCreationTokens"),
-            ("duration_api_ms", "durationApiMs"),
-            ("run_pr_number", "prNumber"),
-        )
-    ),
-    # REPO_CONFIG_CHANGED / _INVALID (0003).
-    (
-        "present",
-        "CASE WHEN type = 'REPO_CONFIG_CHANGED'"
-        " THEN coalesce((data->>'present')::boolean, false) END",
-    ),
-    ("config", "CASE WHEN type = 'REPO_CONFIG_CHANGED' THEN data->'config' END"),
-    ("sha", f"CASE WHEN {_REPO_CONFIG} THEN data->>'sha' END"),
-    ("route_key", f"CASE WHEN {_REPO_CONFIG} THEN data->>'routeKey' END"),
-    ("error", f"CASE WHEN {_REPO_CONFIG} THEN data->>'error' END"),
 )
 
 
 def events_query(head: int) -> str:
-    """Every event up to `head`, in position order, as the fold reads them (through COPY)."""
-    fields = ", ".join(f"{sql} AS {name}" for name, sql in (*_FIELDS, *_TAIL_FIELDS))
-    return f"SELECT {fields} FROM events WHERE position <= {int(head)} ORDER BY position"
+    """Every event up to `head`, in position order, as the fold reads it (through COPY)."""
+    detail = " ".join(
+        f"WHEN {condition} THEN json_build_array("
+        + ", ".join(f"({sql})::text" for _, sql in fields)
+        + ")"
+        for _, condition, fields in _FAMILIES
+    )
+    fields = ", ".join(f"{sql} AS {name}" for name, sql in _FIELDS)
+    return (
+        f"SELECT {fields}, CASE {detail} END AS detail FROM events "
+        f"WHERE position <= {int(head)} ORDER BY position"
+    )
 
 
 _NAMES = [name for name, _ in _FIELDS]
-_TAIL_NAMES = [name for name, _ in _TAIL_FIELDS]
-TAIL = len(_FIELDS)  # the index of the unsplit tail in an event
+POSITION, STREAM_ID, TYPE, RECORDED_AT, AGENT, LINKED_FROM, PR_DATA, ISSUE_REPO_KEY = range(8)
+TITLE, URL, LABELS, PRIORITY, PR_NUMBER, DETAIL = range(8, 14)
+assert _NAMES == [
+    "position", "stream_id", "type", "recorded_at", "agent", "linked_from", "pr_data",
+    "issue_repo_key", "title", "url", "labels", "priority", "pr_number",
+]  # fmt: skip
 
 
-def _at(name: str) -> int:
-    return _NAMES.index(name)
+def _family(name: str) -> tuple[str, ...]:
+    return next(tuple(f for f, _ in fields) for family, _, fields in _FAMILIES if family == name)
 
 
-def _in_tail(name: str) -> int:
-    return _TAIL_NAMES.index(name)
-
-
-POSITION, STREAM_ID, VERSION, TYPE, RECORDED_AT, AGENT = (_at(n) for n in _NAMES[:6])
-LINKED_FROM = _at("linked_from")
-PR_DATA = _at("pr_data")
-ISSUE_REPO_KEY = _at("issue_repo_key")
-TITLE = _at("title")
-URL = _at("url")
-LABELS = _at("labels")
-PRIORITY = _at("priority")
-PR_NUMBER = _at("pr_number")
-# In the tail:
-STATUS = _in_tail("status")
-CURRENT_REPO = _in_tail("current_repo")
-CURRENT_ISSUE = _in_tail("current_issue")
-DETAILS = _in_tail("details")
-ACTOR = _in_tail("actor")
-REASON = _in_tail("reason")
-REPO = _in_tail("repo")
-REPO_KEY = _in_tail("repo_key")
-MODEL = _in_tail("model")
-USAGE_DAY = _in_tail("usage_day")
-INPUT_TOKENS = _in_tail("input_tokens")
-OUTPUT_TOKENS = _in_tail("output_tokens")
-CACHE_READ_TOKENS = _in_tail("cache_read_tokens")
-CACHE_CREATION_TOKENS = _in_tail("cache_creation_tokens")
-CACHE_CREATION_1H_TOKENS = _in_tail("cache_creation_1h_tokens")
-COST_USD = _in_tail("cost_usd")
-REPORTED = _in_tail("reported")
-USAGE_ISSUE = _in_tail("usage_issue")
-RUN_ID = _in_tail("run_id")
-RUN_ISSUE = _in_tail("run_issue")
-STEPS = _in_tail("steps")
-STEP = _in_tail("step")
-ENTRIES = _in_tail("entries")
-RUN_TOTALS = slice(_in_tail("total_cost_usd"), _in_tail("duration_api_ms") + 1)
-RUN_PR_NUMBER = _in_tail("run_pr_number")
-PRESENT = _in_tail("present")
-CONFIG = _in_tail("config")
-SHA = _in_tail("sha")
-ROUTE_KEY = _in_tail("route_key")
-ERROR = _in_tail("error")
+# The places in each family's detail.
+HB_STATUS, HB_CURRENT_REPO, HB_CURRENT_ISSUE, HB_DETAILS = range(4)
+ST_ACTOR, ST_REASON = range(2)
+(US_REPO, US_REPO_KEY, US_MODEL, US_DAY, US_INPUT, US_OUTPUT, US_CACHE_READ, US_CACHE_CREATION,
+ US_CACHE_CREATION_1H, US_COST, US_REPORTED, US_ISSUE) = range(12)  # fmt: skip
+(RUN_ID, RUN_VERSION, RUN_REPO, RUN_REPO_KEY, RUN_ISSUE, RUN_MODEL, RUN_STATUS, RUN_STEPS,
+ RUN_STEP, RUN_ENTRIES) = range(10)  # fmt: skip
+RUN_TOTALS = slice(10, 17)  # total_cost_usd .. duration_api_ms: cast by COPY on the way in
+RUN_PR_NUMBER = 17
+RC_REPO, RC_REPO_KEY, RC_PRESENT, RC_CONFIG, RC_SHA, RC_ROUTE_KEY, RC_ERROR = range(7)
+assert _family("heartbeat")[HB_DETAILS] == "details"
+assert _family("steering")[ST_REASON] == "reason"
+assert _family("usage")[US_ISSUE] == "issue" and _family("usage")[US_COST] == "cost_usd"
+assert _family("run")[RUN_ENTRIES] == "entries" and _family("run")[RUN_PR_NUMBER] == "pr_number"
+assert _family("run")[RUN_TOTALS] == (
+    "total_cost_usd", "total_turns", "input_tokens", "output_tokens", "cache_read_tokens",
+    "cache_creation_tokens", "duration_api_ms",
+)  # fmt: skip
+assert _family("repo_config")[RC_ERROR] == "error"
 
 
 # --- COPY's text, and the few values the fold reads itself -------------------------------------
-_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+_UNESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
 _ESCAPED = re.compile(r"\\(.)", re.DOTALL)
+_ESCAPES = str.maketrans(
+    {"\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
+)
 
 
 def copy_unescape(field: str) -> str:
-    """The value a (non-NULL) COPY text field holds."""
+    """The value a (non-NULL) field of COPY's text format holds."""
     if "\\" not in field:
         return field
-    return _ESCAPED.sub(lambda m: _ESCAPES.get(m.group(1), m.group(1)), field)
+    return _ESCAPED.sub(lambda m: _UNESCAPES.get(m.group(1), m.group(1)), field)
+
+
+def copy_escape(value: str) -> str:
+    """A value as COPY's text format writes it (the inverse of copy_unescape)."""
+    return value.translate(_ESCAPES)
+
+
+def detail(e: list[str]) -> list[str]:
+    """The fields of the event's family (its `detail`), as COPY text like the others."""
+    return [NULL if v is None else copy_escape(v) for v in json.loads(copy_unescape(e[DETAIL]))]
 
 
 _SQL_SPACE = " \t\n\r\v\f"
@@ -240,7 +251,13 @@ def sql_int(text: str) -> int:
 
 
 def _int_field(field: str) -> int | None:
-    return None if field == NULL else sql_int(copy_unescape(field))
+    """A COPY field cast to integer by PostgreSQL's rules; NULL stays None."""
+    if field == NULL:
+        return None
+    try:
+        return int(field)  # the usual case; an escaped field is never an int to Python
+    except ValueError:
+        return sql_int(copy_unescape(field))
 
 
 # numeric + numeric: exact at any size; NaN and ∞ - ∞ give NaN, as in PostgreSQL.
@@ -267,7 +284,7 @@ def split_part(text: str, delimiter: str, field: int) -> str:
     return parts[field - 1] if len(parts) >= field else ""
 
 
-# --- the state the projection keeps ------------------------------------------------------------
+# --- the issue columns each type sets (0001's UPDATE and 0006) ---------------------------------
 def issue_state(event_type: str, current: str | None) -> str | None:
     """conductor_issue_state: the state an event moves an issue to; None keeps the state."""
     if event_type == "ISSUE_APPROVED":
@@ -293,16 +310,6 @@ _STATE_AFTER = {
     "ISSUE_WITHDRAWN": "withdrawn",
 }
 _PRIORITY_RANK = {"critical": "0", "high": "1"}  # conductor_priority_rank: else 2
-# The events that free the agents whose current issue is their stream.
-_RELEASING = frozenset(
-    ("ISSUE_UNASSIGNED", "ISSUE_DONE", "ESCALATED", "ISSUE_WITHDRAWN", "ISSUE_REQUEUED")
-)
-_REVIEWER_CLEARED = frozenset(
-    ("REVIEW_DISPUTED", "ISSUE_UNASSIGNED", "ISSUE_REQUEUED", "PR_CREATED")
-)
-_REQUEUE_FROM_STATES = frozenset(("assigned", "in_progress", "in_review"))
-_LOST_STATES = frozenset(("assigned", "in_progress"))
-_STEERING_TYPES = frozenset(("ISSUE_HELD", "ISSUE_UNHELD", "AGENT_PAUSED", "AGENT_RESUMED"))
 
 
 class Issue:
@@ -345,27 +352,19 @@ class Issue:
         self.repo = split_part(stream_id, "#", 1)
         self.number = split_part(stream_id, "#", 2)  # cast to integer by COPY
         self.repo_key = e[ISSUE_REPO_KEY]
-        self.title = NULL
-        self.url = NULL
+        self.title = self.url = NULL
         self.labels = "[]"
         self.priority = "normal"
         self.priority_rank = "2"
         self.state = state
-        self.assignee = NULL
-        self.reviewer = NULL
+        self.assignee = self.reviewer = self.review_state = NULL
         self.attempt = 0
         self.pr_number: int | None = None
-        self.review_state = NULL
-        self.escalated = "f"
-        self.human_gate = "f"
+        self.escalated = self.human_gate = self.held = "f"
         self.approved_at = self.state_since = self.last_activity = e[RECORDED_AT]
         self.last_event_type = e[TYPE]
         self.position = e[POSITION]
-        self.held = "f"
-        self.held_by = NULL
-        self.held_reason = NULL
-        self.held_at = NULL
-        self.requeued_from = NULL
+        self.held_by = self.held_reason = self.held_at = self.requeued_from = NULL
 
     def row(self) -> list[str]:
         return [
@@ -378,6 +377,72 @@ class Issue:
         ]  # fmt: skip
 
 
+def _assigned(issue: Issue, e: list[str]) -> None:
+    issue.assignee = e[AGENT]
+    issue.attempt += 1
+    issue.requeued_from = NULL  # 0006: the next assignment clears it
+
+
+def _unassigned(issue: Issue, e: list[str]) -> None:
+    issue.assignee = issue.reviewer = NULL
+
+
+def _requeued(issue: Issue, e: list[str]) -> None:
+    issue.assignee = issue.reviewer = issue.review_state = NULL
+    issue.escalated = issue.human_gate = "f"
+
+
+def _review_assigned(issue: Issue, e: list[str]) -> None:
+    issue.reviewer = e[AGENT]
+
+
+def _review_passed(issue: Issue, e: list[str]) -> None:
+    issue.review_state = "approved"
+
+
+def _review_disputed(issue: Issue, e: list[str]) -> None:
+    issue.reviewer = NULL
+    issue.review_state = "changes_requested"
+
+
+def _pr_created(issue: Issue, e: list[str]) -> None:
+    issue.reviewer = issue.review_state = NULL
+
+
+def _escalated(issue: Issue, e: list[str]) -> None:
+    issue.escalated = "t"
+
+
+def _human_gate(issue: Issue, e: list[str]) -> None:
+    issue.human_gate = "t"
+
+
+def _done(issue: Issue, e: list[str]) -> None:
+    issue.human_gate = "f"
+
+
+# The CASE columns of 0001's UPDATE (assignee, attempt, reviewer, review_state, escalated,
+# human_gate), by the types that set them; every other type leaves them.
+_ISSUE_COLUMNS_BY_TYPE: dict[str, Callable[[Issue, list[str]], None]] = {
+    "ISSUE_ASSIGNED": _assigned,
+    "ISSUE_UNASSIGNED": _unassigned,
+    "ISSUE_REQUEUED": _requeued,
+    "REVIEW_ASSIGNED": _review_assigned,
+    "REVIEW_PASSED": _review_passed,
+    "REVIEW_DISPUTED": _review_disputed,
+    "PR_CREATED": _pr_created,
+    "ESCALATED": _escalated,
+    "HUMAN_GATE_TRIGGERED": _human_gate,
+    "ISSUE_DONE": _done,
+}
+# The events that free the agents whose current issue is their stream.
+_RELEASING = frozenset(
+    ("ISSUE_UNASSIGNED", "ISSUE_DONE", "ESCALATED", "ISSUE_WITHDRAWN", "ISSUE_REQUEUED")
+)
+_STEERING = frozenset(("ISSUE_HELD", "ISSUE_UNHELD", "AGENT_PAUSED", "AGENT_RESUMED"))
+
+
+# --- the other rows ----------------------------------------------------------------------------
 class Agent:
     """A row of `agents` (COPY text)."""
 
@@ -398,15 +463,12 @@ class Agent:
     def __init__(self, agent_id: str, e: list[str]) -> None:
         self.agent_id = agent_id
         self.status = "unknown"
-        self.current_issue = NULL
-        self.last_heartbeat = NULL
+        self.current_issue = self.last_heartbeat = NULL
         self.last_event_at = e[RECORDED_AT]
         self.details = "{}"
         self.position = e[POSITION]
         self.paused = "f"
-        self.paused_by = NULL
-        self.paused_reason = NULL
-        self.paused_at = NULL
+        self.paused_by = self.paused_reason = self.paused_at = NULL
 
     def row(self) -> list[str]:
         return [
@@ -445,21 +507,21 @@ class Run:
         "version",
     )
 
-    def __init__(self, e: list[str], tail: list[str], issue_number: str | Tie) -> None:
-        self.id = tail[RUN_ID]
+    def __init__(self, e: list[str], run: list[str], issue_number: str | Tie) -> None:
+        self.id = run[RUN_ID]
         self.stream_id = e[STREAM_ID]
-        self.repo = NULL if tail[REPO] == "" else tail[REPO]
+        self.repo = NULL if run[RUN_REPO] == "" else run[RUN_REPO]
         self.issue_number = issue_number
         self.agent_id = e[AGENT]
-        self.model = tail[MODEL]
-        self.status = "running" if tail[STATUS] == NULL else tail[STATUS]
-        self.steps = "[]" if tail[STEPS] == NULL else tail[STEPS]
+        self.model = run[RUN_MODEL]
+        self.status = "running" if run[RUN_STATUS] == NULL else run[RUN_STATUS]
+        self.steps = "[]" if run[RUN_STEPS] == NULL else run[RUN_STEPS]
         self.log_lines = "[]"
-        self.totals = [NULL] * 7  # cost, turns, tokens in/out/read/write, API time: cast by COPY
+        self.totals = [NULL] * 7
         self.pr_number = NULL
         self.started_at = e[RECORDED_AT]
         self.completed_at = NULL
-        self.version = e[VERSION]
+        self.version = run[RUN_VERSION]
         self.position = e[POSITION]
 
     def row(self) -> list[str]:
@@ -472,7 +534,7 @@ class Run:
         ]  # fmt: skip
 
 
-# usage_daily and usage_by_issue: the sums of one key, in this order (the tables' column order).
+# usage_daily and usage_by_issue: the sums of one key, in the tables' column order.
 EVENTS, INPUT, OUTPUT, CACHE_READ, CACHE_CREATION, CACHE_CREATION_1H = range(6)
 COST, REPORTED_EVENTS, LAST = 6, 7, 8
 _COUNTS = (EVENTS, INPUT, OUTPUT, CACHE_READ, CACHE_CREATION, CACHE_CREATION_1H, REPORTED_EVENTS)
@@ -481,11 +543,38 @@ UsageKey = tuple[str, str, str, str]  # usage_daily: day, agent, repo, model
 IssueUsageKey = tuple["str | Tie", str, str, str]  # usage_by_issue: stream, day, agent, model
 
 
+def _add_usage(table: dict[Any, UsageSums], key: Any, position: str, u: list[str]) -> None:
+    sums = table.get(key)
+    if sums is None:
+        table[key] = [
+            1, int(u[US_INPUT]), int(u[US_OUTPUT]), int(u[US_CACHE_READ]),
+            int(u[US_CACHE_CREATION]), int(u[US_CACHE_CREATION_1H]), Decimal(u[US_COST]),
+            int(u[US_REPORTED]), int(position),
+        ]  # fmt: skip
+        return
+    sums[EVENTS] += 1
+    sums[INPUT] += int(u[US_INPUT])
+    sums[OUTPUT] += int(u[US_OUTPUT])
+    sums[CACHE_READ] += int(u[US_CACHE_READ])
+    sums[CACHE_CREATION] += int(u[US_CACHE_CREATION])
+    sums[CACHE_CREATION_1H] += int(u[US_CACHE_CREATION_1H])
+    sums[COST] = numeric_add(sums[COST], Decimal(u[US_COST]))
+    sums[REPORTED_EVENTS] += int(u[US_REPORTED])
+    sums[LAST] = int(position)
+
+
+def _merge_usage(into: UsageSums, other: UsageSums) -> None:
+    for i in _COUNTS:
+        into[i] += other[i]
+    into[COST] = numeric_add(into[COST], other[COST])
+    into[LAST] = max(into[LAST], other[LAST])
+
+
+# --- the fold ----------------------------------------------------------------------------------
 class Replay:
     """The projection tables in memory, and `apply`, which is conductor_project on them.
 
-    An event is its COPY line split at the tail: `event[TAIL]` holds the rest of the line,
-    split by the families of types that read it."""
+    An event is its COPY line split into fields (see `events_query`)."""
 
     def __init__(self) -> None:
         self.issues: dict[str, Issue] = {}
@@ -504,53 +593,17 @@ class Replay:
     def apply_lines(self, lines: Iterable[str]) -> None:
         apply = self.apply
         for line in lines:
-            apply(line.split("\t", TAIL))
+            apply(line.split("\t"))
 
-    # --- conductor_project (0006) -----------------------------------------------------------
     def apply(self, e: list[str]) -> None:
-        """conductor_project(e): holds and pauses here, everything else through routing (whose
-        lifecycle step also keeps requeued_from); then the heartbeat check."""
+        """conductor_project(e) of 0006: holds and pauses; else 0003's routing, which runs
+        0002's work (usage, runs, else 0001's lifecycle, then PR streams and links) and then
+        the repo configurations; then the heartbeat check."""
         self.events += 1
         event_type = e[TYPE]
-        if event_type in _STEERING_TYPES:
+        if event_type in _STEERING:
             self._steer(e, event_type)
             return
-        self._routing(e, event_type)
-        if event_type == "HEARTBEAT":
-            self._heartbeat_check(e[AGENT])
-
-    def _steer(self, e: list[str], event_type: str) -> None:
-        tail = e[TAIL].split("\t", REASON + 1)
-        if event_type == "ISSUE_HELD" or event_type == "ISSUE_UNHELD":
-            issue = self.issues.get(e[STREAM_ID])
-            if issue is None:
-                return
-            held = event_type == "ISSUE_HELD"
-            issue.held = "t" if held else "f"
-            issue.held_by = tail[ACTOR] if held else NULL
-            issue.held_reason = tail[REASON] if held else NULL
-            issue.held_at = e[RECORDED_AT] if held else NULL
-            if e[LABELS] != NULL:
-                issue.labels = e[LABELS]
-            issue.last_activity = e[RECORDED_AT]
-            issue.last_event_type = event_type
-            issue.position = e[POSITION]
-        elif event_type == "AGENT_PAUSED":
-            agent = self._agent(e)
-            agent.paused = "t"
-            agent.paused_by = tail[ACTOR]
-            agent.paused_reason = tail[REASON]
-            agent.paused_at = e[RECORDED_AT]
-        else:  # AGENT_RESUMED: only an agent already known
-            found = self.agents.get(e[AGENT])
-            if found is not None:
-                found.paused = "f"
-                found.paused_by = found.paused_reason = found.paused_at = NULL
-                found.last_event_at = e[RECORDED_AT]
-                found.position = e[POSITION]
-
-    # --- conductor_project_routing (0003) and conductor_project_work (0002) ----------------
-    def _routing(self, e: list[str], event_type: str) -> None:
         if event_type == "TOKEN_USAGE":
             self._usage(e)
             return
@@ -558,11 +611,6 @@ class Replay:
             self._run(e, event_type)
             return
         self._lifecycle(e, event_type)
-        if event_type == "HEARTBEAT":
-            tail = e[TAIL].split("\t", CURRENT_ISSUE + 1)
-            if tail[CURRENT_REPO] == "" or tail[CURRENT_ISSUE] == "0":
-                # Working on nothing it can name: no current issue (not "#0").
-                self._set_current(self.agents[e[AGENT]], NULL)
         if e[PR_DATA] != NULL:
             stream_id = e[STREAM_ID]
             self.pending[e[POSITION]] = [
@@ -573,26 +621,60 @@ class Replay:
             self.pending.pop(str(_int_field(e[LINKED_FROM])), None)
         if event_type == "REPO_CONFIG_CHANGED" or event_type == "REPO_CONFIG_INVALID":
             self._repo_config(e, event_type)
+        elif event_type == "HEARTBEAT":
+            self._heartbeat_check(e[AGENT])
 
+    # --- 0006: holds and pauses ---------------------------------------------------------------
+    def _steer(self, e: list[str], event_type: str) -> None:
+        steer = detail(e)
+        if event_type == "ISSUE_HELD" or event_type == "ISSUE_UNHELD":
+            issue = self.issues.get(e[STREAM_ID])
+            if issue is None:
+                return
+            held = event_type == "ISSUE_HELD"
+            issue.held = "t" if held else "f"
+            issue.held_by = steer[ST_ACTOR] if held else NULL
+            issue.held_reason = steer[ST_REASON] if held else NULL
+            issue.held_at = e[RECORDED_AT] if held else NULL
+            if e[LABELS] != NULL:
+                issue.labels = e[LABELS]
+            issue.last_activity = e[RECORDED_AT]
+            issue.last_event_type = event_type
+            issue.position = e[POSITION]
+        elif event_type == "AGENT_PAUSED":
+            agent = self._agent(e)
+            agent.paused = "t"
+            agent.paused_by = steer[ST_ACTOR]
+            agent.paused_reason = steer[ST_REASON]
+            agent.paused_at = e[RECORDED_AT]
+        else:  # AGENT_RESUMED: only an agent already known
+            found = self.agents.get(e[AGENT])
+            if found is not None:
+                found.paused = "f"
+                found.paused_by = found.paused_reason = found.paused_at = NULL
+                found.last_event_at = e[RECORDED_AT]
+                found.position = e[POSITION]
+
+    # --- 0003: repo configurations ------------------------------------------------------------
     def _repo_config(self, e: list[str], event_type: str) -> None:
-        tail = e[TAIL].split("\t")
-        key = tail[REPO_KEY]
+        config = detail(e)
+        key = config[RC_REPO_KEY]
         if event_type == "REPO_CONFIG_CHANGED":
             self.repo_configs[key] = [
-                key, tail[REPO], tail[PRESENT], tail[CONFIG], tail[SHA], tail[ROUTE_KEY], NULL,
-                NULL, e[RECORDED_AT], e[POSITION],
+                key, config[RC_REPO], config[RC_PRESENT], config[RC_CONFIG], config[RC_SHA],
+                config[RC_ROUTE_KEY], NULL, NULL, e[RECORDED_AT], e[POSITION],
             ]  # fmt: skip
             return
         found = self.repo_configs.get(key)
         if found is None:
             self.repo_configs[key] = [
-                key, tail[REPO], "f", NULL, NULL, NULL, tail[ERROR], tail[SHA], e[RECORDED_AT],
-                e[POSITION],
+                key, config[RC_REPO], "f", NULL, NULL, NULL, config[RC_ERROR], config[RC_SHA],
+                e[RECORDED_AT], e[POSITION],
             ]  # fmt: skip
         else:  # the last good configuration stays
-            found[6:] = [tail[ERROR], tail[SHA], e[RECORDED_AT], e[POSITION]]
+            found[6:] = [config[RC_ERROR], config[RC_SHA], e[RECORDED_AT], e[POSITION]]
 
-    # --- conductor_project_lifecycle (0001) ---------------------------------------------------
+    # --- 0001: issues and agents --------------------------------------------------------------
     def _lifecycle(self, e: list[str], event_type: str) -> None:
         if e[ISSUE_REPO_KEY] != NULL:
             self._issue(e, event_type)
@@ -627,7 +709,7 @@ class Replay:
         else:
             if event_type == "ISSUE_REQUEUED":
                 # 0006: the agent it is taken back from, read before the update.
-                holder = issue.assignee if issue.state in _REQUEUE_FROM_STATES else NULL
+                holder = issue.assignee if issue.state in _REQUEUED_FROM else NULL
                 issue.requeued_from = NULL if holder == NULL else split_part(holder, "/", 1)
             state = issue_state(event_type, issue.state)
             if state is not None and state != issue.state:
@@ -639,50 +721,27 @@ class Replay:
             issue.url = e[URL]
         if e[LABELS] != NULL:
             issue.labels = e[LABELS]
-        priority = e[PRIORITY]
-        if priority != NULL:
-            issue.priority = priority
-            issue.priority_rank = _PRIORITY_RANK.get(priority, "2")
-        if event_type == "ISSUE_ASSIGNED":
-            issue.assignee = e[AGENT]
-            issue.attempt += 1
-            issue.requeued_from = NULL  # 0006
-        elif event_type == "ISSUE_UNASSIGNED" or event_type == "ISSUE_REQUEUED":
-            issue.assignee = NULL
-        if event_type == "REVIEW_ASSIGNED":
-            issue.reviewer = e[AGENT]
-        elif event_type in _REVIEWER_CLEARED:
-            issue.reviewer = NULL
+        if e[PRIORITY] != NULL:
+            issue.priority = e[PRIORITY]
+            issue.priority_rank = _PRIORITY_RANK.get(e[PRIORITY], "2")
         if e[PR_NUMBER] != NULL:
-            self._set_pr(issue, _int_field(e[PR_NUMBER]))
-        if event_type == "REVIEW_PASSED":
-            issue.review_state = "approved"
-        elif event_type == "REVIEW_DISPUTED":
-            issue.review_state = "changes_requested"
-        elif event_type == "PR_CREATED" or event_type == "ISSUE_REQUEUED":
-            issue.review_state = NULL
-        if event_type == "ESCALATED":
-            issue.escalated = "t"
-        elif event_type == "ISSUE_REQUEUED":
-            issue.escalated = "f"
-        if event_type == "HUMAN_GATE_TRIGGERED":
-            issue.human_gate = "t"
-        elif event_type == "ISSUE_DONE" or event_type == "ISSUE_REQUEUED":
-            issue.human_gate = "f"
+            pr_number = _int_field(e[PR_NUMBER])
+            if pr_number != issue.pr_number:
+                self._set_pr(issue, pr_number)
+        by_type = _ISSUE_COLUMNS_BY_TYPE.get(event_type)
+        if by_type is not None:
+            by_type(issue, e)
         issue.last_activity = e[RECORDED_AT]
         issue.last_event_type = event_type
         issue.position = e[POSITION]
 
     def _set_pr(self, issue: Issue, pr_number: int | None) -> None:
-        if pr_number == issue.pr_number:
-            return
         if issue.pr_number is not None:
             self._by_pr[(issue.repo_key, issue.pr_number)].discard(issue.stream_id)
         issue.pr_number = pr_number
         if pr_number is not None:
             self._by_pr.setdefault((issue.repo_key, pr_number), set()).add(issue.stream_id)
 
-    # --- agents -------------------------------------------------------------------------------
     def _agent(self, e: list[str]) -> Agent:
         """The agent `e` names, created if new; last seen at `e` either way."""
         agent_id = e[AGENT]
@@ -705,13 +764,17 @@ class Replay:
             self._holding.setdefault(stream_id, set()).add(agent.agent_id)
 
     def _heartbeat(self, e: list[str]) -> None:
-        tail = e[TAIL].split("\t", DETAILS + 1)
+        beat = detail(e)
         agent = self._agent(e)
-        repo, number = tail[CURRENT_REPO], tail[CURRENT_ISSUE]
-        agent.status = "unknown" if tail[STATUS] == NULL else tail[STATUS]
-        self._set_current(agent, NULL if repo == NULL or number == NULL else f"{repo}#{number}")
+        repo, number = beat[HB_CURRENT_REPO], beat[HB_CURRENT_ISSUE]
+        agent.status = "unknown" if beat[HB_STATUS] == NULL else beat[HB_STATUS]
         agent.last_heartbeat = e[RECORDED_AT]
-        agent.details = tail[DETAILS]
+        agent.details = beat[HB_DETAILS]
+        if repo == "" or number == "0":
+            # 0002: working on nothing it can name: no current issue (not "#0").
+            self._set_current(agent, NULL)
+        else:
+            self._set_current(agent, NULL if NULL in (repo, number) else f"{repo}#{number}")
 
     def _heartbeat_check(self, agent_id: str) -> None:
         """0006: a heartbeat naming an issue that is no longer the agent's (requeued, or given
@@ -727,7 +790,7 @@ class Replay:
         ):
             self._set_current(agent, NULL)
 
-    # --- conductor_issue_of (0002) ------------------------------------------------------------
+    # --- 0002: conductor_issue_of, usage, runs -----------------------------------------------
     def issue_of(self, repo: str, repo_key: str, number: str) -> str | Tie:
         """The issue `repo#number` names: that issue when known; else the issue whose PR it is
         (the most recently active); else `repo#number` as given."""
@@ -739,81 +802,56 @@ class Replay:
             return named
         if len(found) == 1:
             return next(iter(found))
-        # recorded_at is ISO text in UTC: its order is the timestamps' order.
+        # recorded_at is ISO text in UTC (see read_events): it orders as the instants do.
         latest = max(self.issues[s].last_activity for s in found)
         tied = frozenset(s for s in found if self.issues[s].last_activity == latest)
         return next(iter(tied)) if len(tied) == 1 else Tie(tied)
 
-    # --- conductor_project_usage (0002) -------------------------------------------------------
     def _usage(self, e: list[str]) -> None:
-        tail = e[TAIL].split("\t", USAGE_ISSUE + 1)
-        agent_id, day = e[AGENT], tail[USAGE_DAY]
-        repo = "" if tail[REPO] == NULL else tail[REPO]
-        model = "" if tail[MODEL] == NULL else tail[MODEL]
-        number = tail[USAGE_ISSUE]
-        stream = "" if number == NULL else self.issue_of(repo, tail[REPO_KEY], number)
-        _add_usage(self.usage_daily, (day, agent_id, repo, model), e[POSITION], tail)
-        _add_usage(self.usage_by_issue, (stream, day, agent_id, model), e[POSITION], tail)
+        usage = detail(e)
+        agent_id, day = e[AGENT], usage[US_DAY]
+        repo = "" if usage[US_REPO] == NULL else usage[US_REPO]
+        model = "" if usage[US_MODEL] == NULL else usage[US_MODEL]
+        number = usage[US_ISSUE]
+        stream = "" if number == NULL else self.issue_of(repo, usage[US_REPO_KEY], number)
+        _add_usage(self.usage_daily, (day, agent_id, repo, model), e[POSITION], usage)
+        _add_usage(self.usage_by_issue, (stream, day, agent_id, model), e[POSITION], usage)
 
-    # --- conductor_project_execution_log (0002) -----------------------------------------------
     def _run(self, e: list[str], event_type: str) -> None:
-        tail = e[TAIL].split("\t")
+        run = detail(e)
         if event_type == "EXECUTION_LOG_STARTED":
-            repo, number = tail[REPO], tail[RUN_ISSUE]
+            repo, number = run[RUN_REPO], run[RUN_ISSUE]
             issue_number: str | Tie = number
             if repo not in ("", NULL) and number != NULL:
                 # A review run names its PR: shown with the PR's issue.
-                issue = self.issue_of(repo, tail[REPO_KEY], number)
+                issue = self.issue_of(repo, run[RUN_REPO_KEY], number)
                 issue_number = issue if isinstance(issue, Tie) else split_part(issue, "#", 2)
-            self.runs[tail[RUN_ID]] = Run(e, tail, issue_number)
+            self.runs[run[RUN_ID]] = Run(e, run, issue_number)
             return
-        run = self.runs.get(tail[RUN_ID])
-        if run is None:
+        found = self.runs.get(run[RUN_ID])
+        if found is None:
             return
         if event_type == "EXECUTION_LOG_STEP":
-            step = "null" if tail[STEP] == NULL else tail[STEP]
-            run.steps = jsonb_concat(run.steps, f"[{step}]")
+            step = "null" if run[RUN_STEP] == NULL else run[RUN_STEP]
+            found.steps = jsonb_concat(found.steps, f"[{step}]")
         elif event_type == "EXECUTION_LOG_LINES":
-            entries = "[]" if tail[ENTRIES] == NULL else tail[ENTRIES]
-            run.log_lines = jsonb_concat(run.log_lines, entries)
+            entries = "[]" if run[RUN_ENTRIES] == NULL else run[RUN_ENTRIES]
+            found.log_lines = jsonb_concat(found.log_lines, entries)
         elif event_type == "EXECUTION_LOG_COMPLETED":
-            if tail[STATUS] != NULL:
-                run.status = tail[STATUS]
-            run.totals = tail[RUN_TOTALS]
-            pr_number = _int_field(tail[RUN_PR_NUMBER])
-            run.pr_number = NULL if not pr_number else str(pr_number)
-            run.completed_at = e[RECORDED_AT]
+            if run[RUN_STATUS] != NULL:
+                found.status = run[RUN_STATUS]
+            found.totals = run[RUN_TOTALS]
+            pr_number = _int_field(run[RUN_PR_NUMBER])
+            found.pr_number = NULL if not pr_number else str(pr_number)
+            found.completed_at = e[RECORDED_AT]
         else:
             return  # another EXECUTION_LOG_ type: nothing
-        run.version = e[VERSION]
-        run.position = e[POSITION]
+        found.version = run[RUN_VERSION]
+        found.position = e[POSITION]
 
 
-def _add_usage(table: dict[Any, UsageSums], key: Any, position: str, tail: list[str]) -> None:
-    sums = table.get(key)
-    if sums is None:
-        table[key] = [
-            1, int(tail[INPUT_TOKENS]), int(tail[OUTPUT_TOKENS]), int(tail[CACHE_READ_TOKENS]),
-            int(tail[CACHE_CREATION_TOKENS]), int(tail[CACHE_CREATION_1H_TOKENS]),
-            Decimal(tail[COST_USD]), int(tail[REPORTED]), int(position),
-        ]  # fmt: skip
-        return
-    sums[EVENTS] += 1
-    sums[INPUT] += int(tail[INPUT_TOKENS])
-    sums[OUTPUT] += int(tail[OUTPUT_TOKENS])
-    sums[CACHE_READ] += int(tail[CACHE_READ_TOKENS])
-    sums[CACHE_CREATION] += int(tail[CACHE_CREATION_TOKENS])
-    sums[CACHE_CREATION_1H] += int(tail[CACHE_CREATION_1H_TOKENS])
-    sums[COST] = numeric_add(sums[COST], Decimal(tail[COST_USD]))
-    sums[REPORTED_EVENTS] += int(tail[REPORTED])
-    sums[LAST] = int(position)
-
-
-def _merge_usage(into: UsageSums, other: UsageSums) -> None:
-    for i in _COUNTS:
-        into[i] += other[i]
-    into[COST] = numeric_add(into[COST], other[COST])
-    into[LAST] = max(into[LAST], other[LAST])
+_REQUEUED_FROM = frozenset(("assigned", "in_progress", "in_review"))
+_LOST_STATES = frozenset(("assigned", "in_progress"))
 
 
 # --- reading and writing -----------------------------------------------------------------------
@@ -822,8 +860,8 @@ async def read_events(
 ) -> Replay:
     """Fold every event up to `head` (in the caller's transaction); `progress(done)` after
     every `batch_size` events and at the end. A cancellation lands between batches."""
-    # The fold compares timestamps as text: ISO in UTC orders as the instants do. LOCAL: only
-    # for this transaction.
+    # The fold compares timestamps as their text: ISO in UTC orders as the instants do. LOCAL:
+    # for this transaction only.
     await conn.execute("SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO'")
     fold = Replay()
     rest = b""
@@ -859,11 +897,9 @@ async def resolve_ties(conn: asyncpg.Connection, fold: Replay) -> None:
         return
     names = sorted({name for tie in ties for name in tie.candidates})
     ordered = await conn.fetch(
-        "SELECT s FROM unnest($1::text[]) AS s ORDER BY s",
-        [copy_unescape(name) for name in names],
+        "SELECT s FROM unnest($1::text[]) AS s ORDER BY s", [copy_unescape(n) for n in names]
     )
-    raw_rank = {row[0]: rank for rank, row in enumerate(ordered)}
-    rank = {name: raw_rank[copy_unescape(name)] for name in names}
+    rank = {copy_escape(row[0]): i for i, row in enumerate(ordered)}
     winner = {tie: min(tie.candidates, key=rank.__getitem__) for tie in ties}
     for run in fold.runs.values():
         if isinstance(run.issue_number, Tie):
@@ -878,7 +914,7 @@ async def resolve_ties(conn: asyncpg.Connection, fold: Replay) -> None:
     fold.usage_by_issue = settled
 
 
-def _usage_rows(table: dict[Any, UsageSums]) -> Iterable[Sequence[Any]]:
+def _usage_rows(table: dict[Any, UsageSums]) -> Iterable[Sequence[str]]:
     for key, sums in table.items():
         yield (*key, *map(str, sums))
 
@@ -916,7 +952,7 @@ _COLUMNS = {
 }
 
 
-def table_rows(fold: Replay) -> dict[str, Iterable[Sequence[Any]]]:
+def table_rows(fold: Replay) -> dict[str, Iterable[Sequence[str]]]:
     """Every projection table's rows, as COPY text fields in `_COLUMNS` order."""
     return {
         "issues": (issue.row() for issue in fold.issues.values()),

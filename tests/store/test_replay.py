@@ -29,7 +29,7 @@ from store.database import connect
 from store.errors import StoreError
 from store.events import EventStore, NewEvent
 from store.projections import PROJECTION_TABLES, rebuild_projections
-from store.replay import copy_unescape, jsonb_concat, sql_int
+from store.replay import copy_escape, copy_unescape, jsonb_concat, sql_int
 
 # A small world, so events meet: three issues (#3 of the same repo spelled otherwise, which
 # lower() matches), PRs 2 (also an issue's number) and 7, two agents and an instance of one.
@@ -436,15 +436,19 @@ async def test_sql_int_reads_what_postgresql_reads(database_url: str, texts: lis
         await conn.close()
 
 
-@pytest.mark.parametrize("value", ["plain", "tab\there", "new\nline", "back\\slash\\N", "\\"])
-async def test_copy_unescape_reads_copys_text(database_url: str, value: str) -> None:
+@pytest.mark.parametrize(
+    "value", ["plain", "tab\there", "new\nline", "cr\r\b\f\v\x01", "back\\slash\\N", "\\", ""]
+)
+async def test_copy_escape_is_copys_text_format(database_url: str, value: str) -> None:
     conn = await asyncpg.connect(database_url)
     try:
         out = io.BytesIO()
         await conn.copy_from_query("SELECT $1::text", value, output=out)
     finally:
         await conn.close()
-    assert copy_unescape(out.getvalue().decode().removesuffix("\n")) == value
+    field = out.getvalue().decode().removesuffix("\n")
+    assert copy_escape(value) == field
+    assert copy_unescape(field) == value
 
 
 @pytest.mark.parametrize(
