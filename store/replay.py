@@ -157,8 +157,8 @@ _FAMILIES: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
 )
 
 
-def events_query(head: int) -> str:
-    """Every event up to `head`, in position order, as the fold reads it (through COPY)."""
+def events_query(after: int, upto: int) -> str:
+    """The events in (after, upto], in position order, as the fold reads them (through COPY)."""
     detail = " ".join(
         f"WHEN {condition} THEN json_build_array("
         + ", ".join(f"({sql})::text" for _, sql in fields)
@@ -168,7 +168,7 @@ def events_query(head: int) -> str:
     fields = ", ".join(f"{sql} AS {name}" for name, sql in _FIELDS)
     return (
         f"SELECT {fields}, CASE {detail} END AS detail FROM events "
-        f"WHERE position <= {int(head)} ORDER BY position"
+        f"WHERE position > {int(after)} AND position <= {int(upto)} ORDER BY position"
     )
 
 
@@ -858,34 +858,31 @@ _LOST_STATES = frozenset(("assigned", "in_progress"))
 async def read_events(
     conn: asyncpg.Connection, head: int, *, batch_size: int, progress: Callable[[int], None]
 ) -> Replay:
-    """Fold every event up to `head` (in the caller's transaction); `progress(done)` after
-    every `batch_size` events and at the end. A cancellation lands between batches."""
+    """Fold the events up to `head` (in the caller's transaction), one COPY per `batch_size`
+    positions; `progress(events so far)` after each. A cancellation lands between them."""
     # The fold compares timestamps as their text: ISO in UTC orders as the instants do. LOCAL:
     # for this transaction only.
     await conn.execute("SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO'")
     fold = Replay()
     rest = b""
 
-    async def fold_chunk(chunk: bytes) -> None:
+    async def fold_lines(chunk: bytes) -> None:
         nonlocal rest
         data = rest + chunk
         cut = data.rfind(b"\n") + 1
         rest = data[cut:]
         lines = data[:cut].decode().split("\n")
         lines.pop()  # after the last newline
-        start = 0
-        while start < len(lines):
-            take = batch_size - fold.events % batch_size
-            fold.apply_lines(lines[start : start + take])
-            start += take
-            if fold.events % batch_size == 0:
-                progress(fold.events)
-                await asyncio.sleep(0)
+        fold.apply_lines(lines)
 
-    await conn.copy_from_query(events_query(head), output=fold_chunk)
-    assert not rest, "COPY ended inside a line"
-    if fold.events % batch_size:
+    after = 0
+    while after < head:
+        upto = min(after + batch_size, head)
+        await conn.copy_from_query(events_query(after, upto), output=fold_lines)
+        assert not rest, "COPY ended inside a line"
         progress(fold.events)
+        await asyncio.sleep(0)
+        after = upto
     return fold
 
 
