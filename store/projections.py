@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 
 from store.events import _unavailable_on_connection_loss
-from store.replay import read_events, write_projections
+from store.replay import check_tables, read_events, write_projections
 
 ISSUE_STATES = (
     "queued",
@@ -518,17 +518,18 @@ async def rebuild_projections(
     """Recreate every projection from the events, in one transaction.
 
     Appends wait while it runs (it holds the append lock), so the rebuilt rows match the events
-    exactly. The events are read once, in position order, `batch_size` at a time, and folded in
-    memory by store.replay (the plpgsql projection, mirrored); each table is then written in one
-    statement. Interrupting it (cancel, Ctrl-C, a crash) rolls back to the projections as they
-    were. `progress(done, total, elapsed_seconds)` is called after each batch read. Returns the
-    number of events replayed.
+    exactly. The events are read once, in position order, `batch_size` positions at a time, and
+    folded in memory by store.replay (the plpgsql projection, mirrored; it holds the projection
+    tables, not the events); then each table is written by one COPY. Interrupting it (cancel,
+    Ctrl-C, a crash) rolls back to the projections as they were. `progress(done, total,
+    elapsed_seconds)` is called after each batch read. Returns the number of events replayed.
     """
     started = time.monotonic()
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(7166002)")
         head = int(await conn.fetchval("SELECT coalesce(max(position), 0) FROM events"))
         total = int(await conn.fetchval("SELECT count(*) FROM events"))
+        await check_tables(conn)
         await conn.execute(f"TRUNCATE {', '.join(PROJECTION_TABLES)}")
 
         def read(done: int) -> None:

@@ -949,6 +949,27 @@ _COLUMNS = {
 }
 
 
+async def check_tables(conn: asyncpg.Connection) -> None:
+    """Refuse to rebuild a table with a column the fold does not write: a migration that adds
+    one must teach this module what conductor_project puts there (else it would hold its
+    default)."""
+    rows = await conn.fetch(
+        "SELECT attrelid::regclass::text AS table_name, attname FROM pg_attribute "
+        "WHERE attrelid = ANY($1::regclass[]) AND attnum > 0 AND NOT attisdropped",
+        list(_COLUMNS),
+    )
+    unknown = sorted(
+        f"{row['table_name']}.{row['attname']}"
+        for row in rows
+        if row["attname"] not in _COLUMNS[row["table_name"]].split(", ")
+    )
+    if unknown:
+        raise RuntimeError(
+            f"store/replay.py does not know the column(s) {', '.join(unknown)}: teach it what "
+            "conductor_project writes there before rebuilding"
+        )
+
+
 def table_rows(fold: Replay) -> dict[str, Iterable[Sequence[str]]]:
     """Every projection table's rows, as COPY text fields in `_COLUMNS` order."""
     return {

@@ -29,7 +29,7 @@ from store.database import connect
 from store.errors import StoreError
 from store.events import EventStore, NewEvent
 from store.projections import PROJECTION_TABLES, rebuild_projections
-from store.replay import copy_escape, copy_unescape, jsonb_concat, sql_int
+from store.replay import Replay, copy_escape, copy_unescape, jsonb_concat, sql_int, table_rows
 
 # A small world, so events meet: three issues (#3 of the same repo spelled otherwise, which
 # lower() matches), PRs 2 (also an issue's number) and 7, two agents and an instance of one.
@@ -463,3 +463,22 @@ async def test_jsonb_concat_is_postgresqls(database_url: str, left: str, right: 
     finally:
         await conn.close()
     assert jsonb_concat(left, right) == expected
+
+
+def test_the_fold_writes_every_table_the_rebuild_empties() -> None:
+    assert set(table_rows(Replay())) == set(PROJECTION_TABLES)
+
+
+async def test_a_column_the_fold_does_not_know_stops_the_rebuild(
+    store: EventStore, database_url: str
+) -> None:
+    await store.append("dev-e-1", [NewEvent("HEARTBEAT", {"agentId": "dev-e-1"})])
+    conn = await connect(database_url)
+    try:
+        await conn.execute("ALTER TABLE agents ADD COLUMN mood text DEFAULT 'calm'")
+        live = await tables_as_text(conn)
+        with pytest.raises(RuntimeError, match=r"agents\.mood"):
+            await rebuild_projections(conn)
+        assert await tables_as_text(conn) == live
+    finally:
+        await conn.close()
