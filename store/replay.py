@@ -440,6 +440,10 @@ _RELEASING = frozenset(
     ("ISSUE_UNASSIGNED", "ISSUE_DONE", "ESCALATED", "ISSUE_WITHDRAWN", "ISSUE_REQUEUED")
 )
 _STEERING = frozenset(("ISSUE_HELD", "ISSUE_UNHELD", "AGENT_PAUSED", "AGENT_RESUMED"))
+# 0006: the states in which a requeue takes the issue back from its assignee, and those in
+# which a heartbeat from another agent does not make the issue its current one.
+_REQUEUED_FROM = frozenset(("assigned", "in_progress", "in_review"))
+_LOST_STATES = frozenset(("assigned", "in_progress"))
 
 
 # --- the other rows ----------------------------------------------------------------------------
@@ -848,10 +852,6 @@ class Replay:
             return  # another EXECUTION_LOG_ type: nothing
         found.version = run[RUN_VERSION]
         found.position = e[POSITION]
-
-
-_REQUEUED_FROM = frozenset(("assigned", "in_progress", "in_review"))
-_LOST_STATES = frozenset(("assigned", "in_progress"))
 
 
 # --- reading and writing -----------------------------------------------------------------------
