@@ -10,7 +10,9 @@ interleaved round by round, so the ratios compare like with like on a noisy shar
   api:     POST /api/events against a separate `conductor-e api` process (tests/lean_http.py)
 
 Then 1,000,000 events over 100,000 issues (10,000 queued) are loaded through the real
-projection function, and the read latencies are measured.
+projection function, and the read latencies are measured. Last, `projections rebuild` replays
+them (store.replay's one pass), timed, and every projection table's digest is compared with the
+one the plpgsql projection left.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
+import asyncpg
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -38,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from bench._common import fresh_database  # noqa: E402
 from store.database import connect, create_pool  # noqa: E402
 from store.events import EventStore, NewEvent  # noqa: E402
-from store.projections import Projections  # noqa: E402
+from store.projections import PROJECTION_TABLES, Projections, rebuild_projections  # noqa: E402
 from tests.lean_http import LeanHttp  # noqa: E402
 
 RAW_TABLE = """
@@ -108,6 +111,7 @@ class Bench:
         self.seconds = seconds
         self.run_id = uuid.uuid4().hex[:6]
         self.lean_clients: list[LeanHttp] = []
+        self.reference_rate = 0.0  # events/s of the plpgsql replay in load_million
 
     async def setup(self) -> None:
         conn = await connect(self.dsn)
@@ -341,6 +345,7 @@ class Bench:
                 file=sys.stderr,
             )
             step = 100_000
+            projecting = time.perf_counter()
             for after in range(0, head, step):
                 await conn.execute(
                     "SELECT conductor_project_range($1, $2)", after, min(after + step, head)
@@ -350,7 +355,20 @@ class Bench:
                     f"({time.perf_counter() - started:.0f}s)",
                     file=sys.stderr,
                 )
+            self.reference_rate = head / (time.perf_counter() - projecting)
             await conn.execute("ANALYZE")
+        finally:
+            await conn.close()
+
+    async def rebuild(self) -> tuple[int, float, bool]:
+        """`projections rebuild` over the loaded store: (events, seconds, identical rows)."""
+        conn = await connect(self.dsn)
+        try:
+            before = await projection_digests(conn)
+            started = time.perf_counter()
+            events = await rebuild_projections(conn)
+            elapsed = time.perf_counter() - started
+            return events, elapsed, await projection_digests(conn) == before
         finally:
             await conn.close()
 
@@ -383,6 +401,16 @@ class Bench:
             await self.pool.fetchval("SELECT 1")
             out["SELECT 1"].append(time.perf_counter() - started)
         return out
+
+
+async def projection_digests(conn: asyncpg.Connection) -> dict[str, str]:
+    """md5 of every projection table's rows as text, in order."""
+    return {
+        table: await conn.fetchval(
+            f"SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) FROM {table} t"
+        )
+        for table in PROJECTION_TABLES
+    }
 
 
 def pct(values: list[float], q: float) -> float:
@@ -456,6 +484,17 @@ async def run(args: argparse.Namespace, dsn: str) -> None:
                     f"{name:<20} p50 {pct(values, 0.5) * 1000:7.3f} ms   "
                     f"p99 {pct(values, 0.99) * 1000:7.3f} ms   ({targets[name]})"
                 )
+            print("rebuilding the projections...", file=sys.stderr)
+            events, seconds, identical = await bench.rebuild()
+            print(f"\n== projections rebuild over {events:,} events ==")
+            print(
+                f"projections rebuild, {events:,} events: {events / seconds:,.0f} events/s "
+                f"(target ≥ 50,000), rows identical: {'yes' if identical else 'no'}"
+            )
+            print(
+                f"(the per-event plpgsql replay that loaded them: "
+                f"{bench.reference_rate:,.0f} events/s)"
+            )
     finally:
         await bench.close()
 

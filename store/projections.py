@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from typing import Any
 import asyncpg
 
 from store.events import _unavailable_on_connection_loss, field_names, from_row
+from store.replay import check_tables, read_events, write_projections
 
 ISSUE_STATES = (
     "queued",
@@ -526,26 +526,27 @@ async def rebuild_projections(
     """Recreate every projection from the events, in one transaction.
 
     Appends wait while it runs (it holds the append lock), so the rebuilt rows match the events
-    exactly. Interrupting it (cancel, Ctrl-C, a crash) rolls back to the projections as they
-    were. `progress(done, total, elapsed_seconds)` is called after each batch. Returns the
-    number of events replayed.
+    exactly. The events are read once, in position order, `batch_size` positions at a time, and
+    folded in memory by store.replay (the plpgsql projection, mirrored; it holds the projection
+    tables, not the events); then each table is written by one COPY. Interrupting it (cancel,
+    Ctrl-C, a crash) rolls back to the projections as they were. `progress(done, total,
+    elapsed_seconds)` is called after each batch read. Returns the number of events replayed.
     """
     started = time.monotonic()
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(7166002)")
         head = int(await conn.fetchval("SELECT coalesce(max(position), 0) FROM events"))
         total = int(await conn.fetchval("SELECT count(*) FROM events"))
+        await check_tables(conn)
         await conn.execute(f"TRUNCATE {', '.join(PROJECTION_TABLES)}")
-        done = 0
-        after = 0
-        while after < head:
-            upto = min(after + batch_size, head)
-            done += int(await conn.fetchval("SELECT conductor_project_range($1, $2)", after, upto))
-            after = upto
+
+        def read(done: int) -> None:
             if progress is not None:
                 progress(done, total, time.monotonic() - started)
-            await asyncio.sleep(0)  # a cancellation lands between batches
-    return done
+
+        fold = await read_events(conn, head, batch_size=batch_size, progress=read)
+        await write_projections(conn, fold)
+    return fold.events
 
 
 async def projection_snapshot(conn: asyncpg.Connection) -> dict[str, list[tuple[Any, ...]]]:
