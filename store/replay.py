@@ -1,9 +1,10 @@
 """The projections rebuilt in one pass: the events folded in Python, each table written at once.
 
-`conductor_project(e)`, the plpgsql chain of store/migrations (0001 issues, agents and usage;
-0002 usage per issue, execution logs and PR streams; 0003 repo configurations; 0006 holds,
-pauses, requeues and the heartbeat check), is the specification. `Replay.apply` mirrors it
-event for event: the same branches in the same order, on dicts keyed like each table's
+`conductor_project(e)` is the specification: one plpgsql function since migration 0007, which
+gathered the rules each migration had added (0001 issues, agents and usage; 0002 usage per
+issue, execution logs and PR streams; 0003 repo configurations; 0006 holds, pauses, requeues
+and the heartbeat check; the comments below name them so). `Replay.apply` mirrors it event
+for event: the same branches, on dicts keyed like each table's
 primary key, read as the plpgsql reads the tables - as they stand at the event (the issue
 `conductor_issue_of` resolves, the issue state the heartbeat check sees, the agents released
 by `current_issue`). A change to `conductor_project` needs the same change here.
@@ -600,9 +601,8 @@ class Replay:
             apply(line.split("\t"))
 
     def apply(self, e: list[str]) -> None:
-        """conductor_project(e) of 0006: holds and pauses; else 0003's routing, which runs
-        0002's work (usage, runs, else 0001's lifecycle, then PR streams and links) and then
-        the repo configurations; then the heartbeat check."""
+        """conductor_project(e): holds and pauses; usage; runs; else the lifecycle (0001),
+        PR streams and links, the repo configurations; then the heartbeat check."""
         self.events += 1
         event_type = e[TYPE]
         if event_type in _STEERING:
