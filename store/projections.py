@@ -291,22 +291,16 @@ class Projections:
 
         Two statements, not one with `$3 IS NULL OR repo = $3`: a prepared statement's generic
         plan cannot tell which applies, and reads the queue in neither index's order."""
-        if repo is None:
-            rows = await self._fetch(
-                f"SELECT {_ISSUE_COLUMNS} FROM issues WHERE state = 'queued' "
-                f"ORDER BY {_QUEUE_ORDER} LIMIT $1 OFFSET $2",
-                limit,
-                offset,
-            )
-        else:
-            rows = await self._fetch(
-                f"SELECT {_ISSUE_COLUMNS} FROM issues WHERE state = 'queued' "
-                "AND lower(repo) = lower($3) AND repo = $3 "
-                f"ORDER BY {_QUEUE_ORDER} LIMIT $1 OFFSET $2",
-                limit,
-                offset,
-                repo,
-            )
+        of_repo, args = (
+            ("", ()) if repo is None else ("AND lower(repo) = lower($3) AND repo = $3 ", (repo,))
+        )
+        rows = await self._fetch(
+            f"SELECT {_ISSUE_COLUMNS} FROM issues WHERE state = 'queued' {of_repo}"
+            f"ORDER BY {_QUEUE_ORDER} LIMIT $1 OFFSET $2",
+            limit,
+            offset,
+            *args,
+        )
         return [_issue(row) for row in rows]
 
     async def queue_depth(self) -> dict[str, int]:
