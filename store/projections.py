@@ -289,8 +289,9 @@ class Projections:
     async def queue(self, limit: int = 25, offset: int = 0, repo: str | None = None) -> list[Issue]:
         """Queued issues in priority order (critical > high > normal, then oldest).
 
-        Two statements, not one with `$3 IS NULL OR repo = $3`: a prepared statement's generic
-        plan cannot tell which applies, and reads the queue in neither index's order."""
+        The repo filter is a clause added when a repo is given, not `$3 IS NULL OR repo = $3`:
+        a prepared statement's generic plan cannot tell which applies, and reads the queue in
+        neither index's order."""
         of_repo, args = (
             ("", ()) if repo is None else ("AND lower(repo) = lower($3) AND repo = $3 ", (repo,))
         )
