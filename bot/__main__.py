@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import signal
@@ -173,6 +174,11 @@ async def serve(settings: Settings, *, api: bool, bot: bool) -> int:
             else:
                 background.append(asyncio.create_task(_run_bot(context, service), name="bot"))
                 log.info("bot: starting")
+        # What start-up built (modules, the app, the pool) lives as long as the process. Frozen
+        # out of the collector's sight, a full collection scans only what came after: the
+        # API's pauses for it fell from ~75 ms to a few (issue 16: make load's p99).
+        gc.collect()
+        gc.freeze()
         failed = await _until_stopped(stop, background, alone=server is None)
         log.info("shutting down")
         for task in background:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, fields
@@ -131,6 +132,63 @@ def check_storable(stream_id: str, events: Sequence[NewEvent], key: str | None) 
                 )
 
 
+def check_claimable(
+    kind: str, agent_id: str, metadata: dict[str, Any], route_keys: Sequence[str] | None
+) -> None:
+    """Refuse (EventValidationError) a claim PostgreSQL would refuse, before it joins a batch."""
+    for name, text in (
+        ("claim kind", kind),
+        ("agent id", agent_id),
+        *(("route key", key) for key in route_keys or ()),
+    ):
+        reason = text_problem(text)
+        if reason is not None:
+            raise EventValidationError(f"the {name} is not storable: {reason}", name)
+    found = unstorable(metadata)
+    if found is not None:
+        path, reason = found
+        raise EventValidationError(f"claim metadata: field {path!r}: {reason}", "metadata." + path)
+
+
+def _settle(pending: _PendingAppend | _PendingClaim, row: Any) -> None:
+    """Set a write's future from its row of the batch (or of its lone statement)."""
+    code = row["error_code"]
+    if code is None:
+        if isinstance(pending, _PendingClaim):
+            claimed = row["claimed"]
+            pending.result.set_result(
+                None if claimed is None else Claim(claimed, row["claim_position"])
+            )
+        else:
+            pending.result.set_result(
+                AppendResult(
+                    stream_id=pending.stream_id,
+                    first_position=row["first_position"],
+                    last_position=row["last_position"],
+                    version=row["stream_version"],
+                    recorded_at=row["recorded_at"],
+                    duplicate=row["duplicate"],
+                )
+            )
+    elif code == CONCURRENCY_SQLSTATE and isinstance(pending, _PendingAppend):
+        actual = int(row["error_hint"] or -1)
+        pending.result.set_exception(
+            ConcurrencyError(pending.stream_id, pending.expected_version or 0, actual)
+        )
+    else:
+        message = row["error_message"]
+        if isinstance(pending, _PendingClaim):
+            what = f"the claim of {pending.agent_id}"
+        else:
+            what = f"the event for {pending.stream_id}"
+        if str(code).startswith(_DATA_EXCEPTION_CLASS):
+            pending.result.set_exception(
+                EventValidationError(f"PostgreSQL refused {what}: {message}")
+            )
+        else:
+            pending.result.set_exception(StoreError(f"writing {what} failed: {message}"))
+
+
 @contextlib.contextmanager
 def _unavailable_on_connection_loss() -> Any:
     try:
@@ -148,19 +206,57 @@ class _PendingAppend:
     result: asyncio.Future[AppendResult]
 
 
+@dataclass
+class _PendingClaim:
+    kind: str
+    agent_id: str
+    metadata: dict[str, Any]
+    route_keys: list[str] | None
+    unrouted: bool
+    result: asyncio.Future[Claim | None]
+
+
+_Pending = _PendingAppend | _PendingClaim
+
+# Appends and claims that arrived together: the appends, then the claims (each in its own
+# subtransaction), in one statement. Claims are numbered negatively to tell them apart.
+_BATCH = """
+SELECT item, first_position, last_position, stream_version, recorded_at, duplicate,
+       NULL::text AS claimed, NULL::bigint AS claim_position,
+       error_code, error_message, error_hint
+FROM conductor_append_batch($1, $2, $3, $4, $5, $6, $7)
+UNION ALL
+SELECT -item, NULL, NULL, NULL, NULL, NULL, stream_id, claim_position,
+       error_code, error_message, NULL
+FROM conductor_claim_batch($8, $9, $10, $11, $12)
+"""
+
+
+def _refused_by_postgres(exc: Exception) -> dict[str, Any]:
+    """A lone write's error, in the shape of a batch's row."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return {
+            "error_code": exc.sqlstate,
+            "error_message": str(exc),
+            "error_hint": getattr(exc, "hint", None),
+        }
+    # The driver could not encode the arguments.
+    return {"error_code": "22000", "error_message": str(exc), "error_hint": None}
+
+
 class EventStore:
     """The append-only event store. Every write goes through `append` or `claim`.
 
-    Appends that arrive while another is in flight are sent together in one transaction (one
-    round trip, one commit): concurrent writers share a WAL flush instead of taking turns at
-    the append lock. Each append still succeeds or fails on its own.
+    Appends and claims that arrive while another write is in flight are sent together in one
+    transaction (one round trip, one commit): concurrent writers share a WAL flush instead of
+    taking turns at the append lock, one commit each. Each still succeeds or fails on its own.
     """
 
-    MAX_BATCH = 64
+    MAX_BATCH = 64  # each member is a subtransaction; PostgreSQL caches 64 per transaction
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
-        self._pending: list[_PendingAppend] = []
+        self._pending: list[_Pending] = []
         self._busy = False
         self._writer: asyncio.Task[None] | None = None
 
@@ -182,24 +278,48 @@ class EventStore:
             raise ValueError("append needs at least one event")
         check_storable(stream_id, events, idempotency_key)
         pending = _PendingAppend(
-            stream_id,
-            events,
-            expected_version,
-            idempotency_key,
-            asyncio.get_running_loop().create_future(),
+            stream_id, events, expected_version, idempotency_key, self._future()
         )
+        return await self._submit(pending, pending.result)
+
+    async def claim(
+        self,
+        kind: str,
+        agent_id: str,
+        metadata: dict[str, Any],
+        *,
+        route_keys: Sequence[str] | None = None,
+        unrouted: bool = True,
+    ) -> Claim | None:
+        """Hand the top of the `issue` or `review` queue to an agent, or None when empty.
+
+        Claims are serialised with every append, so each queued issue goes to one agent only.
+        With `route_keys`, only issues of repos whose route key is one of them are taken, and
+        issues of repos without a route key only when `unrouted`; the filter runs in the same
+        locked statement as the claim.
+        """
+        keys = None if route_keys is None else list(route_keys)
+        check_claimable(kind, agent_id, metadata, keys)
+        pending = _PendingClaim(kind, agent_id, metadata, keys, unrouted, self._future())
+        return await self._submit(pending, pending.result)
+
+    @staticmethod
+    def _future() -> asyncio.Future[Any]:
+        return asyncio.get_running_loop().create_future()
+
+    async def _submit(self, pending: _Pending, result: asyncio.Future[T]) -> T:
         if self._busy:
-            # Another append is in flight: ride along in the next batch. Shielded, so a
-            # caller that gives up (a dropped request) cannot cancel other callers' appends.
+            # Another write is in flight: ride along in the next batch. Shielded, so a
+            # caller that gives up (a dropped request) cannot cancel other callers' writes.
             self._pending.append(pending)
-            return await asyncio.shield(pending.result)
+            return await asyncio.shield(result)
         # Nobody is writing: write this one here, then hand what queued meanwhile to a writer.
         self._busy = True
         try:
             await self._run_batch([pending])
         finally:
             self._hand_over()
-        return pending.result.result()
+        return result.result()
 
     def _hand_over(self) -> None:
         if self._pending:
@@ -219,8 +339,8 @@ class EventStore:
             self._pending.clear()
             self._busy = False
 
-    async def _run_batch(self, batch: list[_PendingAppend]) -> None:
-        """Write a batch and settle each append's future with its result or its error.
+    async def _run_batch(self, batch: list[_Pending]) -> None:
+        """Write a batch and settle each write's future with its result or its error.
 
         When the batch call itself fails (PostgreSQL refused a parameter of one member, which
         the checks before batching did not foresee), each member is retried alone, so only
@@ -235,7 +355,7 @@ class EventStore:
         except BaseException as exc:
             if len(batch) > 1 and isinstance(exc, Exception) and not _is_connection_loss(exc):
                 log.warning(
-                    "a batch of %d appends failed (%s); retrying each alone",
+                    "a batch of %d writes failed (%s); retrying each alone",
                     len(batch),
                     type(exc).__name__,
                 )
@@ -252,57 +372,44 @@ class EventStore:
                     pending.result.set_exception(failure)
             return
         for pending, row in zip(batch, rows, strict=True):
-            if pending.result.done():
-                continue
-            if row["error_code"] is None:
-                pending.result.set_result(
-                    AppendResult(
-                        stream_id=pending.stream_id,
-                        first_position=row["first_position"],
-                        last_position=row["last_position"],
-                        version=row["stream_version"],
-                        recorded_at=row["recorded_at"],
-                        duplicate=row["duplicate"],
-                    )
-                )
-            elif row["error_code"] == CONCURRENCY_SQLSTATE:
-                actual = int(row["error_hint"] or -1)
-                pending.result.set_exception(
-                    ConcurrencyError(pending.stream_id, pending.expected_version or 0, actual)
-                )
-            elif str(row["error_code"]).startswith(_DATA_EXCEPTION_CLASS):
-                pending.result.set_exception(
-                    EventValidationError(
-                        f"PostgreSQL refused the event for {pending.stream_id}: "
-                        f"{row['error_message']}"
-                    )
-                )
-            else:
-                pending.result.set_exception(
-                    StoreError(f"append to {pending.stream_id} failed: {row['error_message']}")
-                )
+            if not pending.result.done():
+                _settle(pending, row)
 
-    async def _write(self, batch: list[_PendingAppend]) -> list[Any]:
+    async def _write(self, batch: list[_Pending]) -> list[Any]:
+        """Each member's row: the lone write's own statement, or one batch statement."""
         if len(batch) == 1:
-            return [await self._write_one(batch[0])]
+            only = batch[0]
+            if isinstance(only, _PendingAppend):
+                return [await self._append_one(only)]
+            return [await self._claim_one(only)]
+        appends = [p for p in batch if isinstance(p, _PendingAppend)]
+        claims = [p for p in batch if isinstance(p, _PendingClaim)]
         ends: list[int] = []
         flat: list[NewEvent] = []
-        for pending in batch:
-            flat.extend(pending.events)
+        for append in appends:
+            flat.extend(append.events)
             ends.append(len(flat))
         rows = await self.pool.fetch(
-            "SELECT * FROM conductor_append_batch($1, $2, $3, $4, $5, $6, $7) ORDER BY item",
-            [p.stream_id for p in batch],
-            [p.expected_version for p in batch],
-            [p.idempotency_key for p in batch],
+            _BATCH,
+            [p.stream_id for p in appends],
+            [p.expected_version for p in appends],
+            [p.idempotency_key for p in appends],
             ends,
             [e.type for e in flat],
             [e.data for e in flat],
             [e.metadata for e in flat],
+            [c.kind for c in claims],
+            [c.agent_id for c in claims],
+            [c.metadata for c in claims],
+            [None if c.route_keys is None else json.dumps(c.route_keys) for c in claims],
+            [c.unrouted for c in claims],
         )
-        return list(rows)
+        by_item = {row["item"]: row for row in rows}
+        numbered = {id(p): i + 1 for i, p in enumerate(appends)}
+        numbered.update({id(c): -(i + 1) for i, c in enumerate(claims)})
+        return [by_item[numbered[id(p)]] for p in batch]
 
-    async def _write_one(self, pending: _PendingAppend) -> dict[str, Any]:
+    async def _append_one(self, pending: _PendingAppend) -> dict[str, Any]:
         """A lone append skips the batch function's subtransaction; same result shape."""
         try:
             row = await self.pool.fetchrow(
@@ -314,46 +421,31 @@ class EventStore:
                 [e.data for e in pending.events],
                 [e.metadata for e in pending.events],
             )
-        except _DATA_ERRORS as exc:
-            # The driver could not encode this append's arguments.
-            return {"error_code": "22000", "error_message": str(exc), "error_hint": None}
-        except asyncpg.PostgresError as exc:
-            return {
-                "error_code": exc.sqlstate,
-                "error_message": str(exc),
-                "error_hint": getattr(exc, "hint", None),
-            }
+        except (*_DATA_ERRORS, asyncpg.PostgresError) as exc:
+            return _refused_by_postgres(exc)
         assert row is not None
         return {**dict(row.items()), "error_code": None}
 
-    async def claim(
-        self,
-        kind: str,
-        agent_id: str,
-        metadata: dict[str, Any],
-        *,
-        route_keys: Sequence[str] | None = None,
-        unrouted: bool = True,
-    ) -> Claim | None:
-        """Hand the top of the `issue` or `review` queue to an agent, or None when empty.
-
-        Claims are serialised with every append, so each queued issue goes to one agent only.
-        With `route_keys`, only issues of repos whose route key is one of them are taken, and
-        issues of repos without a route key only when `unrouted`; the filter runs in the same
-        locked statement as the claim.
-        """
-        with _unavailable_on_connection_loss():
+    async def _claim_one(self, pending: _PendingClaim) -> dict[str, Any]:
+        """A lone claim, in the shape of a batch's row."""
+        try:
             row = await self.pool.fetchrow(
                 "SELECT * FROM conductor_claim($1, $2, $3, $4, $5)",
-                kind,
-                agent_id,
-                metadata,
-                None if route_keys is None else list(route_keys),
-                unrouted,
+                pending.kind,
+                pending.agent_id,
+                pending.metadata,
+                pending.route_keys,
+                pending.unrouted,
             )
+        except (*_DATA_ERRORS, asyncpg.PostgresError) as exc:
+            return _refused_by_postgres(exc)
         if row is None:
-            return None
-        return Claim(stream_id=row["stream_id"], position=row["claim_position"])
+            return {"claimed": None, "error_code": None}
+        return {
+            "claimed": row["stream_id"],
+            "claim_position": row["claim_position"],
+            "error_code": None,
+        }
 
     async def assign(self, stream_id: str, agent_id: str, metadata: dict[str, Any]) -> int:
         """A person's assignment of a queued issue to an agent (ISSUE_ASSIGNED), serialised with
