@@ -215,3 +215,16 @@ async def test_with_tokens_configured_writes_need_a_valid_token(
     assert event.metadata["actor"] == "dev-e-1"
     # Reads stay open.
     assert (await api.get("/api/agents")).status == 200
+
+
+async def test_an_answer_orjson_cannot_write_is_written_by_json_dumps(api: TestClient) -> None:
+    """Answers are encoded by orjson, which stops at 64-bit integers; jsonb keeps up to 100
+    digits (store/storable.py), so such an event is still read back, whole."""
+    big = 10**30 + 7
+    body = json.loads(HEARTBEAT) | {"counter": big}
+    assert (await post(api, json.dumps(body))).status == 200
+    response = await api.get("/api/events/stream", params={"id": "dev-e-1"})
+    assert response.status == 200
+    assert response.content_type == "application/json" and response.charset == "utf-8"
+    (event,) = json.loads(await response.text())["events"]
+    assert event["data"]["counter"] == big
