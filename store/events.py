@@ -312,7 +312,11 @@ class EventStore:
             # Another write is in flight: ride along in the next batch. Shielded, so a
             # caller that gives up (a dropped request) cannot cancel other callers' writes.
             self._pending.append(pending)
-            return await asyncio.shield(result)
+            try:
+                return await asyncio.shield(result)
+            except asyncio.CancelledError:
+                self._withdraw(pending)
+                raise
         # Nobody is writing: write this one here, then hand what queued meanwhile to a writer.
         self._busy = True
         try:
@@ -320,6 +324,17 @@ class EventStore:
         finally:
             self._hand_over()
         return result.result()
+
+    def _withdraw(self, pending: _Pending) -> None:
+        """A claim whose caller gave up before its batch was sent is not made: the agent
+        would never hear of its issue, which would wait for stuck detection. (An append
+        still lands: its caller may retry it with its idempotency key.)"""
+        if isinstance(pending, _PendingClaim):
+            for i, queued in enumerate(self._pending):
+                if queued is pending:
+                    del self._pending[i]
+                    pending.result.cancel()
+                    return
 
     def _hand_over(self) -> None:
         if self._pending:

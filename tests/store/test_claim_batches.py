@@ -78,3 +78,18 @@ async def test_a_claim_postgresql_would_refuse_is_refused_before_it_joins_a_batc
     # Nothing was claimed: the issue is still there for the next agent.
     claim = await store.claim("issue", "dev-e-1", {})
     assert claim is not None and claim.stream_id == f"{REPO}#1"
+
+
+async def test_a_claim_given_up_before_its_batch_is_sent_is_not_made(store: EventStore) -> None:
+    await store.append(f"{REPO}#1", [approved(1)])
+    writing = asyncio.create_task(store.append("agent/dev-e-0", [heartbeat("dev-e-0")]))
+    await asyncio.sleep(0)  # the heartbeat is in flight; the claim queues behind it
+    claiming = asyncio.create_task(store.claim("issue", "dev-e-1", {}))
+    await asyncio.sleep(0)
+    claiming.cancel()
+    await writing
+    with pytest.raises(asyncio.CancelledError):
+        await claiming
+    assert await store.read_all(0, 100, types=["ISSUE_ASSIGNED"]) == []
+    claim = await store.claim("issue", "dev-e-2", {})
+    assert claim is not None and claim.stream_id == f"{REPO}#1"
