@@ -266,7 +266,8 @@ async def run_load(
     interval = clients / rate if rate else None
     figures = Figures(rate=rate)
     # This process's own collector pauses (a full collection of pytest's objects takes ~40 ms)
-    # would count against the API in every request they delay: frozen out of its sight.
+    # would count against the API in every request they delay: frozen out of its sight for
+    # the run (and thawed after, so the rest of the suite's garbage is still collected).
     gc.collect()
     gc.freeze()
     stop = asyncio.Event()
@@ -283,6 +284,7 @@ async def run_load(
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
+        gc.unfreeze()
     figures.elapsed = time.perf_counter() - started
     return figures
 
