@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, TypeVar
@@ -112,13 +112,18 @@ def _is_connection_loss(exc: BaseException) -> bool:
     return isinstance(exc, _CONNECTION_ERRORS) and not isinstance(exc, _DATA_ERRORS)
 
 
-def check_storable(stream_id: str, events: Sequence[NewEvent], key: str | None) -> None:
-    """Refuse (EventValidationError) what PostgreSQL would refuse, before it can join a batch
-    and fail the appends it shares a call with."""
-    for name, text in (("stream id", stream_id), ("idempotency key", key or "")):
+def _check_texts(named: Iterable[tuple[str, str]]) -> None:
+    """Refuse (EventValidationError) the first (name, text) whose text PostgreSQL would refuse."""
+    for name, text in named:
         reason = text_problem(text)
         if reason is not None:
             raise EventValidationError(f"the {name} is not storable: {reason}", name)
+
+
+def check_storable(stream_id: str, events: Sequence[NewEvent], key: str | None) -> None:
+    """Refuse (EventValidationError) what PostgreSQL would refuse, before it can join a batch
+    and fail the appends it shares a call with."""
+    _check_texts((("stream id", stream_id), ("idempotency key", key or "")))
     for event in events:
         reason = text_problem(event.type)
         if reason is not None:
@@ -136,14 +141,13 @@ def check_claimable(
     kind: str, agent_id: str, metadata: dict[str, Any], route_keys: Sequence[str] | None
 ) -> None:
     """Refuse (EventValidationError) a claim PostgreSQL would refuse, before it joins a batch."""
-    for name, text in (
-        ("claim kind", kind),
-        ("agent id", agent_id),
-        *(("route key", key) for key in route_keys or ()),
-    ):
-        reason = text_problem(text)
-        if reason is not None:
-            raise EventValidationError(f"the {name} is not storable: {reason}", name)
+    _check_texts(
+        (
+            ("claim kind", kind),
+            ("agent id", agent_id),
+            *(("route key", key) for key in route_keys or ()),
+        )
+    )
     found = unstorable(metadata)
     if found is not None:
         path, reason = found
