@@ -10,7 +10,7 @@ The day: a run every 5 simulated minutes (288 runs). Before 20 of them, spread o
 the queue changes (an issue is approved, or the oldest queued issue is done); the other 268
 runs find the same facts as the run before. The fake answers every model call with realistic
 usage (about 600 input and 150 output tokens, with a little spread). Cost is what the loop
-recorded as TOKEN_USAGE for `conductor-e`, priced by bot/services/pricing.py
+recorded as TOKEN_USAGE for `conductor-e`, priced by bot/services/costs/pricing.py
 (genai-prices: Haiku 4.5 at $1/MTok in, $5/MTok out).
 
 The comparison is the original design: a Haiku call on every run, about $0.005 a run, $1.44 a
@@ -38,9 +38,9 @@ from bench._common import fresh_database  # noqa: E402
 from bot.context import AppContext  # noqa: E402
 from bot.integrations.anthropic_messages import MessagesClient  # noqa: E402
 from bot.integrations.discord_webhook import DiscordWebhook  # noqa: E402
-from bot.services.coordination import CoordinationService  # noqa: E402
-from bot.services.pricing import Pricing  # noqa: E402
-from bot.services.summary import Summariser  # noqa: E402
+from bot.services.coordination.loop import CoordinationService  # noqa: E402
+from bot.services.coordination.summary import Summariser  # noqa: E402
+from bot.services.costs.pricing import Pricing  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
 from store import catalogue  # noqa: E402
 from store.database import create_pool  # noqa: E402

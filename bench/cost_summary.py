@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench._common import fresh_database  # noqa: E402
 from bot.context import AppContext  # noqa: E402
-from bot.services.costs import CostService  # noqa: E402
-from bot.services.pricing import Pricing  # noqa: E402
+from bot.services.costs.ledger import CostService  # noqa: E402
+from bot.services.costs.pricing import Pricing  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
 from store.database import connect, create_pool  # noqa: E402
 from store.events import EventStore, NewEvent  # noqa: E402

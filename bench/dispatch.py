@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from bench._common import fresh_database, percentile  # noqa: E402
 from bot.context import AppContext  # noqa: E402
 from bot.integrations.valkey import ValkeyClient  # noqa: E402
-from bot.services.dispatch import DispatchService  # noqa: E402
+from bot.services.dispatch.dispatcher import DispatchService  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
 from bot.web.app import create_app  # noqa: E402
 from store.database import create_pool  # noqa: E402

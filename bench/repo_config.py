@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from bench._common import fresh_database  # noqa: E402
 from bot.context import AppContext  # noqa: E402
 from bot.integrations.github import GitHubClient  # noqa: E402
-from bot.services.repo_config import CONFIG_PATH, RepoConfigService  # noqa: E402
+from bot.services.work.repo_config import CONFIG_PATH, RepoConfigService  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
 from store.database import create_pool  # noqa: E402
 from tests.fakes.github import FakeGitHub  # noqa: E402

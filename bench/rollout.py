@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bot.integrations.kubernetes import KubernetesClient  # noqa: E402
-from bot.services.rollouts import (  # noqa: E402
+from bot.services.cluster.rollouts import (  # noqa: E402
     PollPolicy,
     RolloutConfig,
     RolloutProgress,

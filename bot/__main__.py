@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from bot.context import AppContext
-from bot.services.coordination import CoordinationService
-from bot.services.dispatch import DispatchService
+from bot.services.coordination.loop import CoordinationService
+from bot.services.dispatch.dispatcher import DispatchService
 from bot.settings import ConfigError, Settings, load_settings
 from store.database import EmbeddedPostgres, check_schema, connect, create_pool, migrate
 from store.errors import StoreError
@@ -258,7 +258,7 @@ async def open_coordination(context: AppContext) -> AsyncIterator[CoordinationSe
 
 
 async def cmd_coordinate(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.services.coordination import format_line
+    from bot.services.coordination.loop import format_line
 
     async with (
         open_context(settings, apply_migrations=False) as context,
@@ -284,8 +284,8 @@ async def run_loop(
     backoff (CONDUCTOR_RETRY_MAX_SECONDS, never longer than the interval), so the loop catches
     up as soon as the upstream is back; the runs of an unchanged outage log at DEBUG (the
     "down" line said it once)."""
-    from bot.services.components import retry_delay
-    from bot.services.coordination import format_line
+    from bot.services.coordination.loop import format_line
+    from bot.services.health.components import retry_delay
 
     retry_max = service.context.settings.retry_max_seconds
     failures = 0

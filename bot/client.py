@@ -31,9 +31,9 @@ from bot import discord_http
 from bot.context import AppContext
 from bot.permissions import AccessPolicy
 from bot.services.alerts import Alert, AlertService
-from bot.services.components import DISCORD, rejected, retry_delay
-from bot.services.coordination import CoordinationService
-from bot.services.queries import QueryService
+from bot.services.coordination.loop import CoordinationService
+from bot.services.health.components import DISCORD, rejected, retry_delay
+from bot.services.work.queries import QueryService
 from bot.tree import ConductorTree
 from store.errors import DatabaseUnavailableError
 

@@ -15,15 +15,15 @@ import aiohttp
 import asyncpg
 
 from bot.integrations.github import GitHubClient
-from bot.services.components import ComponentStates
-from bot.services.pricing import Pricing
+from bot.services.costs.pricing import Pricing
+from bot.services.health.components import ComponentStates
 from bot.settings import Settings
 from store.events import EventStore
 from store.projections import Projections
 from store.state import AppState
 
 if TYPE_CHECKING:
-    from bot.services.dispatch import DispatchService
+    from bot.services.dispatch.dispatcher import DispatchService
 
 
 def utcnow() -> datetime:

@@ -28,7 +28,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from bot.services.pricing import PriceFile, PriceFileError, load_price_file
+from bot.services.costs.pricing import PriceFile, PriceFileError, load_price_file
 
 Priority = Literal["critical", "high", "normal"]
 

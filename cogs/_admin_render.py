@@ -24,7 +24,7 @@ from bot.integrations.kubernetes import (
 )
 from bot.services import audit
 from bot.services.audit import AuditEntry
-from bot.services.rollouts import (
+from bot.services.cluster.rollouts import (
     FluxProgress,
     FluxReconcileResult,
     NotAllowed,

@@ -37,7 +37,7 @@ from bot.errors import Conflict, InvalidInput, UserFacingError
 from bot.integrations.kubernetes import FLUX_KINDS, KubernetesClient
 from bot.permissions import access
 from bot.services.audit import AdminAction, AuditEntry, AuditService
-from bot.services.rollouts import (
+from bot.services.cluster.rollouts import (
     MAX_LOG_LINES,
     FluxProgress,
     PollPolicy,

@@ -36,8 +36,8 @@ from bot.errors import InvalidInput
 from bot.integrations.anthropic_messages import MessagesClient
 from bot.integrations.github import GitHubClient
 from bot.permissions import QUERIES, access
-from bot.services.coordination import CoordinationService, RunResult, format_line
-from bot.services.queries import MAX_EVENTS
+from bot.services.coordination.loop import CoordinationService, RunResult, format_line
+from bot.services.work.queries import MAX_EVENTS
 from bot.ui import replies
 from bot.ui.limits import FIELD_VALUE, chunk_lines, cut, fit_embed
 from cogs._options import SHARE

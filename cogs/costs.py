@@ -4,7 +4,7 @@ Costs are read-only figures from the usage projections, so `/cost` is a query gr
 everyone in the server like /queue and /agents. `/keys verify` talks to the Anthropic Admin
 API about the organisation's keys: it is an admin command (group "keys").
 
-The figures are the cost service's one ledger (bot/services/costs.py): priced from tokens at
+The figures are the cost service's one ledger (bot/services/costs/ledger.py): priced from tokens at
 each day's price (genai-prices, CONDUCTOR_PRICES_FILE on top), the agents' reported cost where a
 model has no price, labelled "reported" ("cost unknown" when neither exists). Each agent and
 model shows how far the agent's own reported cost is from ours; more than 5% is marked ⚠️.
@@ -25,8 +25,9 @@ from discord.ext import commands
 
 from bot.errors import InvalidInput, quoted
 from bot.permissions import QUERIES, access
-from bot.services.charts import daily_spend_png
-from bot.services.costs import (
+from bot.services.costs.charts import daily_spend_png
+from bot.services.costs.keys import KeyReport, verify_keys
+from bot.services.costs.ledger import (
     MAX_DAYS,
     MISMATCH_MIN_USD,
     MISMATCH_RATIO,
@@ -38,8 +39,7 @@ from bot.services.costs import (
     IssueSpend,
     Spend,
 )
-from bot.services.keys import KeyReport, verify_keys
-from bot.services.queries import parse_issue_ref
+from bot.services.work.queries import parse_issue_ref
 from bot.ui import replies
 from bot.ui.limits import CHOICE_NAME, CHOICES, FIELD_VALUE, PAGE_TEXT, cut, fit_embed
 from cogs._options import ISSUE, SHARE, issue_autocomplete

@@ -9,7 +9,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.permissions import QUERIES, access
-from bot.services.queries import MAX_EVENTS
+from bot.services.work.queries import MAX_EVENTS
 from bot.ui import render, replies
 from cogs._options import SHARE, event_type_autocomplete
 

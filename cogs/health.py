@@ -9,7 +9,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.permissions import QUERIES, access
-from bot.services.health import HealthService
+from bot.services.health.checks import HealthService
 from bot.ui import render, replies
 from cogs._options import SHARE
 

@@ -1,4 +1,4 @@
-"""/merge status|now|pause|resume: see and steer the merge gate (bot/services/merge_gate.py)."""
+"""/merge status|now|pause|resume: see and steer the merge gate (bot/services/merge_gate)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.permissions import QUERIES, access
-from bot.services.merge_gate import Decision, MergeGate, check_pr
+from bot.services.merge_gate.gate import Decision, MergeGate, check_pr
 from bot.ui import replies
 from bot.ui.confirm import Choice, ConfirmView
 from bot.ui.limits import fit_embed

@@ -1,6 +1,6 @@
 """Steering the work from Discord: /agent pause|resume here, and the helpers /issue's steering
 subcommands (approve, priority, hold, unhold, requeue, assign; in cogs/issues.py, the /issue
-group) share. The rules live in bot/services/steering.py; this module only asks and replies."""
+group) share. The rules live in bot/services/work/steering.py; this module only asks and replies."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from discord.ext import commands
 
 from bot.permissions import STEER, access
 from bot.services.audit import AuditEntry, AuditService
-from bot.services.steering import Steered, SteeringService
+from bot.services.work.steering import Steered, SteeringService
 from bot.ui import replies
 from bot.ui.confirm import Choice as Answer
 from bot.ui.confirm import ConfirmView

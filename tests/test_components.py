@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.services.components import ComponentStates, retry_delay
+from bot.services.health.components import ComponentStates, retry_delay
 
 
 class Clock:

@@ -9,9 +9,10 @@ cards plus its total, and further pages are read by offset. The queue is read in
 "Done" shows only the issues done since midnight UTC.
 
 Queued cards that no agent can take (nobody on the issue's route ever reported) are flagged,
-and the board lists the repos whose `.rig-agent.yaml` is broken (bot/services/routing).
+and the board lists the repos whose `.rig-agent.yaml` is broken (bot/services/work/routing).
 
-Stuck cards are judged by `bot.services.stuck.judge`, the rules the coordination loop acts on;
+Stuck cards are judged by `bot.services.coordination.stuck.judge`, the rules the coordination loop
+acts on;
 here they are only marked, nothing is recorded.
 """
 
@@ -23,11 +24,11 @@ from decimal import Decimal
 from typing import Any
 
 from bot.context import AppContext
-from bot.services.costs import AgentModelSpend, CostService
-from bot.services.costs import Spend as Ledgered
-from bot.services.merge_gate import MergeGate, gate_state
-from bot.services.routing import RoutingService, Verdict, no_agent, route_label
-from bot.services.stuck import HELD_STATES, StuckDetector, judge
+from bot.services.coordination.stuck import HELD_STATES, StuckDetector, judge
+from bot.services.costs.ledger import AgentModelSpend, CostService
+from bot.services.costs.ledger import Spend as Ledgered
+from bot.services.merge_gate.gate import MergeGate, gate_state
+from bot.services.work.routing import RoutingService, Verdict, no_agent, route_label
 from store import catalogue
 from store.events import RecordedEvent
 from store.projections import Agent, ExecutionLog, Issue

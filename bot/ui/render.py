@@ -11,9 +11,9 @@ from datetime import datetime, timedelta
 
 import discord
 
-from bot.services.health import HealthReport
-from bot.services.queries import QueueExplanation, QueuePage, Timeline
-from bot.services.routing import route_label
+from bot.services.health.checks import HealthReport
+from bot.services.work.queries import QueueExplanation, QueuePage, Timeline
+from bot.services.work.routing import route_label
 from bot.ui.limits import FIELD_VALUE, chunk_lines, cut, fit_embed
 from store.events import RecordedEvent
 from store.projections import Agent, ExecutionLog, Issue

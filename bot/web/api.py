@@ -11,10 +11,10 @@ import orjson
 from aiohttp import web
 
 from bot.errors import InvalidInput, NotFound
-from bot.services.agent_logs import AgentLogService
-from bot.services.costs import MAX_DAYS, CostService
-from bot.services.events import check_agent_id
-from bot.services.execution_logs import ExecutionLogService
+from bot.services.costs.ledger import MAX_DAYS, CostService
+from bot.services.intake.agent_logs import AgentLogService
+from bot.services.intake.events import check_agent_id
+from bot.services.intake.execution_logs import ExecutionLogService
 from bot.web.auth import actor_for
 from bot.web.guard import json_body, refuse_browser
 from bot.web.keys import CONTEXT, EVENTS, HEALTH, METRICS

@@ -11,8 +11,8 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from bot.context import AppContext
 from bot.errors import PayloadTooLarge, reference_id, to_user_facing
-from bot.services.events import EventService
-from bot.services.health import HealthService
+from bot.services.health.checks import HealthService
+from bot.services.intake.events import EventService
 from bot.web import api, dashboard, metrics, steer, webhooks
 from bot.web.guard import guard_middleware, secure_headers
 from bot.web.keys import BACKGROUND, CONTEXT, EVENTS, HEALTH, MAX_BODY_BYTES, METRICS

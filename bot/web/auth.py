@@ -7,7 +7,7 @@ import hmac
 from aiohttp import web
 
 from bot.errors import Unauthorized
-from bot.services.events import Actor
+from bot.services.intake.events import Actor
 from bot.web.keys import CONTEXT
 
 

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from bot.context import AppContext
-from bot.services.events import EventService
-from bot.services.health import HealthService
+from bot.services.health.checks import HealthService
+from bot.services.intake.events import EventService
 
 if TYPE_CHECKING:
     from bot.web.metrics import Metrics

@@ -6,7 +6,7 @@
 A JSON body (possibly `{}`) carries `reason`, `agentId` (assign) or `priority`. Every route
 needs `Authorization: Bearer <token>` with a token of CONDUCTOR_STEER_TOKENS (`name=token`);
 without that setting the routes answer 403: they are never open. The actor recorded is
-`api:<name>`; the rules, events and audit trail are the commands' (bot/services/steering.py).
+`api:<name>`; the rules, events and audit trail are the commands' (bot/services/work/steering.py).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.errors import Forbidden, InvalidInput, Unauthorized
-from bot.services.steering import Steered, SteeringService
+from bot.services.work.steering import Steered, SteeringService
 from bot.web.auth import same_secret
 from bot.web.guard import json_body
 from bot.web.keys import CONTEXT

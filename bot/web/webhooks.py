@@ -18,7 +18,7 @@ import logging
 from aiohttp import web
 
 from bot.errors import Forbidden, InvalidInput, Unauthorized
-from bot.services.github_webhooks import WebhookService, verify_signature
+from bot.services.github.webhooks import WebhookService, verify_signature
 from bot.web.api import json_response
 from bot.web.guard import read_body
 from bot.web.keys import BACKGROUND, CONTEXT

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp.test_utils import TestClient
 
-from bot.services import agent_logs
+from bot.services.intake import agent_logs
 from tests.compat.conftest import read, send
 from tests.compat.runtime import agent_log_entry
 from tests.compat.runtime import agent_logs as batch

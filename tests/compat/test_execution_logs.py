@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from bot.services.execution_logs import CUT, MAX_LOG_LINES, MAX_STEPS, MAX_TEXT
+from bot.services.intake.execution_logs import CUT, MAX_LOG_LINES, MAX_STEPS, MAX_TEXT
 from tests.compat.conftest import read, send
 from tests.compat.runtime import (
     FAILED,

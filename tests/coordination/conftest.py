@@ -15,9 +15,9 @@ from bot.context import AppContext
 from bot.integrations.anthropic_messages import MessagesClient
 from bot.integrations.discord_webhook import DiscordWebhook
 from bot.integrations.github import GitHubClient, RetryPolicy
-from bot.services.coordination import CoordinationService
-from bot.services.github_sync import SyncService
-from bot.services.summary import Summariser
+from bot.services.coordination.loop import CoordinationService
+from bot.services.coordination.summary import Summariser
+from bot.services.github.sync import SyncService
 from store import catalogue
 from store.events import NewEvent
 from tests.coordination.fake_webhook import FakeWebhook

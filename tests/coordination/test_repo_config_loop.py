@@ -10,8 +10,8 @@ import aiohttp
 import pytest
 
 from bot.context import AppContext
-from bot.services.coordination import CoordinationService
-from bot.services.repo_config import CONFIG_PATH
+from bot.services.coordination.loop import CoordinationService
+from bot.services.work.repo_config import CONFIG_PATH
 from tests.coordination.conftest import GITHUB_TOKEN, Clock, events, github_client
 from tests.coordination.fake_webhook import FakeWebhook
 from tests.fakes.github import FakeGitHub

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from bot.context import AppContext
-from bot.services.coordination import CoordinationService
-from bot.services.stuck import StuckDetector
+from bot.services.coordination.loop import CoordinationService
+from bot.services.coordination.stuck import StuckDetector
 from store.errors import DatabaseUnavailableError
 from store.events import NewEvent
 from tests.coordination.conftest import Clock, approve, events, record, start_work

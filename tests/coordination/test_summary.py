@@ -10,9 +10,9 @@ from decimal import Decimal
 import pytest
 
 from bot.context import AppContext
-from bot.services.coordination import STATE_KEY, CoordinationService
-from bot.services.costs import CostService
-from bot.services.summary import Facts, IssueFact, template
+from bot.services.coordination.loop import STATE_KEY, CoordinationService
+from bot.services.coordination.summary import Facts, IssueFact, template
+from bot.services.costs.ledger import CostService
 from tests.coordination.conftest import (
     ANTHROPIC_KEY,
     Clock,

@@ -17,7 +17,7 @@ from bot.integrations.anthropic_messages import (
     AnthropicUnavailable,
     MessagesClient,
 )
-from bot.services.costs import CostService, record_completion_usage
+from bot.services.costs.ledger import CostService, record_completion_usage
 from bot.settings import load_settings
 from tests.fakes.anthropic import FakeAnthropic
 

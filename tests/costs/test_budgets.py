@@ -7,7 +7,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from bot.context import AppContext
-from bot.services.costs import CostService
+from bot.services.costs.ledger import CostService
 from store.catalogue import BUDGET_STREAM
 from tests.costs.conftest import NOW, TODAY, UsageWriter
 

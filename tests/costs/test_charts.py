@@ -9,8 +9,8 @@ from datetime import timedelta
 from PIL import Image
 
 from bot.context import AppContext
-from bot.services.charts import HEIGHT_PX, WIDTH_PX, daily_spend_png
-from bot.services.costs import CostService
+from bot.services.costs.charts import HEIGHT_PX, WIDTH_PX, daily_spend_png
+from bot.services.costs.ledger import CostService
 from tests.costs.conftest import TODAY, UsageWriter
 
 

@@ -10,8 +10,8 @@ import pytest
 
 from bot.context import AppContext
 from bot.errors import InvalidInput
-from bot.services.costs import CostService
-from bot.services.pricing import FILE_SOURCE, PriceFile, Pricing
+from bot.services.costs.ledger import CostService
+from bot.services.costs.pricing import FILE_SOURCE, PriceFile, Pricing
 from store.projections import Projections
 from tests.costs.conftest import TODAY, UsageWriter
 

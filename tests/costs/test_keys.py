@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from bot.context import AppContext
-from bot.services.keys import verify_keys
+from bot.services.costs.keys import verify_keys
 from tests.costs.conftest import TODAY, UsageWriter
 from tests.fakes.anthropic import FakeAnthropic, UsageRecord
 

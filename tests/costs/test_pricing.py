@@ -11,8 +11,8 @@ from pathlib import Path
 import genai_prices
 import pytest
 
-from bot.services import pricing
-from bot.services.pricing import (
+from bot.services.costs import pricing
+from bot.services.costs.pricing import (
     DATABASE_SOURCE,
     FILE_SOURCE,
     PriceFile,

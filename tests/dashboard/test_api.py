@@ -10,7 +10,7 @@ import asyncpg
 from aiohttp.test_utils import TestClient
 
 from bot.context import AppContext
-from bot.services.pricing import DATABASE_SOURCE
+from bot.services.costs.pricing import DATABASE_SOURCE
 from store.catalogue import COORDINATION_STREAM, validate
 from store.events import EventStore, NewEvent
 from tests.dashboard.conftest import (

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bot.context import AppContext
-from bot.services.coordination import CoordinationService
+from bot.services.coordination.loop import CoordinationService
 from store.catalogue import COORDINATION_STREAM
 from store.locks import COORDINATION_RUN_LOCK, try_run_lock
 from tests.discord.conftest import (

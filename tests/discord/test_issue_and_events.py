@@ -30,8 +30,8 @@ async def test_issue_show_timeline(harness: Harness) -> None:
 async def test_issue_show_lists_the_runs(harness: Harness) -> None:
     """The agent runtime's execution logs, newest first: agent, model, steps, turns,
     duration, tokens, cost, PR."""
-    from bot.services.events import Actor
-    from bot.services.execution_logs import ExecutionLogService
+    from bot.services.intake.events import Actor
+    from bot.services.intake.execution_logs import ExecutionLogService
 
     await lifecycle(harness)
     runs = ExecutionLogService(harness.context)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bot.services.events import Actor, EventService
+from bot.services.intake.events import Actor, EventService
 from bot.ui.confirm import CANCEL_ID, CONFIRM_ID
 from tests.discord.conftest import ADMIN_CHANNEL, ADMIN_USER, DEV_ROLE, USER, Harness, StartBot
 from tests.discord.helpers import assert_error, denials, text_of

@@ -19,7 +19,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from bot.context import AppContext
 from bot.integrations.valkey import ValkeyClient
-from bot.services.dispatch import DispatchService
+from bot.services.dispatch.dispatcher import DispatchService
 from tests.test_cli import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,8 +14,8 @@ from datetime import timedelta
 from aiohttp.test_utils import TestClient
 
 from bot.context import AppContext
-from bot.services.dispatch import VALKEY, DispatchService
-from bot.services.stuck import StuckDetector
+from bot.services.coordination.stuck import StuckDetector
+from bot.services.dispatch.dispatcher import VALKEY, DispatchService
 from store import catalogue
 from store.dispatch import Outbox
 from store.events import NewEvent
@@ -404,7 +404,7 @@ async def test_an_unsent_assignment_whose_issue_was_requeued_is_not_sent(
 
 
 async def steer(context: AppContext, event_type: str, payload: dict[str, object]) -> None:
-    """What /agent pause and /issue hold record (bot/services/steering.py), without GitHub."""
+    """What /agent pause and /issue hold record (bot/services/work/steering.py), without GitHub."""
     data = catalogue.validate(event_type, payload, internal=True)
     stream = catalogue.stream_for(event_type, data)
     await context.store.append(stream, [NewEvent(event_type, data, {"actor": "discord:42"})])

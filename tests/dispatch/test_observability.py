@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp.test_utils import TestClient
 
 from bot.context import AppContext
-from bot.services.dispatch import DispatchService
+from bot.services.dispatch.dispatcher import DispatchService
 from tests.dispatch.conftest import RedisServer
 from tests.routing.test_claims import approve, configure
 

@@ -15,7 +15,7 @@ from bot.integrations.github import (
     SearchQuery,
     plan_queries,
 )
-from bot.services.github_sync import priority_from_labels
+from bot.services.github.sync import priority_from_labels
 from bot.settings import DEFAULT_PRIORITY_LABELS, Settings
 from tests.fakes.github import FakeGitHub, RateWindow
 from tests.github.conftest import TOKEN, RecordingSleep

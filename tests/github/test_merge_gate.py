@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from bot.context import AppContext
-from bot.services.events import Actor, EventService
-from bot.services.github_webhooks import WebhookService
-from bot.services.merge_gate import MergeGate, branch_issue
+from bot.services.github.webhooks import WebhookService
+from bot.services.intake.events import Actor, EventService
+from bot.services.merge_gate.gate import MergeGate, branch_issue
 from store import catalogue
 from store.events import NewEvent
 from tests.fakes.github import (
@@ -314,7 +314,7 @@ class NeverWaiting(set[str]):
 async def test_the_advisory_lock_alone_gives_one_merge_call(
     context: AppContext, fake: FakeGitHub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bot.services import merge_gate
+    from bot.services.merge_gate import gate as merge_gate
 
     monkeypatch.setattr(merge_gate, "_WAITING", NeverWaiting())
     await opened(context, fake)
@@ -486,7 +486,7 @@ async def test_post_api_merge_asks_the_gate(
 async def test_the_loop_merges_what_a_missed_webhook_left_waiting(
     context: AppContext, fake: FakeGitHub
 ) -> None:
-    from bot.services.coordination import CoordinationService
+    from bot.services.coordination.loop import CoordinationService
 
     await opened(context, fake)
     await verdict(context)  # not green yet: waiting
@@ -506,7 +506,7 @@ async def test_the_gate_state_shows_in_issue_show_and_on_the_dashboard_card(
     context: AppContext, fake: FakeGitHub
 ) -> None:
     from bot.services.dashboard import DashboardService
-    from bot.services.queries import QueryService
+    from bot.services.work.queries import QueryService
 
     await opened(context, fake)
     timeline = await QueryService(context).timeline(ISSUE)

@@ -9,8 +9,8 @@ import pytest
 
 from bot.context import AppContext
 from bot.integrations.github import GitHubClient
-from bot.services.github_webhooks import WebhookService
-from bot.services.repo_config import CONFIG_PATH, RepoConfigService
+from bot.services.github.webhooks import WebhookService
+from bot.services.work.repo_config import CONFIG_PATH, RepoConfigService
 from bot.settings import Settings
 from store.database import connect
 from store.projections import projection_snapshot, rebuild_projections

@@ -13,10 +13,10 @@ from aiohttp.test_utils import TestClient
 from bot.context import AppContext
 from bot.errors import Conflict, UpstreamError
 from bot.integrations.github import GitHubClient
-from bot.services.events import Actor, EventService
-from bot.services.github_sync import SyncService
-from bot.services.steering import SteeringService
-from bot.services.summary import Facts, template
+from bot.services.coordination.summary import Facts, template
+from bot.services.github.sync import SyncService
+from bot.services.intake.events import Actor, EventService
+from bot.services.work.steering import SteeringService
 from store import catalogue
 from store.events import NewEvent
 from tests.fakes.github import FakeGitHub

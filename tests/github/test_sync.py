@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from bot.context import AppContext
 from bot.integrations.github import GitHubClient
-from bot.services.github_sync import SyncService
+from bot.services.github.sync import SyncService
 from store.events import NewEvent
 from tests.fakes.github import FakeGitHub
 

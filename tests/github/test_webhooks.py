@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from bot.context import AppContext
-from bot.services.github_webhooks import (
+from bot.services.github.webhooks import (
     WebhookService,
     closing_references,
     events_for_delivery,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from bot.integrations.kubernetes import KubernetesClient
-from bot.services.redaction import Redactor
-from bot.services.rollouts import PollPolicy, RolloutConfig, RolloutService
+from bot.services.cluster.redaction import Redactor
+from bot.services.cluster.rollouts import PollPolicy, RolloutConfig, RolloutService
 from tests.fakes.kubernetes import FakeKubernetes
 
 NAMESPACE = "conductor-e"

@@ -12,7 +12,7 @@ from bot.integrations.kubernetes import (
     KubernetesClient,
     load_configuration,
 )
-from bot.services.rollouts import NotAllowed, RolloutService
+from bot.services.cluster.rollouts import NotAllowed, RolloutService
 from bot.settings import load_settings
 from tests.fakes.kubernetes import FakeKubernetes
 from tests.kubernetes.conftest import NAMESPACE

@@ -11,7 +11,7 @@ from bot.integrations.kubernetes import (
     RESET_AT,
     KubernetesForbidden,
 )
-from bot.services.rollouts import (
+from bot.services.cluster.rollouts import (
     FluxProgress,
     FluxSuspended,
     NotAllowed,

@@ -9,8 +9,8 @@ import pytest
 
 from bot.errors import InvalidInput
 from bot.integrations.kubernetes import KubernetesClient, KubernetesForbidden
-from bot.services.redaction import Redactor
-from bot.services.rollouts import NotAllowed, RolloutConfig, RolloutService
+from bot.services.cluster.redaction import Redactor
+from bot.services.cluster.rollouts import NotAllowed, RolloutConfig, RolloutService
 from tests.fakes.kubernetes import FakeKubernetes
 from tests.kubernetes.conftest import FAST, NAMESPACE, SECRET
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from bot.services.redaction import REDACTED, Redactor, redact, secret_values
+from bot.services.cluster.redaction import REDACTED, Redactor, redact, secret_values
 from bot.settings import load_settings
 
 

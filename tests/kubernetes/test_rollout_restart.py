@@ -16,7 +16,7 @@ from bot.integrations.kubernetes import (
     KubernetesForbidden,
     KubernetesNotFound,
 )
-from bot.services.rollouts import (
+from bot.services.cluster.rollouts import (
     DeploymentPaused,
     NotAllowed,
     RolloutConfig,

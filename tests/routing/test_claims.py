@@ -11,12 +11,12 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from bot.context import AppContext
-from bot.services.coordination import CoordinationService, RunResult
+from bot.services.coordination.loop import CoordinationService, RunResult
+from bot.services.coordination.stuck import StuckReport
+from bot.services.coordination.summary import template
 from bot.services.dashboard import DashboardService
-from bot.services.queries import QueryService
-from bot.services.routing import RoutingService, route_key
-from bot.services.stuck import StuckReport
-from bot.services.summary import template
+from bot.services.work.queries import QueryService
+from bot.services.work.routing import RoutingService, route_key
 from bot.web.dashboard import board_json
 from store import catalogue
 from store.events import NewEvent

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot.services.repo_config import ConfigInvalid, parse_config
-from bot.services.routing import Router, route_key
+from bot.services.work.repo_config import ConfigInvalid, parse_config
+from bot.services.work.routing import Router, route_key
 from bot.settings import ConfigError, load_settings
 from store.projections import RepoConfig
 

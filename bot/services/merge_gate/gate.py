@@ -48,7 +48,7 @@ from bot.integrations.github import (
     PullRequest,
     PullReview,
 )
-from bot.services.pull_requests import PullRequestService, closing_references, in_scope
+from bot.services.work.pull_requests import PullRequestService, closing_references, in_scope
 from store import catalogue
 from store.events import AppendResult, NewEvent, RecordedEvent
 from store.locks import hold_lock, named_lock_key

@@ -1,7 +1,7 @@
 """Routing: which agents may take an issue, and why an issue waits.
 
 The route of an issue follows its repo's `.rig-agent.yaml` (read by
-`bot.services.repo_config`): the stack names a route key, and a route key names its agents by
+`bot.services.work.repo_config`): the stack names a route key, and a route key names its agents by
 the runtime's convention (`dev-e-{stack}`; `ios` escalating `requires-macos` → `ibuild-e`; PRs →
 `review-e`) unless `CONDUCTOR_AGENT_ROUTES` names others. A repo without a file (or never read)
 takes the route of `CONDUCTOR_DEFAULT_STACK`; without a default stack any agent may take it, as

@@ -39,7 +39,7 @@ from bot.integrations.github import (
     GitHubUnavailable,
     SearchReport,
 )
-from bot.services.repo_config import RepoConfigService
+from bot.services.work.repo_config import RepoConfigService
 from store import catalogue
 from store.catalogue import priority_from_labels
 from store.errors import EventValidationError

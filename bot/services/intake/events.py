@@ -8,9 +8,9 @@ from typing import Any
 
 from bot.context import AppContext
 from bot.errors import Forbidden, InvalidInput, Unprocessable
-from bot.services.merge_gate import MergeGate
-from bot.services.pull_requests import PR_SCOPED, MergeRequest, PullRequestService
-from bot.services.routing import Router
+from bot.services.merge_gate.gate import MergeGate
+from bot.services.work.pull_requests import PR_SCOPED, MergeRequest, PullRequestService
+from bot.services.work.routing import Router
 from store import catalogue
 from store.catalogue import AGENT_PATTERN, priority_from_labels
 from store.events import AppendResult, NewEvent

@@ -13,8 +13,8 @@ from datetime import datetime
 
 from bot.context import AppContext
 from bot.errors import InvalidInput, NotFound, quoted
-from bot.services.merge_gate import MergeGate, gate_state
-from bot.services.routing import Route, RoutingService, config_note
+from bot.services.merge_gate.gate import MergeGate, gate_state
+from bot.services.work.routing import Route, RoutingService, config_note
 from store import catalogue
 from store.events import RecordedEvent
 from store.projections import Agent, ExecutionLog, Issue

@@ -15,7 +15,7 @@ from typing import Any
 
 from bot.context import AppContext
 from bot.errors import InvalidInput
-from bot.services.events import Actor, EventService
+from bot.services.intake.events import Actor, EventService
 from store.agent_logs import AgentLogLine, AgentLogs, StoredAgentLogLine
 from store.catalogue import AGENT_PATTERN
 from store.storable import unstorable

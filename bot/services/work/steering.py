@@ -38,9 +38,9 @@ from bot.integrations.github import (
     GitHubUnavailable,
 )
 from bot.services.audit import AuditService
-from bot.services.github_sync import approval_key, approval_payload
-from bot.services.queries import parse_issue_ref
-from bot.services.routing import RoutingService
+from bot.services.github.sync import approval_key, approval_payload
+from bot.services.work.queries import parse_issue_ref
+from bot.services.work.routing import RoutingService
 from store import catalogue
 from store.catalogue import AGENT_PATTERN, priority_from_labels
 from store.errors import ConcurrencyError, Refused

@@ -28,9 +28,9 @@ from bot.integrations.anthropic_messages import (
     AnthropicUnavailable,
     Completion,
 )
-from bot.services.components import ANTHROPIC, rejected
-from bot.services.costs import record_completion_usage
-from bot.services.pricing import Pricing
+from bot.services.costs.ledger import record_completion_usage
+from bot.services.costs.pricing import Pricing
+from bot.services.health.components import ANTHROPIC, rejected
 
 log = logging.getLogger(__name__)
 

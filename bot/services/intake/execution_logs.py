@@ -14,7 +14,7 @@ from typing import Any
 
 from bot.context import AppContext
 from bot.errors import Conflict, InvalidInput, NotFound, quoted
-from bot.services.events import Actor, EventService
+from bot.services.intake.events import Actor, EventService
 from store import catalogue
 from store.errors import ConcurrencyError
 from store.events import NewEvent

@@ -35,7 +35,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from bot.context import AppContext
 from bot.integrations.github import RepoFile
-from bot.services.routing import route_key
+from bot.services.work.routing import route_key
 from store import catalogue
 from store.events import NewEvent
 from store.projections import RepoConfig

@@ -20,12 +20,12 @@ a PR_CREATED is news, depends on what we already know. What is mapped:
   `check_run` `completed`: failure or timed_out → CI_FAILED; a single run's success records
   nothing, since other runs of the suite may still fail — the suite's completion reports it.
 * `push` to the repo's default branch whose commits add, modify or remove `.rig-agent.yaml`
-  → the file is re-read (bot/services/repo_config), which records REPO_CONFIG_CHANGED or
+  → the file is re-read (bot/services/work/repo_config), which records REPO_CONFIG_CHANGED or
   REPO_CONFIG_INVALID. An issue approved in a repo never seen before has its file read first,
   so that its first claim already follows the repo's routing.
 * `ping` and everything else → nothing.
 
-Then the merge gate (bot/services/merge_gate) is asked about the delivery's PRs, in repos in
+Then the merge gate (bot/services/merge_gate/gate) is asked about the delivery's PRs, in repos in
 CONDUCTOR_MERGE_REPOS: `pull_request` (opened, synchronize, ready_for_review, labeled,
 unlabeled, closed, ...), `pull_request_review`, `check_suite` / `check_run` completed, and
 `status` (which names a commit, so every PR followed in its repo is asked about). MERGED is
@@ -51,10 +51,10 @@ from typing import Any
 
 from bot.context import AppContext
 from bot.errors import InvalidInput
-from bot.services.github_sync import ACTIVE_STATES
-from bot.services.merge_gate import Decision, MergeGate, gate_asked_by, merged_key
-from bot.services.pull_requests import PullRequestService, closing_references, in_scope
-from bot.services.repo_config import CONFIG_PATH, RepoConfigService
+from bot.services.github.sync import ACTIVE_STATES
+from bot.services.merge_gate.gate import Decision, MergeGate, gate_asked_by, merged_key
+from bot.services.work.pull_requests import PullRequestService, closing_references, in_scope
+from bot.services.work.repo_config import CONFIG_PATH, RepoConfigService
 from bot.settings import Settings
 from store import catalogue
 from store.catalogue import priority_from_labels

@@ -1,7 +1,7 @@
 """What the agents spend: the one ledger of TOKEN_USAGE, priced, checked and budgeted.
 
 Two figures for every row: the cost the agents *reported* (`costUsd` on their events) and the
-cost *priced* here from the tokens at that day's price (bot/services/pricing.py: genai-prices,
+cost *priced* here from the tokens at that day's price (bot/services/costs/pricing.py: genai-prices,
 and CONDUCTOR_PRICES_FILE on top). The figure shown is ours where the model has a price and the
 agent's reported one where it has not, labelled as such (`Spend.basis`); usage on a model with
 no price (or none named) still counts its tokens for the agent. Rows where both figures are
@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from bot.context import AppContext
 from bot.errors import InvalidInput, quoted
 from bot.integrations.anthropic_messages import Completion
-from bot.services.pricing import Price, Pricing
+from bot.services.costs.pricing import Price, Pricing
 from store.catalogue import BUDGET_STREAM, parse_issue_stream, stream_for, validate
 from store.events import AppendResult, NewEvent
 

@@ -34,7 +34,7 @@ from bot.integrations.kubernetes import (
     flux_kind,
     rfc3339_nano,
 )
-from bot.services.redaction import Redactor, secret_values
+from bot.services.cluster.redaction import Redactor, secret_values
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)

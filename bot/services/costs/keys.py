@@ -26,7 +26,7 @@ from typing import Any, Literal, Protocol
 
 from bot.context import AppContext
 from bot.integrations.anthropic_admin import AdminApiError, AnthropicAdmin, ApiKey, KeyUsage
-from bot.services.costs import CostService, Tokens
+from bot.services.costs.ledger import CostService, Tokens
 
 TOLERANCE_RATIO = 0.02
 TOLERANCE_TOKENS = 1_000

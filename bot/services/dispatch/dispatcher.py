@@ -29,8 +29,8 @@ from datetime import timedelta
 
 from bot.context import AppContext
 from bot.integrations.valkey import Unacked, ValkeyClient, ValkeyUnavailable
-from bot.services.components import retry_delay
-from bot.services.routing import REVIEW_ROUTE, Router
+from bot.services.health.components import retry_delay
+from bot.services.work.routing import REVIEW_ROUTE, Router
 from store.dispatch import Outbox, OutboxEntry
 from store.errors import DatabaseUnavailableError
 from store.events import EventFollower

@@ -4,7 +4,7 @@ GitHub, Discord, Anthropic, and the agents' Valkey while push dispatch runs).
 Upstream checks are cheap unauthenticated-or-free calls with a short timeout, and a good result
 is cached briefly, so a readiness probe every few seconds does not hammer GitHub or Discord (a
 failed one is not cached: its recovery shows at once). Beside each probe stands what the
-component that uses the upstream knows (bot/services/components.py): a bot that cannot reach
+component that uses the upstream knows (bot/services/health/components.py): a bot that cannot reach
 Discord, or a GitHub sync whose token was rejected, shows down even when the probe answers.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 
 from bot.context import AppContext
-from bot.services.components import ComponentState
+from bot.services.health.components import ComponentState
 
 UPSTREAM_TIMEOUT = 3.0
 UPSTREAM_CACHE_SECONDS = 30.0

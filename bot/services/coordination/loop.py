@@ -6,7 +6,8 @@ and pod (a run that finds the lock held returns at once with `skipped`):
 1. health — HealthService (PostgreSQL, and the upstreams that are configured);
 2. GitHub — the syncer records new agent-ready issues as ISSUE_APPROVED (and withdrawals,
    priority changes); skipped in a dry run, since SyncService has no dry-run mode;
-3. stuck work — StuckDetector records AGENT_STUCK and requeues or escalates (bot/services/stuck);
+3. stuck work — StuckDetector records AGENT_STUCK and requeues or escalates
+   (bot/services/coordination/stuck);
 4. facts — queue depth, who holds what, escalations, health; computed in code;
 5. summary — only when the facts' digest differs from the last summary's: the model (or the
    template) writes it, the webhook posts it, SUMMARY_POSTED records it. A summary the webhook
@@ -37,15 +38,15 @@ from typing import Any, Protocol
 from bot.context import AppContext
 from bot.integrations.discord_webhook import DiscordWebhook, WebhookError, WebhookResult
 from bot.integrations.github import GitHubUnavailable
-from bot.services.components import ANTHROPIC, GITHUB, rejected
-from bot.services.costs import CostService
-from bot.services.github_sync import SyncService
-from bot.services.health import ComponentHealth, HealthService
-from bot.services.merge_gate import MergeGate
-from bot.services.repo_config import RepoConfigService
-from bot.services.routing import RoutingService
-from bot.services.stuck import StuckDetector, StuckReport
-from bot.services.summary import Completer, Facts, IssueFact, Summariser
+from bot.services.coordination.stuck import StuckDetector, StuckReport
+from bot.services.coordination.summary import Completer, Facts, IssueFact, Summariser
+from bot.services.costs.ledger import CostService
+from bot.services.github.sync import SyncService
+from bot.services.health.checks import ComponentHealth, HealthService
+from bot.services.health.components import ANTHROPIC, GITHUB, rejected
+from bot.services.merge_gate.gate import MergeGate
+from bot.services.work.repo_config import RepoConfigService
+from bot.services.work.routing import RoutingService
 from store import catalogue
 from store.errors import StoreError
 from store.events import NewEvent
@@ -67,7 +68,7 @@ MAX_ISSUES = 5_000
 
 
 class SyncOutcome(Protocol):
-    """What the loop reads from a sync (bot.services.github_sync.SyncResult)."""
+    """What the loop reads from a sync (bot.services.github.sync.SyncResult)."""
 
     approved: list[str]
     withdrawn: list[str]
@@ -84,7 +85,7 @@ class SyncOutcome(Protocol):
 
 
 class Syncer(Protocol):
-    """The GitHub side (bot.services.github_sync.SyncService)."""
+    """The GitHub side (bot.services.github.sync.SyncService)."""
 
     async def run(self) -> SyncOutcome: ...
 

@@ -1,0 +1,1 @@
+"""Kubernetes admin: rollouts, Flux reconciles, pods and redacted logs."""

@@ -1,0 +1,1 @@
+"""The coordination loop: sync, stuck work, the merge sweep and the summary."""

@@ -1,0 +1,1 @@
+"""Push dispatch: routed work handed to each agent's Valkey stream, exactly once."""

@@ -1,0 +1,1 @@
+"""GitHub as a source: the agent-ready sync and the signed webhooks."""

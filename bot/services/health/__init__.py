@@ -1,0 +1,1 @@
+"""Deep health and what each long-running component knows about its upstream."""

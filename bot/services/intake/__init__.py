@@ -1,0 +1,1 @@
+"""Intake: recording what the agents report (events, claims, execution and agent logs)."""
