@@ -38,6 +38,7 @@ from bot.client import ConductorBot  # noqa: E402
 from bot.context import AppContext  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
 from bot.ui.confirm import CONFIRM_ID  # noqa: E402
+from bot.wiring import Services  # noqa: E402
 from store.database import create_pool  # noqa: E402
 from tests.fakes.discord import FakeDiscord  # noqa: E402
 from tests.fakes.kubernetes import FakeKubernetes  # noqa: E402
@@ -127,7 +128,7 @@ async def run(args: argparse.Namespace, dsn: str, root: Path) -> None:
         pool = await create_pool(dsn)
         async with aiohttp.ClientSession() as http:
             context = AppContext.build(settings, dsn, pool, http)
-            bot = ConductorBot(context, extensions=["cogs.admin"])
+            bot = ConductorBot(Services.build(context), extensions=["cogs.admin"])
             await bot.login(fake.token)
             connection = asyncio.create_task(bot.connect(reconnect=True))
             await asyncio.wait_for(bot.wait_until_ready(), 30)

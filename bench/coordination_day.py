@@ -38,7 +38,6 @@ from bench._common import fresh_database  # noqa: E402
 from bot.context import AppContext  # noqa: E402
 from bot.integrations.anthropic_messages import MessagesClient  # noqa: E402
 from bot.integrations.discord_webhook import DiscordWebhook  # noqa: E402
-from bot.services.coordination.loop import CoordinationService  # noqa: E402
 from bot.services.coordination.summary import Summariser  # noqa: E402
 from bot.services.costs.pricing import Pricing  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
@@ -47,6 +46,7 @@ from store.database import create_pool  # noqa: E402
 from store.events import NewEvent  # noqa: E402
 from tests.coordination.fake_webhook import FakeWebhook  # noqa: E402
 from tests.fakes.anthropic import FakeAnthropic  # noqa: E402
+from tests.services import coordination  # noqa: E402
 
 ORIGINAL_PER_RUN = Decimal("0.005")
 RUNS_PER_DAY = 288
@@ -125,7 +125,7 @@ async def simulate(dsn: str, runs: int, changes: int, seed: int) -> None:
                 title=f"Seed issue {n}",
                 priority="normal",
             )
-        service = CoordinationService(
+        service = coordination(
             context, None, Summariser(context, messages), DiscordWebhook(http, webhook.url)
         )
         durations: list[float] = []

@@ -29,6 +29,7 @@ from bot.context import AppContext  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
 from bot.web import dashboard  # noqa: E402
 from bot.web.app import create_app  # noqa: E402
+from bot.wiring import Services  # noqa: E402
 from store.database import connect, create_pool  # noqa: E402
 
 REPO = "bench/board"
@@ -157,7 +158,7 @@ async def measure(base: str, runs: int, paths: list[str]) -> dict[str, list[floa
 
 async def serve(context: AppContext) -> tuple[web.AppRunner, str]:
     """The API with the dashboard on a free port of 127.0.0.1."""
-    app = create_app(context)
+    app = create_app(Services.build(context))
     if not any(r.resource and r.resource.canonical == "/" for r in app.router.routes()):
         dashboard.add_routes(app)
     runner = web.AppRunner(app, access_log=None)

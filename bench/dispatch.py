@@ -38,6 +38,7 @@ from bot.integrations.valkey import ValkeyClient  # noqa: E402
 from bot.services.dispatch.dispatcher import DispatchService  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
 from bot.web.app import create_app  # noqa: E402
+from bot.wiring import Services  # noqa: E402
 from store.database import create_pool  # noqa: E402
 from store.events import NewEvent  # noqa: E402
 from tests.dispatch.conftest import REDIS_SERVER, RedisServer, RuntimeConsumer  # noqa: E402
@@ -68,9 +69,10 @@ async def with_dispatcher(
             context = AppContext.build(settings, dsn, pool, session)
             for i, repo in enumerate(repos):
                 await configure(context, repo, {"stack": f"s{i:02d}"})
-            context.dispatch = DispatchService(context, valkey)
-            running = asyncio.create_task(context.dispatch.run(stop))
-            server = TestServer(create_app(context), host="127.0.0.1")
+            dispatcher = DispatchService(context, valkey)
+            running = asyncio.create_task(dispatcher.run(stop))
+            services = Services.build(context, dispatch=dispatcher)
+            server = TestServer(create_app(services), host="127.0.0.1")
             await server.start_server()
             try:
                 await body(context, session, str(server.make_url("/api/webhook/github")))  # type: ignore[operator]

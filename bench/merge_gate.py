@@ -33,6 +33,7 @@ from bench._common import fresh_database, percentile  # noqa: E402
 from bot.context import AppContext  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
 from bot.web.app import create_app  # noqa: E402
+from bot.wiring import Services  # noqa: E402
 from store.database import create_pool  # noqa: E402
 from store.events import NewEvent  # noqa: E402
 from tests.fakes.github import (  # noqa: E402
@@ -74,7 +75,7 @@ async def run(dsn: str, prs: int) -> None:
                 }
             )
             context = AppContext.build(settings, dsn, pool, session)
-            server = TestServer(create_app(context), host="127.0.0.1")
+            server = TestServer(create_app(Services.build(context)), host="127.0.0.1")
             await server.start_server()
             api = str(server.make_url(""))
             try:

@@ -23,8 +23,9 @@ import aiohttp
 
 from bot.context import AppContext
 from bot.services.coordination.loop import CoordinationService
-from bot.services.dispatch.dispatcher import DispatchService
+from bot.services.dispatch.dispatcher import open_dispatcher
 from bot.settings import ConfigError, Settings, load_settings
+from bot.wiring import Services
 from store.database import EmbeddedPostgres, check_schema, connect, create_pool, migrate
 from store.errors import StoreError
 from store.events import EventFollower
@@ -99,25 +100,6 @@ async def open_context(settings: Settings, *, apply_migrations: bool) -> AsyncIt
             await pool.close()
 
 
-@contextlib.asynccontextmanager
-async def open_dispatch(context: AppContext) -> AsyncIterator[DispatchService]:
-    """The push dispatcher and its Valkey client (CONDUCTOR_VALKEY_URL is set)."""
-    from bot.integrations.valkey import ValkeyClient, describe_url
-
-    settings = context.settings
-    assert settings.valkey_url is not None
-    url = settings.valkey_url.get_secret_value()
-    password = settings.valkey_password.get_secret_value() if settings.valkey_password else None
-    valkey = ValkeyClient(url, password)
-    context.dispatch = DispatchService(context, valkey)
-    log.info("dispatch: pushing to %s (depth %d)", describe_url(url), settings.dispatch_depth)
-    try:
-        yield context.dispatch
-    finally:
-        context.dispatch = None
-        await valkey.close()
-
-
 def stop_on_signals() -> asyncio.Event:
     """An event set by SIGINT or SIGTERM (the loop's handlers, so shutdown is orderly)."""
     stop = asyncio.Event()
@@ -147,19 +129,21 @@ async def serve(settings: Settings, *, api: bool, bot: bool) -> int:
     ):
         server: ApiServer | None = None
         background: list[asyncio.Task[Any]] = []
+        dispatcher = None
         if api and settings.valkey_url is not None:
-            dispatcher = await stack.enter_async_context(open_dispatch(context))
+            dispatcher = await stack.enter_async_context(open_dispatcher(context))
             background.append(asyncio.create_task(dispatcher.run(stop), name="dispatch"))
         elif api:
             log.info("dispatch: off (CONDUCTOR_VALKEY_URL is not set; agents pull their work)")
+        services = Services.build(context, dispatch=dispatcher)
         if api:
-            server = ApiServer(context)
+            server = ApiServer(services)
             await server.start()
             log.info("api: listening on %s:%d", settings.http_host, settings.http_port)
         if bot:
             has_bot = settings.discord_bot_token is not None
             service = (
-                await stack.enter_async_context(open_coordination(context))
+                await stack.enter_async_context(open_coordination(services))
                 if has_bot or _loop_wanted(settings)
                 else None
             )
@@ -172,7 +156,7 @@ async def serve(settings: Settings, *, api: bool, bot: bool) -> int:
             if not has_bot:
                 log.info("bot: off (DISCORD_BOT_TOKEN is not set)")
             else:
-                background.append(asyncio.create_task(_run_bot(context, service), name="bot"))
+                background.append(asyncio.create_task(_run_bot(services, service), name="bot"))
                 log.info("bot: starting")
         # What start-up built (modules, the app, the pool) lives as long as the process. Frozen
         # out of the collector's sight, a full collection scans only what came after: under
@@ -237,21 +221,21 @@ def _loop_on(settings: Settings, has_bot: bool) -> bool:
     return True
 
 
-async def _run_bot(context: AppContext, service: CoordinationService | None) -> bool:
+async def _run_bot(services: Services, service: CoordinationService | None) -> bool:
     from bot.client import run_bot
 
-    return await run_bot(context, coordination=service)
+    return await run_bot(services, coordination=service)
 
 
 @contextlib.asynccontextmanager
-async def open_coordination(context: AppContext) -> AsyncIterator[CoordinationService]:
+async def open_coordination(services: Services) -> AsyncIterator[CoordinationService]:
     """The coordination service with the process's one GitHub and Anthropic clients."""
     from bot.integrations.anthropic_messages import MessagesClient
 
-    settings = context.settings
+    settings = services.context.settings
     messages = MessagesClient.from_settings(settings) if settings.anthropic_api_key else None
     try:
-        yield CoordinationService.build(context, github=context.github, messages=messages)
+        yield services.coordination(messages)
     finally:
         if messages is not None:
             await messages.close()
@@ -262,7 +246,7 @@ async def cmd_coordinate(settings: Settings, args: argparse.Namespace) -> int:
 
     async with (
         open_context(settings, apply_migrations=False) as context,
-        open_coordination(context) as service,
+        open_coordination(Services.build(context)) as service,
     ):
         if not args.once and not args.dry_run:
             await run_loop(service, settings.loop_interval_seconds, stop_on_signals())

@@ -28,13 +28,12 @@ import discord
 from discord.ext import commands
 
 from bot import discord_http
-from bot.context import AppContext
 from bot.permissions import AccessPolicy
 from bot.services.alerts import Alert, AlertService
 from bot.services.coordination.loop import CoordinationService
 from bot.services.health.components import DISCORD, rejected, retry_delay
-from bot.services.work.queries import QueryService
 from bot.tree import ConductorTree
+from bot.wiring import Services
 from store.errors import DatabaseUnavailableError
 
 log = logging.getLogger(__name__)
@@ -59,7 +58,7 @@ class ConductorBot(commands.Bot):
 
     def __init__(
         self,
-        context: AppContext,
+        services: Services,
         *,
         extensions: Sequence[str] | None = None,
         policy: AccessPolicy | None = None,
@@ -79,11 +78,13 @@ class ConductorBot(commands.Bot):
             allowed_mentions=discord.AllowedMentions.none(),
             **options,
         )
+        context = services.context
         settings = context.settings
+        self.services = services
         self.context = context
         self.extension_names = list(extensions) if extensions is not None else discover_extensions()
         self.policy = policy or AccessPolicy.from_settings(settings)
-        self.queries = QueryService(context)
+        self.queries = services.queries
         self.presence_interval = presence_interval
         self.alerts = AlertService(
             context,
@@ -224,7 +225,7 @@ def _outage(exc: BaseException) -> bool:
 
 
 async def run_bot(
-    context: AppContext, *, coordination: CoordinationService | None = None, **options: Any
+    services: Services, *, coordination: CoordinationService | None = None, **options: Any
 ) -> bool:
     """Run the bot until cancelled; closes cleanly either way.
 
@@ -233,13 +234,14 @@ async def run_bot(
     "discord: down" once and "discord: up again" once. Returns False, after one line naming
     DISCORD_BOT_TOKEN, when Discord rejects the token. Anything else (a broken cog) raises.
     """
+    context = services.context
     token = context.settings.discord_bot_token
     if token is None:
         raise RuntimeError("DISCORD_BOT_TOKEN is not set")
     components = context.components
     failures = 0
     while True:
-        bot = ConductorBot(context, coordination=coordination, **options)
+        bot = ConductorBot(services, coordination=coordination, **options)
         try:
             async with bot:
                 # No reconnect of discord.py's own: its backoff grows to 17 minutes and logs a

@@ -5,11 +5,9 @@ No part builds its own pool or session; `bot.__main__` makes an AppContext and p
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 
 import aiohttp
 import asyncpg
@@ -21,9 +19,6 @@ from bot.settings import Settings
 from store.events import EventStore
 from store.projections import Projections
 from store.state import AppState
-
-if TYPE_CHECKING:
-    from bot.services.dispatch.dispatcher import DispatchService
 
 
 def utcnow() -> datetime:
@@ -42,15 +37,10 @@ class AppContext:
     clock: Callable[[], datetime] = field(default=utcnow)
     # What the bot and the loop know about Discord, GitHub and Anthropic (deep health shows it).
     components: ComponentStates = field(default_factory=ComponentStates)
-    # Merge-gate decisions at once: each holds a pool connection for its PR's lock and needs
-    # another for its reads, so they may take at most a third of the pool between them.
-    merge_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
     # Model prices: genai-prices, with CONDUCTOR_PRICES_FILE on top (checked by the settings).
     pricing: Pricing = field(default_factory=Pricing)
     # The process's one GitHub client (one ETag cache), when GITHUB_TOKEN is set.
     github: GitHubClient | None = None
-    # The push dispatcher, while one runs (CONDUCTOR_VALKEY_URL is set; `run` and `api`).
-    dispatch: DispatchService | None = None
 
     @property
     def stale_after(self) -> timedelta:
@@ -76,6 +66,5 @@ class AppContext:
             state=AppState(pool),
             clock=clock,
             pricing=Pricing(settings.price_overrides),
-            merge_slots=asyncio.Semaphore(max(1, settings.db_pool_size // 3)),
             github=GitHubClient(http, settings) if settings.github_token else None,
         )

@@ -15,18 +15,16 @@ import contextlib
 import hashlib
 import json
 import logging
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
 import discord
 from discord import app_commands
 
+from bot.context import AppContext
 from bot.errors import reference_id, to_user_facing
-from bot.permissions import Caller, access_group, record_denial
+from bot.permissions import AccessPolicy, Caller, access_group, record_denial
 from bot.ui.render import error_text
 from bot.ui.replies import PUBLIC_DEFER
-
-if TYPE_CHECKING:
-    from bot.client import ConductorBot
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +44,21 @@ def qualified_name(interaction: discord.Interaction[Any]) -> str:
     return command.qualified_name if command is not None else "unknown command"
 
 
+class TreeOwner(Protocol):
+    """What the tree needs of its bot (bot.client.ConductorBot), without importing it."""
+
+    context: AppContext
+    policy: AccessPolicy
+
+    async def is_owner(self, user: discord.abc.User, /) -> bool: ...
+
+
 class ConductorTree(app_commands.CommandTree[Any]):
     """CommandTree with run-time access checks, one error reply and hash-based syncing."""
 
     @property
-    def bot(self) -> ConductorBot:
-        return cast("ConductorBot", self.client)
+    def bot(self) -> TreeOwner:
+        return cast(TreeOwner, self.client)
 
     async def caller(self, interaction: discord.Interaction[Any]) -> Caller:
         user = interaction.user

@@ -3,10 +3,9 @@
 In `conductor-e run` and `bot` the composition root builds the CoordinationService, runs the
 loop beside the bot (so that a Discord outage does not stop it) and hands the service to the
 bot; the cog then only serves the commands over it. A bot built without one (tests, tools):
-the cog owns, for the bot's lifetime, the clients a coordination run needs: ONE GitHubClient
-(when GITHUB_TOKEN is set; it carries gidgethub's ETag cache, so it must outlive a run) and ONE
-MessagesClient (when ANTHROPIC_API_KEY is set), built in `cog_load` and closed in `cog_unload`.
-The loop and the command share one CoordinationService over them; its PostgreSQL advisory lock
+the cog builds the loop over the bot's services (and so the process's one GitHub client) with
+ONE MessagesClient (when ANTHROPIC_API_KEY is set), built in `cog_load` and closed in
+`cog_unload`. The loop and the command share one CoordinationService; its PostgreSQL advisory lock
 keeps a command, the loop and a CronJob in another pod from running at the same time (the
 loser reports "skipped").
 
@@ -34,7 +33,6 @@ from discord.ext import commands, tasks
 
 from bot.errors import InvalidInput
 from bot.integrations.anthropic_messages import MessagesClient
-from bot.integrations.github import GitHubClient
 from bot.permissions import QUERIES, access
 from bot.services.coordination.loop import CoordinationService, RunResult, format_line
 from bot.services.work.queries import MAX_EVENTS
@@ -232,7 +230,6 @@ class CoordinationCog(
 ):
     def __init__(self, bot: ConductorBot) -> None:
         self.bot = bot
-        self.github: GitHubClient | None = None
         self.messages: MessagesClient | None = None
         self.service: CoordinationService | None = None
         self.last_result: RunResult | None = None
@@ -247,12 +244,9 @@ class CoordinationCog(
             # loop beside the bot, so a Discord outage does not stop it.
             self.service = self.bot.coordination
             return
-        self.github = GitHubClient(context.http, settings) if settings.github_token else None
         if settings.anthropic_api_key is not None:
             self.messages = MessagesClient.from_settings(settings)
-        self.service = CoordinationService.build(
-            context, github=self.github, messages=self.messages
-        )
+        self.service = self.bot.services.coordination(self.messages)
         if settings.loop_enabled:
             self.coordination_loop.change_interval(seconds=settings.loop_interval_seconds)
             self.coordination_loop.start()

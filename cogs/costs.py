@@ -33,7 +33,6 @@ from bot.services.costs.ledger import (
     MISMATCH_RATIO,
     UNATTRIBUTED,
     AgentModelSpend,
-    CostService,
     CostSummary,
     IssueCost,
     IssueSpend,
@@ -366,7 +365,7 @@ class CostCog(commands.GroupCog, group_name="cost", group_description="What the 
         share: bool = False,
     ) -> None:
         agent_id = check_agent(agent)
-        costs = CostService(self.bot.context)
+        costs = self.bot.services.costs
         costs.window(days)  # a bad window is refused before "thinking…" shows
         # Two queries and a chart drawn in a worker thread: usually well under a second, but
         # a cold start or a busy database must not miss Discord's three-second deadline.
@@ -387,7 +386,7 @@ class CostCog(commands.GroupCog, group_name="cost", group_description="What the 
         self, interaction: discord.Interaction[Any], issue: str, share: bool = False
     ) -> None:
         repo, number = split_issue(issue)
-        cost = await CostService(self.bot.context).issue(repo, number)
+        cost = await self.bot.services.costs.issue(repo, number)
         await replies.send(interaction, share=share, embed=issue_embed(cost))
 
 
@@ -404,7 +403,7 @@ class KeysCog(commands.GroupCog, group_name="keys", group_description="The agent
         # The Admin API is paged and may be slow: acknowledge first. Key names and ids are for
         # the admins who asked, so the answer is never shared.
         await replies.defer(interaction, share=False)
-        report = await verify_keys(self.bot.context)
+        report = await verify_keys(self.bot.services.costs)
         await replies.send(interaction, embed=keys_embed(report))
 
 

@@ -9,7 +9,6 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.permissions import QUERIES, access
-from bot.services.health.checks import HealthService
 from bot.ui import render, replies
 from cogs._options import SHARE
 
@@ -27,7 +26,7 @@ class HealthCog(commands.Cog):
     async def health(self, interaction: discord.Interaction[Any], share: bool = False) -> None:
         # Upstream checks may take up to their timeout: acknowledge first.
         await replies.defer(interaction, share=share)
-        report = await HealthService(self.bot.context).check()
+        report = await self.bot.services.health.check()
         await replies.send(interaction, share=share, embed=render.health_embed(report))
 
 

@@ -1,5 +1,5 @@
 """/issue: one issue's lifecycle (show), and steering it (approve, priority, hold, unhold,
-requeue, assign; the "steer" permission group, see cogs/steer.py)."""
+requeue, assign; the "steer" permission group, see cogs/_steering.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from discord.ext import commands
 from bot.permissions import QUERIES, STEER, access
 from bot.ui import render, replies
 from cogs._options import ISSUE, SHARE, issue_autocomplete
-from cogs.steer import (
+from cogs._steering import (
     AGENT,
     REASON,
     actor_of,

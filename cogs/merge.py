@@ -43,7 +43,7 @@ class MergeCog(commands.GroupCog, group_name="merge", group_description="The mer
         super().__init__()
 
     def gate(self) -> MergeGate:
-        return MergeGate(self.bot.context)
+        return self.bot.services.merge_gate
 
     @access(QUERIES)
     @app_commands.command(name="status", description="Each merge condition of a PR, with why")

@@ -23,8 +23,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.context import AppContext
+from bot.services.dispatch.dispatcher import DispatchService
 from bot.settings import load_settings
 from bot.web.app import create_app
+from bot.wiring import Services
 from store.database import EmbeddedPostgres, connect, create_pool, migrate, with_database
 from store.events import EventStore
 from store.projections import Projections
@@ -142,12 +144,14 @@ def context(make_context: Callable[..., AppContext]) -> AppContext:
 
 
 @pytest.fixture
-async def api_client_factory() -> AsyncIterator[Callable[[AppContext], Awaitable[TestClient]]]:
-    """Serve the real API application for a context on 127.0.0.1; closed after the test."""
+async def api_client_factory() -> AsyncIterator[Callable[..., Awaitable[TestClient]]]:
+    """Serve the real API application for a context (and its push dispatcher, if any) on
+    127.0.0.1; closed after the test."""
     clients: list[TestClient] = []
 
-    async def start(ctx: AppContext) -> TestClient:
-        client = TestClient(TestServer(create_app(ctx), host="127.0.0.1"))
+    async def start(ctx: AppContext, *, dispatch: DispatchService | None = None) -> TestClient:
+        app = create_app(Services.build(ctx, dispatch=dispatch))
+        client = TestClient(TestServer(app, host="127.0.0.1"))
         await client.start_server()
         clients.append(client)
         return client
@@ -160,5 +164,7 @@ async def api_client_factory() -> AsyncIterator[Callable[[AppContext], Awaitable
 @pytest.fixture
 async def api(context: AppContext) -> AsyncIterator[TestClient]:
     """The API over the default context (no tokens)."""
-    async with TestClient(TestServer(create_app(context), host="127.0.0.1")) as client:
+    async with TestClient(
+        TestServer(create_app(Services.build(context)), host="127.0.0.1")
+    ) as client:
         yield client

@@ -1,7 +1,8 @@
 """The layering of DESIGN.md, enforced: arrows point one way.
 
-cogs and bot.web → bot.services → bot.integrations and store. store imports neither discord nor
-aiohttp; nothing imports cogs; only bot.integrations imports the SDKs of the outside world.
+cogs and bot.web → bot.services → bot.integrations and store; bot.wiring builds the services
+once, and no service reaches back for it. store imports neither discord nor aiohttp; nothing
+imports cogs; only bot.integrations imports the SDKs of the outside world; no import circles.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ SDKS = ("gidgethub", "kubernetes_asyncio", "anthropic")
 
 
 def modules() -> dict[str, set[str]]:
-    """Every module of bot/, cogs/ and store/ with the absolute modules it imports."""
+    """Every module of bot/, cogs/ and store/ with the absolute modules it imports (anywhere in
+    the file, TYPE_CHECKING blocks included: a circle for the type checker is still a circle
+    for the reader). `from a import b` counts as importing `a.b` too when that is a module."""
     found: dict[str, set[str]] = {}
     for package in ("bot", "cogs", "store"):
         for path in (ROOT / package).rglob("*.py"):
@@ -27,6 +30,7 @@ def modules() -> dict[str, set[str]]:
                     imported.update(alias.name for alias in node.names)
                 elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                     imported.add(node.module)
+                    imported.update(f"{node.module}.{alias.name}" for alias in node.names)
             found[name] = imported
     return found
 
@@ -48,8 +52,8 @@ def offenders(where: str, forbidden: tuple[str, ...]) -> list[str]:
     ("layer", "forbidden"),
     [
         ("store", ("bot", "cogs", "discord", "aiohttp")),
-        ("bot.services", ("cogs", "bot.web", "discord.ext.commands")),
-        ("bot.integrations", ("cogs", "bot.web", "bot.services", "discord")),
+        ("bot.services", ("cogs", "bot.web", "bot.wiring", "discord.ext.commands")),
+        ("bot.integrations", ("cogs", "bot.web", "bot.services", "bot.wiring", "discord")),
         ("bot.web", ("cogs", "discord")),
     ],
 )
@@ -106,3 +110,49 @@ def test_the_heavy_libraries_are_not_imported_at_start_up() -> None:
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip() == "[]"
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import circles of `graph`: its strongly connected components with more than one
+    module (Tarjan's algorithm), each sorted, sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in graph[node]:
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return sorted(found)
+
+
+def test_no_import_circles() -> None:
+    graph = {
+        module: {target for target in imports if target in MODULES and target != module}
+        for module, imports in MODULES.items()
+    }
+    assert cycles(graph) == []
+
+
+def test_the_circle_check_finds_a_circle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert cycles(graph) == [["a", "b", "c"]]

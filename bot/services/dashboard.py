@@ -151,10 +151,20 @@ class Run:
 class DashboardService:
     """Reads what the dashboard shows; every method takes its `now` from the context clock."""
 
-    def __init__(self, context: AppContext) -> None:
+    def __init__(
+        self,
+        context: AppContext,
+        *,
+        stuck: StuckDetector,
+        routing: RoutingService,
+        merge_gate: MergeGate,
+        costs: CostService,
+    ) -> None:
         self.context = context
-        self.stuck = StuckDetector(context)
-        self.routing = RoutingService(context)
+        self.stuck = stuck
+        self.routing = routing
+        self.merge_gate = merge_gate
+        self.costs = costs
 
     # --- the board --------------------------------------------------------------------------
     async def board(self, page: int = DEFAULT_PAGE) -> Board:
@@ -247,7 +257,7 @@ class DashboardService:
         """Judge one issue at `now` (see the module docstring for what stuck means)."""
         reason = self._stuck_reason(issue, now, agents)
         route = route_label(verdict.route) if verdict is not None else None
-        gate = gate_state(issue, MergeGate(self.context).listed(issue.repo))
+        gate = gate_state(issue, self.merge_gate.listed(issue.repo))
         return Card(issue, reason is not None, reason, last_run, unroutable, route, gate)
 
     def _stuck_reason(self, issue: Issue, now: datetime, agents: dict[str, Agent]) -> str | None:
@@ -282,7 +292,7 @@ class DashboardService:
         """USD per agent and UTC day over the last `days` days (today included), with budgets:
         the cost service's ledger, the same figures as /cost and /api/costs/summary."""
         now = self.context.clock()
-        summary = await CostService(self.context).summary(days, top=0)
+        summary = await self.costs.summary(days, top=0)
         budgets = {
             agent: Decimal(str(usd))
             for agent, usd in self.context.settings.agent_budgets_usd.items()

@@ -11,13 +11,11 @@ import orjson
 from aiohttp import web
 
 from bot.errors import InvalidInput, NotFound
-from bot.services.costs.ledger import MAX_DAYS, CostService
-from bot.services.intake.agent_logs import AgentLogService
+from bot.services.costs.ledger import MAX_DAYS
 from bot.services.intake.events import check_agent_id
-from bot.services.intake.execution_logs import ExecutionLogService
 from bot.web.auth import actor_for
 from bot.web.guard import json_body, refuse_browser
-from bot.web.keys import CONTEXT, EVENTS, HEALTH, METRICS
+from bot.web.keys import CONTEXT, METRICS, SERVICES
 from store.catalogue import CATALOGUE, parse_issue_stream
 from store.events import RecordedEvent, field_names
 from store.projections import ISSUE_STATES, Agent, ExecutionLog, Issue, UsageRow
@@ -107,7 +105,7 @@ async def health(request: web.Request) -> web.Response:
 
 @routes.get("/healthz/deep")
 async def deep_health(request: web.Request) -> web.Response:
-    report = await request.app[HEALTH].check()
+    report = await request.app[SERVICES].health.check()
     body = {
         "status": "healthy" if report.ok else "unhealthy",
         "timestamp": request.app[CONTEXT].clock(),
@@ -123,7 +121,7 @@ async def deep_health(request: web.Request) -> web.Response:
 async def post_event(request: web.Request) -> web.Response:
     actor = actor_for(request)
     payload = json_body(request)
-    result = await request.app[EVENTS].record(
+    result = await request.app[SERVICES].events.record(
         payload,
         actor,
         correlation_id=_bounded_header(request, "X-Request-Id"),
@@ -226,7 +224,7 @@ async def _claim(request: web.Request, kind: str) -> web.Response:
     refuse_browser(request)
     actor = actor_for(request)
     agent_id = check_agent_id(request.query.get("agentId"))
-    issue = await request.app[EVENTS].claim(kind, agent_id, actor)
+    issue = await request.app[SERVICES].events.claim(kind, agent_id, actor)
     request.app[METRICS].claims.labels(kind, "empty" if issue is None else "claimed").inc()
     if issue is None:
         return web.Response(status=204)
@@ -292,7 +290,7 @@ def _agent_param(request: web.Request) -> str | None:
 async def costs_summary(request: web.Request) -> web.Response:
     """The figures of `/cost summary`: per agent and model, today vs. average, top issues."""
     days = int_param(request, "days", 7, low=1, high=MAX_DAYS)
-    summary = await CostService(request.app[CONTEXT]).summary(days, _agent_param(request))
+    summary = await request.app[SERVICES].costs.summary(days, _agent_param(request))
     return json_response(summary.to_dict())
 
 
@@ -300,7 +298,7 @@ async def costs_summary(request: web.Request) -> web.Response:
 async def costs_daily(request: web.Request) -> web.Response:
     """USD per day and agent (the chart's series)."""
     days = int_param(request, "days", 7, low=1, high=MAX_DAYS)
-    series = await CostService(request.app[CONTEXT]).daily(days, _agent_param(request))
+    series = await request.app[SERVICES].costs.daily(days, _agent_param(request))
     return json_response(series.to_dict())
 
 
@@ -309,12 +307,12 @@ async def costs_issue(request: web.Request) -> web.Response:
     """The figures of `/cost issue`: what one issue cost, by agent and model
     (`?unattributed=true`: the usage that named no issue)."""
     if request.query.get("unattributed", "").lower() in ("1", "true"):
-        return json_response((await CostService(request.app[CONTEXT]).issue(None, None)).to_dict())
+        return json_response((await request.app[SERVICES].costs.issue(None, None)).to_dict())
     repo = request.query.get("repo") or ""
     number = int_param(request, "issueNumber", 0, low=1, high=2_147_483_647)
     if not repo or not number:
         raise InvalidInput("query parameters 'repo' and 'issueNumber' are required")
-    cost = await CostService(request.app[CONTEXT]).issue(repo, number)
+    cost = await request.app[SERVICES].costs.issue(repo, number)
     return json_response(cost.to_dict())
 
 
@@ -335,14 +333,14 @@ def _log_id(request: web.Request) -> str:
 async def create_execution_log(request: web.Request) -> web.Response:
     """A new run: `{repo, issueNumber, agentId, status, model, steps}` → 201 `{id, ...}`."""
     actor = actor_for(request)
-    log = await ExecutionLogService(request.app[CONTEXT]).create(json_body(request), actor)
+    log = await request.app[SERVICES].execution_logs.create(json_body(request), actor)
     return json_response(execution_log_json(log), status=201)
 
 
 @routes.post("/api/execution-logs/{log_id}/steps")
 async def add_execution_step(request: web.Request) -> web.Response:
     actor = actor_for(request)
-    service = ExecutionLogService(request.app[CONTEXT])
+    service = request.app[SERVICES].execution_logs
     log = await service.add_step(_log_id(request), json_body(request), actor)
     return json_response({"id": log.id, "steps": len(log.steps)})
 
@@ -350,7 +348,7 @@ async def add_execution_step(request: web.Request) -> web.Response:
 @routes.post("/api/execution-logs/{log_id}/logs")
 async def add_execution_log_lines(request: web.Request) -> web.Response:
     actor = actor_for(request)
-    service = ExecutionLogService(request.app[CONTEXT])
+    service = request.app[SERVICES].execution_logs
     log, dropped = await service.add_lines(_log_id(request), json_body(request), actor)
     return json_response({"id": log.id, "logs": len(log.log_lines), "dropped": dropped})
 
@@ -358,14 +356,14 @@ async def add_execution_log_lines(request: web.Request) -> web.Response:
 @routes.post("/api/execution-logs/{log_id}/complete")
 async def complete_execution_log(request: web.Request) -> web.Response:
     actor = actor_for(request)
-    service = ExecutionLogService(request.app[CONTEXT])
+    service = request.app[SERVICES].execution_logs
     log = await service.complete(_log_id(request), json_body(request), actor)
     return json_response(execution_log_json(log))
 
 
 @routes.get("/api/execution-logs/{log_id}")
 async def get_execution_log(request: web.Request) -> web.Response:
-    log = await ExecutionLogService(request.app[CONTEXT]).get(_log_id(request))
+    log = await request.app[SERVICES].execution_logs.get(_log_id(request))
     return json_response(execution_log_json(log))
 
 
@@ -375,7 +373,7 @@ async def list_execution_logs(request: web.Request) -> web.Response:
     repo = request.query.get("repo") or None
     number = int_param(request, "issueNumber", 0, low=0, high=2_147_483_647) or None
     limit = int_param(request, "limit", 50, low=1, high=500)
-    logs = await ExecutionLogService(request.app[CONTEXT]).find(repo, number, limit)
+    logs = await request.app[SERVICES].execution_logs.find(repo, number, limit)
     return json_response({"executionLogs": [execution_log_json(log) for log in logs]})
 
 
@@ -383,7 +381,7 @@ async def list_execution_logs(request: web.Request) -> web.Response:
 async def request_merge(request: web.Request) -> web.Response:
     """`{repo, prNumber}` → 202: recorded for the merge gate, which says whether it is on."""
     actor = actor_for(request)
-    merge = await request.app[EVENTS].request_merge(json_body(request), actor)
+    merge = await request.app[SERVICES].events.request_merge(json_body(request), actor)
     return json_response(
         {
             "status": "recorded",
@@ -401,7 +399,7 @@ async def request_merge(request: web.Request) -> web.Response:
 async def add_agent_logs(request: web.Request) -> web.Response:
     """The runtime's activity log `{agentId, entries}` → 202 `{accepted, dropped}`."""
     actor = actor_for(request)
-    accepted, dropped = await AgentLogService(request.app[CONTEXT]).add(json_body(request), actor)
+    accepted, dropped = await request.app[SERVICES].agent_logs.add(json_body(request), actor)
     return json_response({"accepted": accepted, "dropped": dropped}, status=202)
 
 
@@ -410,7 +408,7 @@ async def list_agent_logs(request: web.Request) -> web.Response:
     """An agent's newest log lines, newest first: `?agentId=A&limit=N`."""
     agent_id = check_agent_id(request.query.get("agentId"))
     limit = int_param(request, "limit", 100, low=1, high=1000)
-    lines = await AgentLogService(request.app[CONTEXT]).recent(agent_id, limit)
+    lines = await request.app[SERVICES].agent_logs.recent(agent_id, limit)
     return json_response(
         {
             "agentId": agent_id,

@@ -9,14 +9,12 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
-from bot.context import AppContext
 from bot.errors import PayloadTooLarge, reference_id, to_user_facing
-from bot.services.health.checks import HealthService
-from bot.services.intake.events import EventService
 from bot.web import api, dashboard, metrics, steer, webhooks
 from bot.web.guard import guard_middleware, secure_headers
-from bot.web.keys import BACKGROUND, CONTEXT, EVENTS, HEALTH, MAX_BODY_BYTES, METRICS
+from bot.web.keys import BACKGROUND, CONTEXT, MAX_BODY_BYTES, METRICS, SERVICES
 from bot.web.metrics import CLIENT_CLOSED
+from bot.wiring import Services
 
 log = logging.getLogger(__name__)
 
@@ -86,22 +84,21 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(500, "internal", f"internal error (ref {ref})")
 
 
-def create_app(context: AppContext) -> web.Application:
-    """The API application, sharing the process's pool and HTTP session."""
-    app_metrics = metrics.Metrics()
+def create_app(services: Services) -> web.Application:
+    """The API application over the process's services (and so its pool and HTTP session)."""
+    app_metrics = metrics.Metrics(services)
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
         middlewares=[app_metrics.middleware, errors_middleware, guard_middleware],
     )
     app.on_response_prepare.append(secure_headers)
-    app[CONTEXT] = context
-    app[EVENTS] = EventService(context)
-    app[HEALTH] = HealthService(context)
+    app[CONTEXT] = services.context
+    app[SERVICES] = services
     app[METRICS] = app_metrics
     app[BACKGROUND] = set()
     api.add_routes(app)
     steer.add_routes(app)
     webhooks.add_routes(app)
     dashboard.add_routes(app)
-    app.router.add_get("/metrics", metrics.handle_metrics)
+    app.router.add_get("/metrics", app_metrics.serve)
     return app

@@ -51,7 +51,7 @@ from bot.services.dashboard import (
 )
 from bot.web.api import agent_json, int_param, json_response
 from bot.web.auth import same_secret
-from bot.web.keys import CONTEXT, HEALTH
+from bot.web.keys import CONTEXT, SERVICES
 from store import catalogue
 from store.events import EventFollower, RecordedEvent
 from store.projections import ExecutionLog
@@ -274,7 +274,7 @@ def add_routes(app: web.Application, *, token: str | None = _UNSET) -> None:
         configured = context.settings.dashboard_token
         token = configured.get_secret_value() if configured is not None else None
     app[TOKEN] = token or None
-    app[SERVICE] = DashboardService(context)
+    app[SERVICE] = app[SERVICES].dashboard
     app[HUB] = DashboardHub(context)
     app[LOGIN_THROTTLE] = LoginThrottle()
     app.on_shutdown.append(_close_hub)
@@ -548,7 +548,7 @@ async def runs(request: web.Request) -> web.Response:
 async def health(request: web.Request) -> web.Response:
     """Each dependency's health; always 200, since the page shows a down one, not fails."""
     _require_access(request)
-    report = await request.app[HEALTH].check()
+    report = await request.app[SERVICES].health.check()
     return json_response(
         {
             "status": "healthy" if report.ok else "unhealthy",

@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from bot.context import AppContext
-from bot.services.health.checks import HealthService
-from bot.services.intake.events import EventService
+from bot.wiring import Services
 
 if TYPE_CHECKING:
     from bot.web.metrics import Metrics
@@ -17,8 +16,7 @@ if TYPE_CHECKING:
 MAX_BODY_BYTES = 256 * 1024
 
 CONTEXT = web.AppKey("context", AppContext)
-EVENTS = web.AppKey("events", EventService)
-HEALTH = web.AppKey("health", HealthService)
+SERVICES = web.AppKey("services", Services)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 # Work that outlives its request (webhook deliveries), awaited on shutdown.
 BACKGROUND: web.AppKey[set[asyncio.Task[object]]] = web.AppKey("background")

@@ -14,7 +14,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from bot.web.keys import CONTEXT, METRICS
+from bot.wiring import Services
 
 # nginx's "client closed request": a request whose client went away is not a server error.
 CLIENT_CLOSED = 499
@@ -23,7 +23,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, services: Services) -> None:
+        self.services = services
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "conductor_http_requests_total",
@@ -100,23 +101,23 @@ class Metrics:
             self.requests.labels(request.method, route, str(status)).inc()
             self.latency.labels(request.method, route).observe(time.perf_counter() - started)
 
-
-async def handle_metrics(request: web.Request) -> web.Response:
-    metrics = request.app[METRICS]
-    context = request.app[CONTEXT]
-    for state in context.components.all():
-        metrics.component_up.labels(state.name).set(1 if state.status == "up" else 0)
-    depth = await context.projections.queue_depth()
-    for priority in ("critical", "high", "normal"):
-        metrics.queue_depth.labels(priority).set(depth.get(priority, 0))
-    if context.dispatch is not None:
-        stats = await context.dispatch.stats()
-        metrics.dispatched.set(stats.dispatched)
-        metrics.dispatch_pending.labels("outbox").set(stats.outbox)
-        metrics.dispatch_pending.labels("stream").set(stats.unacked)
-        metrics.dispatch_lag.set(stats.lag_seconds)
-    body = generate_latest(metrics.registry)
-    response = web.Response(body=body)
-    response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
-    response.charset = "utf-8"
-    return response
+    async def serve(self, request: web.Request) -> web.Response:
+        """GET /metrics: the gauges read now, then the registry in Prometheus' text format."""
+        context = self.services.context
+        for state in context.components.all():
+            self.component_up.labels(state.name).set(1 if state.status == "up" else 0)
+        depth = await context.projections.queue_depth()
+        for priority in ("critical", "high", "normal"):
+            self.queue_depth.labels(priority).set(depth.get(priority, 0))
+        dispatch = self.services.dispatch
+        if dispatch is not None:
+            stats = await dispatch.stats()
+            self.dispatched.set(stats.dispatched)
+            self.dispatch_pending.labels("outbox").set(stats.outbox)
+            self.dispatch_pending.labels("stream").set(stats.unacked)
+            self.dispatch_lag.set(stats.lag_seconds)
+        body = generate_latest(self.registry)
+        response = web.Response(body=body)
+        response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+        response.charset = "utf-8"
+        return response

@@ -9,8 +9,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
-from bot.context import AppContext
 from bot.web.app import create_app
+from bot.wiring import Services
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +71,10 @@ class ApiRunner(web.AppRunner):
 
 
 class ApiServer:
-    def __init__(self, context: AppContext) -> None:
-        self.context = context
+    def __init__(self, services: Services) -> None:
+        self.context = services.context
         self.runner = ApiRunner(
-            create_app(context),
+            create_app(services),
             access_log=None,
             keepalive_timeout=HEADER_TIMEOUT_SECONDS,
             lingering_time=LINGER_SECONDS,

@@ -20,7 +20,7 @@ from bot.errors import Forbidden, InvalidInput, Unauthorized
 from bot.services.work.steering import Steered, SteeringService
 from bot.web.auth import same_secret
 from bot.web.guard import json_body
-from bot.web.keys import CONTEXT
+from bot.web.keys import CONTEXT, SERVICES
 
 routes = web.RouteTableDef()
 ISSUE = "/api/issues/{owner}/{repo}/{number:[0-9]+}/"
@@ -81,7 +81,7 @@ async def _answer(run: Callable[[], Awaitable[Steered]]) -> web.Response:
 
 
 def _service(request: web.Request) -> SteeringService:
-    return SteeringService(request.app[CONTEXT], source="api")
+    return request.app[SERVICES].steering
 
 
 @routes.post(ISSUE + "{action:hold|unhold|requeue|assign|priority|approve}")

@@ -18,10 +18,10 @@ import logging
 from aiohttp import web
 
 from bot.errors import Forbidden, InvalidInput, Unauthorized
-from bot.services.github.webhooks import WebhookService, verify_signature
+from bot.services.github.webhooks import verify_signature
 from bot.web.api import json_response
 from bot.web.guard import read_body
-from bot.web.keys import BACKGROUND, CONTEXT
+from bot.web.keys import BACKGROUND, CONTEXT, SERVICES
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ async def github_webhook(request: web.Request) -> web.Response:
         raise InvalidInput("the delivery must be a JSON object")
 
     task = asyncio.create_task(
-        WebhookService(context).handle(event_name, delivery, payload),
+        request.app[SERVICES].webhooks.handle(event_name, delivery, payload),
         name=f"webhook-{delivery}",
     )
     background = request.app[BACKGROUND]

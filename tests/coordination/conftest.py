@@ -23,6 +23,7 @@ from store.events import NewEvent
 from tests.coordination.fake_webhook import FakeWebhook
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.github import FakeGitHub
+from tests.services import coordination
 
 GITHUB_TOKEN = "ghp_test_token_0123456789abcdef"
 ANTHROPIC_KEY = "sk-ant-api03-test-key-for-the-fake"
@@ -131,7 +132,7 @@ def make_service(
         if settings.discord_webhook_url is not None:
             poster = DiscordWebhook(context.http, settings.discord_webhook_url, sleep=sleeper)
         syncer = SyncService(context, github) if github is not None else None
-        return CoordinationService(context, syncer, Summariser(context, messages), poster, **kwargs)
+        return coordination(context, syncer, Summariser(context, messages), poster, **kwargs)
 
     return build
 

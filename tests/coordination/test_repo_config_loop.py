@@ -5,13 +5,14 @@ problems."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import aiohttp
 import pytest
 
 from bot.context import AppContext
-from bot.services.coordination.loop import CoordinationService
 from bot.services.work.repo_config import CONFIG_PATH
+from bot.wiring import Services
 from tests.coordination.conftest import GITHUB_TOKEN, Clock, events, github_client
 from tests.coordination.fake_webhook import FakeWebhook
 from tests.fakes.github import FakeGitHub
@@ -46,9 +47,8 @@ async def test_the_loop_reads_configs_first_and_rereads_them_for_free(
     webhook: FakeWebhook,
     http_session: aiohttp.ClientSession,
 ) -> None:
-    service = CoordinationService.build(
-        loop_context, github=github_client(http_session, loop_context)
-    )
+    github = github_client(http_session, loop_context)
+    service = Services.build(replace(loop_context, github=github)).coordination()
 
     first = await service.run()
     assert first.ok, first.errors

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from bot.context import AppContext
 from bot.services.costs.keys import verify_keys
+from bot.services.costs.ledger import CostService
 from tests.costs.conftest import TODAY, UsageWriter
 from tests.fakes.anthropic import FakeAnthropic, UsageRecord
 
@@ -56,7 +57,7 @@ async def test_separate_keys_pass(
     await setup_two_agents(fake_anthropic, record_usage)
     ctx = cost_context(env(fake_anthropic, "dev-e-1=apikey_dev1,review-e-1=review-e-1-key"))
 
-    report = await verify_keys(ctx)
+    report = await verify_keys(CostService(ctx))
 
     assert report.ok and report.verified, report.lines
     assert report.lines == [
@@ -81,12 +82,12 @@ async def test_a_shared_key_fails(
 ) -> None:
     await setup_two_agents(fake_anthropic, record_usage)
     ctx = cost_context(env(fake_anthropic, "dev-e-1=apikey_dev1,review-e-1=apikey_dev1"))
-    report = await verify_keys(ctx)
+    report = await verify_keys(CostService(ctx))
     assert not report.ok
     assert "❌ dev-e-1 and review-e-1 share the API key 'apikey_dev1'" in report.lines
     # The same key reached once by id and once by name is caught too.
     ctx = cost_context(env(fake_anthropic, "dev-e-1=apikey_dev1,review-e-1=dev-e-1-key"))
-    report = await verify_keys(ctx)
+    report = await verify_keys(CostService(ctx))
     assert "❌ dev-e-1 and review-e-1 share the API key apikey_dev1" in report.lines
 
 
@@ -99,7 +100,7 @@ async def test_an_agent_without_a_key_fails(
     ctx = cost_context(
         env(fake_anthropic, "dev-e-1=apikey_dev1", CONDUCTOR_AGENT_BUDGETS_USD="dev-e-2=5")
     )
-    report = await verify_keys(ctx)
+    report = await verify_keys(CostService(ctx))
     assert not report.ok
     assert "❌ dev-e-2 has no API key mapped in CONDUCTOR_AGENT_KEYS" in report.lines
     assert (
@@ -123,7 +124,7 @@ async def test_usage_on_an_unmapped_key_fails(
     key_usage(fake_anthropic, stray.id, 77_000, days_ago=1)
     key_usage(fake_anthropic, None, 3_000)  # Workbench: a warning, not a failure
     ctx = cost_context(env(fake_anthropic, "dev-e-1=apikey_dev1,review-e-1=apikey_rev1"))
-    report = await verify_keys(ctx)
+    report = await verify_keys(CostService(ctx))
     assert not report.ok
     assert [c.text for c in report.checks if c.status == "fail"] == [
         "usage on API key 'laptop' (apikey_laptop) that no agent is mapped to: 77,000 tokens"
@@ -139,7 +140,7 @@ async def test_a_ledger_mismatch_fails(
     await setup_two_agents(fake_anthropic, record_usage)
     key_usage(fake_anthropic, "apikey_dev1", 100_000)  # 1,110,000 against 1,000,000: 11%
     ctx = cost_context(env(fake_anthropic, "dev-e-1=apikey_dev1,review-e-1=apikey_rev1"))
-    report = await verify_keys(ctx)
+    report = await verify_keys(CostService(ctx))
     assert not report.ok
     assert report.lines[0] == (
         "❌ dev-e-1 (dev-e-1-key): the key used 1,110,000 tokens, the ledger says 1,000,000 "
@@ -157,7 +158,7 @@ async def test_an_agent_whose_key_shows_nothing_fails(
     fake_anthropic.register_key("old", key_id="apikey_old", status="archived")
     await record_usage(TODAY, "dev-e-1", MODEL, inputTokens=5_000, outputTokens=0)
     ctx = cost_context(env(fake_anthropic, "dev-e-1=apikey_dev1,dev-e-2=old,dev-e-3=nope"))
-    report = await verify_keys(ctx)
+    report = await verify_keys(CostService(ctx))
     assert report.lines == [
         "❌ dev-e-2: API key 'old' (apikey_old) is archived",
         "❌ dev-e-3: API key 'nope' does not exist in the organisation",
@@ -174,7 +175,7 @@ async def test_admin_api_error_is_could_not_verify(
     await setup_two_agents(fake_anthropic, record_usage)
     fake_anthropic.fail_admin(500, message="internal")
     ctx = cost_context(env(fake_anthropic, "dev-e-1=apikey_dev1,review-e-1=apikey_rev1"))
-    report = await verify_keys(ctx)
+    report = await verify_keys(CostService(ctx))
     assert not report.ok and not report.verified
     assert report.lines == [
         "❔ could not verify: Anthropic Admin API /v1/organizations/api_keys answered 500: "
@@ -188,7 +189,7 @@ async def test_admin_api_error_is_could_not_verify(
             "ANTHROPIC_ADMIN_KEY": "sk-ant-admin01-wrong",
         }
     )
-    report = await verify_keys(ctx)
+    report = await verify_keys(CostService(ctx))
     assert not report.ok
     assert "answered 401" in report.lines[-1] and "wrong" not in " ".join(report.lines)
 
@@ -197,7 +198,7 @@ async def test_no_admin_key_is_could_not_verify(
     cost_context: Callable[..., AppContext], record_usage: UsageWriter
 ) -> None:
     ctx = cost_context({"CONDUCTOR_AGENT_KEYS": "dev-e-1=a,dev-e-2=b"})
-    report = await verify_keys(ctx)
+    report = await verify_keys(CostService(ctx))
     assert not report.ok and not report.verified
     assert report.lines == ["❔ could not verify: ANTHROPIC_ADMIN_KEY not set"]
 
@@ -213,7 +214,7 @@ async def test_usage_report_pages_are_followed(
     key_usage(fake_anthropic, "apikey_dev1", 20_000, days_ago=35)
     key_usage(fake_anthropic, "apikey_dev1", 20_000)
     ctx = cost_context(env(fake_anthropic, "dev-e-1=apikey_dev1"))
-    report = await verify_keys(ctx, days=40)
+    report = await verify_keys(CostService(ctx), days=40)
     assert report.ok, report.lines
     assert report.lines == [
         "✅ dev-e-1 (dev-e-1-key): own active key; 40,000 tokens, ledger 40,000"

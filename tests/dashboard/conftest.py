@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from bot.context import AppContext
 from bot.web import dashboard
 from bot.web.app import create_app
+from bot.wiring import Services
 from tests.usage import record_usage_on
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +40,7 @@ DashboardFactory = Callable[..., Awaitable[TestClient]]
 
 def dashboard_app(context: AppContext, **options: Any) -> Any:
     """The API application with the dashboard added, as `create_app` will do once wired."""
-    app = create_app(context)
+    app = create_app(Services.build(context))
     if not any(
         route.resource is not None and route.resource.canonical == "/dashboard/events"
         for route in app.router.routes()

@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 
 from bot.web.app import create_app
+from bot.wiring import Services
 from store.catalogue import COORDINATION_STREAM, validate
 from store.events import EventStore, NewEvent
 from tests.dashboard.conftest import (
@@ -213,7 +214,7 @@ def conductor_process(tmp_path: Path, make_context) -> Iterator[str]:
 
 
 def dashboard_is_wired(make_context) -> bool:
-    app = create_app(make_context())
+    app = create_app(Services.build(make_context()))
     return any(r.resource is not None and r.resource.canonical == "/" for r in app.router.routes())
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from bot.client import ConductorBot
 from bot.context import AppContext
+from bot.wiring import Services
 from store import catalogue
 from store.events import AppendResult, NewEvent
 from tests.fakes.discord import FakeDiscord, FakeInteraction
@@ -128,7 +129,7 @@ async def start_bot(
         options.setdefault("guild_ready_timeout", 0.0)
         options.setdefault("presence_interval", 0.05)
         options.setdefault("alert_retry_delay", 0.01)
-        bot = ConductorBot(context, **options)
+        bot = ConductorBot(Services.build(context), **options)
         await bot.login(fake_discord.token)  # runs setup_hook: extensions, sync, background
         task = asyncio.create_task(bot.connect(reconnect=True), name="test-bot")
         ready = asyncio.create_task(bot.wait_until_ready())

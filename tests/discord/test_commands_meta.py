@@ -13,6 +13,7 @@ from bot.client import ConductorBot, discover_extensions
 from bot.context import AppContext
 from bot.permissions import access_group
 from bot.ui import limits
+from bot.wiring import Services
 from tests.fakes.discord_openapi import DiscordSpec
 
 NAME = re.compile(r"^[-_a-z0-9]{1,32}$")
@@ -21,7 +22,7 @@ DRIVERS = {"invoke", "reply", "autocomplete"}
 
 
 async def loaded_bot(context: AppContext) -> ConductorBot:
-    bot = ConductorBot(context)
+    bot = ConductorBot(Services.build(context))
     for name in bot.extension_names:
         await bot.load_extension(name)
     return bot

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bot.context import AppContext
-from bot.services.coordination.loop import CoordinationService
+from bot.wiring import Services
 from store.catalogue import COORDINATION_STREAM
 from store.locks import COORDINATION_RUN_LOCK, try_run_lock
 from tests.discord.conftest import (
@@ -325,7 +325,7 @@ async def test_a_service_handed_to_the_bot_serves_the_commands_and_the_loop_runs
 ) -> None:
     # `conductor-e run` and `bot`: the composition root owns the service and runs the loop
     # beside the bot, so that a Discord outage does not stop it.
-    service = CoordinationService.build(make_context(TINY))
+    service = Services.build(make_context(TINY)).coordination()
     harness = await start_bot(TINY, coordination=service)
     cog = cog_of(harness)
     assert cog.service is service

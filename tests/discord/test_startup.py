@@ -10,6 +10,7 @@ from discord.ext import commands
 
 from bot.client import ConductorBot, discover_extensions, run_bot
 from bot.context import AppContext
+from bot.wiring import Services
 from tests.discord.conftest import Harness, StartBot, fake_env, stop
 from tests.fakes.discord import FakeDiscord
 
@@ -72,7 +73,7 @@ async def test_a_failing_extension_stops_start_up(
     make_context: Callable[..., AppContext], fake_discord: FakeDiscord
 ) -> None:
     bot = ConductorBot(
-        make_context(fake_env(fake_discord)),
+        Services.build(make_context(fake_env(fake_discord))),
         extensions=["cogs.queue", "tests.discord.broken_cog"],
         guild_ready_timeout=0.0,
     )
@@ -97,7 +98,7 @@ async def test_run_bot_runs_until_cancelled_and_closes(
     make_context: Callable[..., AppContext], fake_discord: FakeDiscord
 ) -> None:
     context = make_context(fake_env(fake_discord))
-    task = asyncio.create_task(run_bot(context, guild_ready_timeout=0.0))
+    task = asyncio.create_task(run_bot(Services.build(context), guild_ready_timeout=0.0))
     await fake_discord.wait_for(lambda: fake_discord.connected, timeout=10)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -107,4 +108,4 @@ async def test_run_bot_runs_until_cancelled_and_closes(
 
 async def test_run_bot_needs_a_token(make_context: Callable[..., AppContext]) -> None:
     with pytest.raises(RuntimeError, match="DISCORD_BOT_TOKEN"):
-        await run_bot(make_context())
+        await run_bot(Services.build(make_context()))

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from bot.services.intake.events import Actor, EventService
+from bot.services.intake.events import Actor
 from bot.ui.confirm import CANCEL_ID, CONFIRM_ID
+from bot.wiring import Services
 from tests.discord.conftest import ADMIN_CHANNEL, ADMIN_USER, DEV_ROLE, USER, Harness, StartBot
 from tests.discord.helpers import assert_error, denials, text_of
 from tests.fakes.discord import buttons
@@ -48,7 +49,7 @@ STEERER = {"role_ids": [DEV_ROLE]}
 
 
 async def claim(harness: Harness, agent: str) -> str | None:
-    issue = await EventService(harness.context).claim(
+    issue = await Services.build(harness.context).events.claim(
         "issue", agent, Actor(name=None, authenticated=False)
     )
     return None if issue is None else issue.stream_id

@@ -212,8 +212,7 @@ async def dispatcher_factory(
         )
         client = ValkeyClient(redis_server.url, timeout=2)
         clients.append(client)
-        context.dispatch = DispatchService(context, client)
-        return context.dispatch
+        return DispatchService(context, client)
 
     yield make
     for client in clients:

@@ -45,7 +45,7 @@ async def test_entry_has_the_runtimes_fields_and_wakes_the_agent(
     dispatcher_factory: MakeDispatcher, consumers: MakeConsumer, api_client_factory: StartApi
 ) -> None:
     dispatcher = dispatcher_factory()
-    api = await api_client_factory(dispatcher.context)
+    api = await api_client_factory(dispatcher.context, dispatch=dispatcher)
     await configure(
         dispatcher.context,
         "acme/ml",
@@ -94,7 +94,7 @@ async def test_depth_holds_back_work_and_priority_survives_acknowledgements(
     dispatcher_factory: MakeDispatcher, consumers: MakeConsumer, api_client_factory: StartApi
 ) -> None:
     dispatcher = dispatcher_factory()
-    api = await api_client_factory(dispatcher.context)
+    api = await api_client_factory(dispatcher.context, dispatch=dispatcher)
     await configure(dispatcher.context, "acme/ml", {"stack": "python"})
     await approve(api, "acme/ml", 1, priority="normal")
     await approve(api, "acme/ml", 2, priority="high")
@@ -135,7 +135,7 @@ async def test_depth_two_keeps_two_unacknowledged(
     dispatcher_factory: MakeDispatcher, consumers: MakeConsumer, api_client_factory: StartApi
 ) -> None:
     dispatcher = dispatcher_factory({"CONDUCTOR_DISPATCH_DEPTH": "2"})
-    api = await api_client_factory(dispatcher.context)
+    api = await api_client_factory(dispatcher.context, dispatch=dispatcher)
     await configure(dispatcher.context, "acme/ml", {"stack": "python"})
     for number in range(1, 6):
         await approve(api, "acme/ml", number)
@@ -156,7 +156,7 @@ async def test_a_pr_goes_to_the_reviewers_stream_with_its_number(
     dispatcher_factory: MakeDispatcher, consumers: MakeConsumer, api_client_factory: StartApi
 ) -> None:
     dispatcher = dispatcher_factory()
-    api = await api_client_factory(dispatcher.context)
+    api = await api_client_factory(dispatcher.context, dispatch=dispatcher)
     await configure(dispatcher.context, "acme/ml", {"stack": "python"})
     await approve(api, "acme/ml", 5)
     await dispatcher.tick()
@@ -187,7 +187,7 @@ async def test_pull_and_push_never_hand_out_the_same_issue(
     dispatcher_factory: MakeDispatcher, consumers: MakeConsumer, api_client_factory: StartApi
 ) -> None:
     dispatcher = dispatcher_factory({"CONDUCTOR_DISPATCH_DEPTH": "100"})
-    api = await api_client_factory(dispatcher.context)
+    api = await api_client_factory(dispatcher.context, dispatch=dispatcher)
     await configure(dispatcher.context, "acme/ml", {"stack": "python"})
     total = 120
     for number in range(1, total + 1):
@@ -218,7 +218,7 @@ async def test_a_crash_after_the_stream_write_sends_nothing_twice(
     dispatcher_factory: MakeDispatcher, consumers: MakeConsumer, api_client_factory: StartApi
 ) -> None:
     dispatcher = dispatcher_factory()
-    api = await api_client_factory(dispatcher.context)
+    api = await api_client_factory(dispatcher.context, dispatch=dispatcher)
     await configure(dispatcher.context, "acme/ml", {"stack": "python"})
     await approve(api, "acme/ml", 1)
     outbox = Outbox(dispatcher.context.pool)
@@ -242,7 +242,7 @@ async def test_a_crash_before_the_stream_write_delays_but_loses_nothing(
     dispatcher_factory: MakeDispatcher, consumers: MakeConsumer, api_client_factory: StartApi
 ) -> None:
     dispatcher = dispatcher_factory()
-    api = await api_client_factory(dispatcher.context)
+    api = await api_client_factory(dispatcher.context, dispatch=dispatcher)
     await configure(dispatcher.context, "acme/ml", {"stack": "python"})
     await approve(api, "acme/ml", 1)
     outbox = Outbox(dispatcher.context.pool)
@@ -267,7 +267,7 @@ async def test_valkey_down_for_ten_seconds_under_load_loses_and_doubles_nothing(
 ) -> None:
     dispatcher = dispatcher_factory()
     context = dispatcher.context
-    api = await api_client_factory(context)
+    api = await api_client_factory(context, dispatch=dispatcher)
     stacks = ["python", "node", "dotnet", "go"]
     for stack in stacks:
         await configure(context, f"acme/{stack}", {"stack": stack})
@@ -315,7 +315,7 @@ async def test_not_picked_up_names_an_entry_the_agent_never_read(
     dispatcher_factory: MakeDispatcher, consumers: MakeConsumer, api_client_factory: StartApi
 ) -> None:
     dispatcher = dispatcher_factory()
-    api = await api_client_factory(dispatcher.context)
+    api = await api_client_factory(dispatcher.context, dispatch=dispatcher)
     await configure(dispatcher.context, "acme/ml", {"stack": "python"})
     await approve(api, "acme/ml", 1)
     await dispatcher.tick()
@@ -344,14 +344,14 @@ async def test_stuck_detection_names_a_push_the_agent_never_read(
 ) -> None:
     dispatcher = dispatcher_factory()
     context = dispatcher.context
-    api = await api_client_factory(context)
+    api = await api_client_factory(context, dispatch=dispatcher)
     await configure(context, "acme/ml", {"stack": "python"})
     await approve(api, "acme/ml", 1)
     await dispatcher.tick()  # pushed; the agent (scaled to zero) never wakes
     await dispatcher.tick()
     later = context.clock() + timedelta(minutes=31)
 
-    report = await StuckDetector(context).run(later)
+    report = await StuckDetector(context, dispatcher).run(later)
 
     assert report.requeued == ["acme/ml#1"]
     (stuck,) = await context.store.read_stream("dev-e-python")
@@ -382,7 +382,7 @@ async def test_an_unsent_assignment_whose_issue_was_requeued_is_not_sent(
 ) -> None:
     dispatcher = dispatcher_factory()
     context = dispatcher.context
-    api = await api_client_factory(context)
+    api = await api_client_factory(context, dispatch=dispatcher)
     await configure(context, "acme/ml", {"stack": "python"})
     await approve(api, "acme/ml", 1)
     outbox = Outbox(context.pool)
@@ -391,7 +391,7 @@ async def test_an_unsent_assignment_whose_issue_was_requeued_is_not_sent(
         "issue", "dev-e-python", {"source": "test"}, route_keys=["python"], unrouted=True
     )
     assert entry is not None
-    report = await StuckDetector(context).run(context.clock() + timedelta(minutes=31))
+    report = await StuckDetector(context, dispatcher).run(context.clock() + timedelta(minutes=31))
     assert report.requeued == ["acme/ml#1"]
 
     await dispatcher.tick()
@@ -415,7 +415,7 @@ async def test_a_paused_agent_and_a_held_issue_are_pushed_nothing(
 ) -> None:
     dispatcher = dispatcher_factory()
     context = dispatcher.context
-    api = await api_client_factory(context)
+    api = await api_client_factory(context, dispatch=dispatcher)
     await configure(context, "acme/ml", {"stack": "python"})
     await approve(api, "acme/ml", 1, priority="critical")
     await approve(api, "acme/ml", 2)

@@ -27,7 +27,7 @@ async def test_valkey_down_shows_in_deep_health_without_failing_it(
     redis_server: RedisServer,
 ) -> None:
     dispatcher = dispatcher_factory()
-    api = await api_client_factory(dispatcher.context)
+    api = await api_client_factory(dispatcher.context, dispatch=dispatcher)
     redis_server.stop()
 
     status, valkey = await valkey_health(api, "/healthz/deep")
@@ -45,7 +45,7 @@ async def test_metrics_count_dispatched_pending_and_lag(
     dispatcher_factory: Callable[..., DispatchService], api_client_factory: StartApi
 ) -> None:
     dispatcher = dispatcher_factory()
-    api = await api_client_factory(dispatcher.context)
+    api = await api_client_factory(dispatcher.context, dispatch=dispatcher)
     await configure(dispatcher.context, "acme/ml", {"stack": "python"})
     await approve(api, "acme/ml", 1)
     await approve(api, "acme/ml", 2)

@@ -34,6 +34,7 @@ from tests.coordination.conftest import (
 from tests.coordination.fake_webhook import FakeWebhook
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.github import FakeGitHub
+from tests.services import coordination
 
 READY = "agent-ready"
 POLICY = RetryPolicy(request_timeout=0.3)  # max_retries 3: four attempts per request
@@ -96,9 +97,7 @@ class Rig:
     def service(self) -> CoordinationService:
         """A fresh service per run, as the CronJob builds one per process."""
         syncer = SyncService(self.ctx, self.github) if self.github is not None else None
-        return CoordinationService(
-            self.ctx, syncer, Summariser(self.ctx, self.messages), self.poster
-        )
+        return coordination(self.ctx, syncer, Summariser(self.ctx, self.messages), self.poster)
 
     async def run(self) -> RunResult:
         return await self.service().run()

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from bot.context import AppContext
-from bot.services.github.webhooks import WebhookService
-from bot.services.intake.events import Actor, EventService
+from bot.services.intake.events import Actor
 from bot.services.merge_gate.gate import MergeGate, branch_issue
+from bot.services.work.pull_requests import PullRequestService
+from bot.wiring import Services
 from store import catalogue
 from store.events import NewEvent
 from tests.fakes.github import (
@@ -24,6 +25,11 @@ REPO = "acme/api"
 ISSUE = "acme/api#5"
 PR = 40
 REVIEW_E = Actor("review-e", authenticated=False)
+
+
+def new_gate(context: AppContext) -> MergeGate:
+    """A merge gate of its own, as another process would have."""
+    return MergeGate(context, PullRequestService(context))
 
 
 @pytest.fixture
@@ -58,13 +64,13 @@ async def opened(context: AppContext, fake: FakeGitHub, **pull: Any) -> None:
     pull.setdefault("body", "Closes #5")
     fake.add_pull(REPO, PR, **pull)
     payload = pull_request_payload("opened", REPO, PR, body=pull["body"])
-    await WebhookService(context).handle("pull_request", "d-open", payload)
+    await Services.build(context).webhooks.handle("pull_request", "d-open", payload)
 
 
 async def verdict(context: AppContext, kind: str = "REVIEW_PASSED") -> None:
     """Review-E's verdict as the runtime posts it: issueNumber is the PR number."""
     body = {"type": kind, "repo": REPO, "issueNumber": PR, "prNumber": PR, "agentId": "review-e"}
-    await EventService(context).record(body, REVIEW_E)
+    await Services.build(context).events.record(body, REVIEW_E)
 
 
 async def types(context: AppContext) -> list[str]:
@@ -74,7 +80,7 @@ async def types(context: AppContext) -> list[str]:
 async def green_webhook(context: AppContext, fake: FakeGitHub, delivery: str = "d-ci") -> Any:
     fake.green(REPO, PR)
     payload = check_suite_payload(REPO, "success", [PR])
-    return await WebhookService(context).handle("check_suite", delivery, payload)
+    return await Services.build(context).webhooks.handle("check_suite", delivery, payload)
 
 
 async def test_reviewed_and_green_is_one_sha_guarded_squash_merge(
@@ -93,7 +99,7 @@ async def test_reviewed_and_green_is_one_sha_guarded_squash_merge(
     assert (await types(context)).count("MERGED") == 1
     assert (await context.projections.issue(ISSUE)).state == "deploying"
     # Deciding again (a late webhook) sees GitHub merged: nothing more.
-    again = await MergeGate(context).decide(REPO, PR, trigger="check_run")
+    again = await new_gate(context).decide(REPO, PR, trigger="check_run")
     assert again.action == "recorded" and len(fake.merge_calls) == 1
     assert (await types(context)).count("MERGED") == 1
 
@@ -109,7 +115,7 @@ async def test_the_implementing_agent_cannot_pass_its_own_pr(
         "prNumber": PR,
         "agentId": "dev-e",
     }  # the issue's assignee (working_issue)
-    await EventService(context).record(body, Actor("dev-e", authenticated=True))
+    await Services.build(context).events.record(body, Actor("dev-e", authenticated=True))
 
     result = await green_webhook(context, fake)
 
@@ -149,7 +155,7 @@ async def test_a_push_after_the_review_waits_for_a_new_review(
     assert not review.ok and "older head" in review.why
     # A GitHub approval of the old commit does not count either.
     fake.add_review(REPO, PR, "APPROVED", commit_id="0" * 40)
-    assert (await MergeGate(context).decide(REPO, PR)).action == "waiting"
+    assert (await new_gate(context).decide(REPO, PR)).action == "waiting"
 
     await verdict(context)  # Review-E reviews the new head: the verdict is the trigger
 
@@ -188,7 +194,7 @@ async def test_a_pending_or_failed_check_merges_nothing(
     fake.set_check(REPO, head, "tests", *run)
     fake.set_status(REPO, head, "ci/build", status)
 
-    decision = await MergeGate(context).decide(REPO, PR, trigger="check_run")
+    decision = await new_gate(context).decide(REPO, PR, trigger="check_run")
 
     checks = next(c for c in decision.conditions if c.name == "checks")
     assert (decision.action, checks.ok, checks.why) == ("waiting", False, why)
@@ -253,7 +259,7 @@ async def test_a_repo_not_opted_in_is_never_merged(
 
     assert result.gate == [] and fake.merge_calls == []
     assert len(fake.requests) == requests  # not even asked GitHub
-    decision = await MergeGate(context).decide(REPO, PR)
+    decision = await new_gate(context).decide(REPO, PR)
     assert "repo opted in: acme/api is not in CONDUCTOR_MERGE_REPOS" in decision.reason
     assert fake.merge_calls == []
 
@@ -278,7 +284,7 @@ async def test_merge_off_in_the_repo_file_wins_and_a_pause_stops_it(
     assert "merge: off" in decision.reason and fake.merge_calls == []
 
     other = make(CONDUCTOR_MERGE_REPOS="*", CONDUCTOR_MANAGED_REPOS="acme/api,acme/web")
-    gate = MergeGate(other)
+    gate = new_gate(other)
     await gate.switch(None, "admin-1", pause=True)
     assert await gate.paused("acme/web") == "paused for every repo by admin-1"
     await gate.switch(None, "admin-1", pause=False)
@@ -293,7 +299,10 @@ async def test_five_triggers_at_once_make_one_merge_call(
     fake.green(REPO, PR)
     triggers = ["check_suite", "check_run", "status", "api", "loop"]
     # Two gates, as the bot and the API process would have.
-    gates = [MergeGate(context), MergeGate(context)]
+    gates = [
+        new_gate(context),
+        new_gate(context),
+    ]
 
     decisions = await asyncio.gather(
         *(gates[i % 2].decide(REPO, PR, trigger=t) for i, t in enumerate(triggers))
@@ -321,7 +330,7 @@ async def test_the_advisory_lock_alone_gives_one_merge_call(
     await verdict(context)
     fake.green(REPO, PR)
 
-    decisions = await asyncio.gather(*(MergeGate(context).decide(REPO, PR) for _ in range(5)))
+    decisions = await asyncio.gather(*(new_gate(context).decide(REPO, PR) for _ in range(5)))
 
     assert sorted(d.action for d in decisions) == ["merged"] + ["recorded"] * 4
     assert len(fake.merge_calls) == 1
@@ -340,7 +349,7 @@ async def test_409_is_blocked_once_then_merged_after_the_new_head_is_reviewed_an
     assert [(e.data["status"], e.data["headSha"]) for e in blocked] == [(409, fake.head(REPO, PR))]
 
     # Another trigger on the same head: GitHub is not asked again (no retry storm).
-    again = await MergeGate(context).decide(REPO, PR, trigger="status")
+    again = await new_gate(context).decide(REPO, PR, trigger="status")
     assert again.action == "waiting" and "not refused before" in again.reason
     assert len(fake.merge_calls) == 1
     assert (await types(context)).count("MERGE_BLOCKED") == 1
@@ -380,7 +389,7 @@ async def test_a_refusal_is_recorded_with_its_reason_and_alerted(
 async def test_a_merge_by_a_person_is_recorded_once(context: AppContext, fake: FakeGitHub) -> None:
     await opened(context, fake)
     fake.merge_by_person(REPO, PR)
-    hooks = WebhookService(context)
+    hooks = Services.build(context).webhooks
     payload = pull_request_payload("closed", REPO, PR, merged=True)
 
     result = await hooks.handle("pull_request", "d-closed", payload)
@@ -402,7 +411,7 @@ async def test_a_merge_whose_record_was_lost_is_recorded_by_the_next_decision(
     fake.merge_by_person(REPO, PR)  # the merge our lost call made
     assert "MERGED" not in await types(context)
 
-    decisions = [await MergeGate(context).decide(REPO, PR, trigger="loop") for _ in range(2)]
+    decisions = [await new_gate(context).decide(REPO, PR, trigger="loop") for _ in range(2)]
 
     assert [d.action for d in decisions] == ["recorded", "recorded"]
     assert (await types(context)).count("MERGED") == 1
@@ -425,7 +434,7 @@ async def test_a_pr_that_closes_no_issue_is_left_to_people(
     await working_issue(context)
     fake.add_pull(REPO, 41, body="A refactor", head_ref="refactor-things")
     fake.green(REPO, 41)
-    decision = await MergeGate(context).decide(REPO, 41)
+    decision = await new_gate(context).decide(REPO, 41)
     assert decision.action == "unlinked" and "left to people" in decision.reason
     assert fake.merge_calls == []
 
@@ -438,7 +447,7 @@ async def test_the_agents_branch_name_links_a_pr_without_a_closing_reference(
     fake.green(REPO, PR)
     fake.add_review(REPO, PR)
 
-    decision = await MergeGate(context).decide(REPO, PR, trigger="pull_request")
+    decision = await new_gate(context).decide(REPO, PR, trigger="pull_request")
 
     assert decision.action == "merged" and decision.issue_stream == ISSUE
     assert (await context.projections.issue(ISSUE)).pr_number == PR
@@ -459,7 +468,7 @@ async def test_a_decision_reads_github_in_few_requests(
     await opened(context, fake)
     await verdict(context)
     fake.green(REPO, PR)
-    decision = await MergeGate(context).decide(REPO, PR, merge=False)
+    decision = await new_gate(context).decide(REPO, PR, merge=False)
     # The PR, its reviews, the check runs and the combined status.
     assert (decision.action, decision.requests) == ("ready", 4)
 
@@ -486,40 +495,37 @@ async def test_post_api_merge_asks_the_gate(
 async def test_the_loop_merges_what_a_missed_webhook_left_waiting(
     context: AppContext, fake: FakeGitHub
 ) -> None:
-    from bot.services.coordination.loop import CoordinationService
 
     await opened(context, fake)
     await verdict(context)  # not green yet: waiting
     assert fake.merge_calls == []
     fake.green(REPO, PR)  # ...and the check_suite delivery never arrives
 
-    result = await CoordinationService.build(context).run()
+    result = await Services.build(context).coordination().run()
 
     assert fake.merge_calls == [
         {"number": PR, "sha": fake.head(REPO, PR), "merge_method": "squash"}
     ]
     assert f"merge gate: {REPO}#{PR} merged" in result.notes
-    assert await MergeGate(context).sweep() == []  # nothing followed any more
+    assert await new_gate(context).sweep() == []  # nothing followed any more
 
 
 async def test_the_gate_state_shows_in_issue_show_and_on_the_dashboard_card(
     context: AppContext, fake: FakeGitHub
 ) -> None:
-    from bot.services.dashboard import DashboardService
-    from bot.services.work.queries import QueryService
 
     await opened(context, fake)
-    timeline = await QueryService(context).timeline(ISSUE)
+    timeline = await Services.build(context).queries.timeline(ISSUE)
     assert timeline.gate == "merge gate on: merges when reviewed and green (/merge status)"
 
     await verdict(context)
     fake.merge_refusals.append((405, "Required status check ci/lint is expected"))
     await green_webhook(context, fake)
 
-    timeline = await QueryService(context).timeline(ISSUE)
+    timeline = await Services.build(context).queries.timeline(ISSUE)
     assert timeline.gate is not None and timeline.gate.startswith("merge blocked: GitHub 405 on ")
     assert "ci/lint is expected" in timeline.gate
-    board = await DashboardService(context).board()
+    board = await Services.build(context).dashboard.board()
     cards = [card for column in board.columns for card in column.cards]
     [card] = [card for card in cards if card.issue.stream_id == ISSUE]
     assert card.gate == "merge blocked"

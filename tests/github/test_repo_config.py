@@ -9,9 +9,9 @@ import pytest
 
 from bot.context import AppContext
 from bot.integrations.github import GitHubClient
-from bot.services.github.webhooks import WebhookService
 from bot.services.work.repo_config import CONFIG_PATH, RepoConfigService
 from bot.settings import Settings
+from bot.wiring import Services
 from store.database import connect
 from store.projections import projection_snapshot, rebuild_projections
 from tests.fakes.github import FakeGitHub, issues_payload, push_payload
@@ -143,7 +143,7 @@ async def test_a_push_touching_the_file_on_the_default_branch_rereads_it(
     fake: FakeGitHub, github_context: Callable[..., AppContext]
 ) -> None:
     context = github_context()
-    service = WebhookService(context)
+    service = Services.build(context).webhooks
     fake.set_file(REPO, CONFIG_PATH, NODE)
 
     untouched = push_payload(REPO, modified=["README.md"])
@@ -172,7 +172,7 @@ async def test_an_issue_approved_in_a_new_repo_is_routed_from_its_first_claim(
     context = github_context()
     fake.set_file(REPO, CONFIG_PATH, NODE)
     payload = issues_payload("labeled", REPO, 7, labels=["agent-ready"], label="agent-ready")
-    result = await WebhookService(context).handle("issues", "d-9", payload)
+    result = await Services.build(context).webhooks.handle("issues", "d-9", payload)
     assert result.appended[0] == (f"repo:{REPO}", "REPO_CONFIG_CHANGED")
     assert (f"{REPO}#7", "ISSUE_APPROVED") in result.appended
     # The configuration was recorded before the approval: no agent could claim it unrouted.

@@ -15,8 +15,10 @@ from bot.errors import Conflict, UpstreamError
 from bot.integrations.github import GitHubClient
 from bot.services.coordination.summary import Facts, template
 from bot.services.github.sync import SyncService
-from bot.services.intake.events import Actor, EventService
+from bot.services.intake.events import Actor
+from bot.services.work.routing import RoutingService
 from bot.services.work.steering import SteeringService
+from bot.wiring import Services
 from store import catalogue
 from store.events import NewEvent
 from tests.fakes.github import FakeGitHub
@@ -36,7 +38,9 @@ def steering(
     github_context: Callable[..., AppContext], make_client: Callable[..., GitHubClient], **env: str
 ) -> tuple[AppContext, SteeringService]:
     context = github_context(CONDUCTOR_MANAGED_REPOS=REPOS, **env)
-    return context, SteeringService(context, github=make_client(context.settings))
+    return context, SteeringService(
+        context, RoutingService(context), github=make_client(context.settings)
+    )
 
 
 async def approved(context: AppContext, fake: FakeGitHub, number: int, **kw: str) -> None:
@@ -47,7 +51,7 @@ async def approved(context: AppContext, fake: FakeGitHub, number: int, **kw: str
 
 
 async def claim(context: AppContext, agent: str) -> str | None:
-    issue = await EventService(context).claim("issue", agent, AGENT)
+    issue = await Services.build(context).events.claim("issue", agent, AGENT)
     return None if issue is None else issue.stream_id
 
 
@@ -190,7 +194,7 @@ async def test_requeue_takes_it_from_the_old_agent_and_the_next_agent_gets_it(
     issue = await context.projections.issue("acme/api#1")
     assert issue is not None and (issue.state, issue.assignee) == ("queued", None)
     # The old agent's heartbeat still naming it is recorded as not its own.
-    await EventService(context).record(
+    await Services.build(context).events.record(
         {
             "type": "HEARTBEAT",
             "agentId": "dev-e-1",

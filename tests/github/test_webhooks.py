@@ -8,12 +8,12 @@ import pytest
 
 from bot.context import AppContext
 from bot.services.github.webhooks import (
-    WebhookService,
     closing_references,
     events_for_delivery,
     verify_signature,
 )
 from bot.settings import Settings
+from bot.wiring import Services
 from store.events import NewEvent
 from tests.fakes.github import (
     check_run_payload,
@@ -218,7 +218,7 @@ def context(github_context: Callable[..., AppContext]) -> AppContext:
 
 
 async def test_a_redelivery_appends_nothing_new(context: AppContext) -> None:
-    hooks = WebhookService(context)
+    hooks = Services.build(context).webhooks
     payload = issues_payload("labeled", REPO, 5, labels=[READY], label=READY)
     first = await hooks.handle("issues", "delivery-1", payload)
     assert first.appended == [("acme/api#5", "ISSUE_APPROVED")]
@@ -235,7 +235,7 @@ async def test_a_redelivery_appends_nothing_new(context: AppContext) -> None:
 
 async def test_a_late_redelivery_does_not_undo_what_came_after(context: AppContext) -> None:
     # GitHub lets a person redeliver an old delivery; only its id tells it apart.
-    hooks = WebhookService(context)
+    hooks = Services.build(context).webhooks
     labeled = issues_payload("labeled", REPO, 5, labels=[READY], label=READY)
     await hooks.handle("issues", "d-label", labeled)
     await hooks.handle("issues", "d-unlabel", issues_payload("unlabeled", REPO, 5, label=READY))
@@ -251,7 +251,7 @@ async def test_a_late_redelivery_does_not_undo_what_came_after(context: AppConte
 async def test_the_same_event_under_another_delivery_id_is_a_duplicate_by_state(
     context: AppContext,
 ) -> None:
-    hooks = WebhookService(context)
+    hooks = Services.build(context).webhooks
     payload = issues_payload("labeled", REPO, 5, labels=[READY], label=READY)
     await hooks.handle("issues", "d-1", payload)
     second = await hooks.handle("issues", "d-2", payload)  # GitHub sent labeled twice
@@ -259,7 +259,7 @@ async def test_the_same_event_under_another_delivery_id_is_a_duplicate_by_state(
 
 
 async def test_issue_lifecycle_through_webhooks(context: AppContext) -> None:
-    hooks = WebhookService(context)
+    hooks = Services.build(context).webhooks
     await hooks.handle(
         "issues", "d1", issues_payload("labeled", REPO, 5, labels=[READY], label=READY)
     )
@@ -304,7 +304,7 @@ async def test_issue_lifecycle_through_webhooks(context: AppContext) -> None:
 
 
 async def test_a_queued_issue_closed_on_github_is_withdrawn(context: AppContext) -> None:
-    hooks = WebhookService(context)
+    hooks = Services.build(context).webhooks
     await hooks.handle(
         "issues", "d1", issues_payload("labeled", REPO, 5, labels=[READY], label=READY)
     )
@@ -313,7 +313,7 @@ async def test_a_queued_issue_closed_on_github_is_withdrawn(context: AppContext)
 
 
 async def test_events_about_unknown_issues_add_nothing(context: AppContext) -> None:
-    hooks = WebhookService(context)
+    hooks = Services.build(context).webhooks
     results = [
         await hooks.handle(
             "pull_request", "d1", pull_request_payload("opened", REPO, 40, body="Fixes #77")
@@ -327,7 +327,7 @@ async def test_events_about_unknown_issues_add_nothing(context: AppContext) -> N
 
 
 async def test_a_priority_label_through_a_webhook(context: AppContext) -> None:
-    hooks = WebhookService(context)
+    hooks = Services.build(context).webhooks
     await hooks.handle(
         "issues", "d1", issues_payload("labeled", REPO, 5, labels=[READY], label=READY)
     )

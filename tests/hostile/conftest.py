@@ -14,6 +14,7 @@ import pytest
 
 from bot.context import AppContext
 from bot.web.server import ApiServer
+from bot.wiring import Services
 
 # The exact bodies the agent runtime sends (src/heartbeat.js, src/conductor.js of
 # Stig-Johnny/automate-e), with their one header: Content-Type: application/json.
@@ -90,7 +91,7 @@ async def serve() -> AsyncIterator[Callable[..., Awaitable[int]]]:
         context = make_context(
             {"CONDUCTOR_HTTP_HOST": "127.0.0.1", "CONDUCTOR_HTTP_PORT": str(port), **(env or {})}
         )
-        server = ApiServer(context)
+        server = ApiServer(Services.build(context))
         await server.start()
         servers.append(server)
         return port

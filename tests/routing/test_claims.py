@@ -11,13 +11,12 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from bot.context import AppContext
-from bot.services.coordination.loop import CoordinationService, RunResult
+from bot.services.coordination.loop import RunResult
 from bot.services.coordination.stuck import StuckReport
 from bot.services.coordination.summary import template
-from bot.services.dashboard import DashboardService
-from bot.services.work.queries import QueryService
 from bot.services.work.routing import RoutingService, route_key
 from bot.web.dashboard import board_json
+from bot.wiring import Services
 from store import catalogue
 from store.events import NewEvent
 
@@ -146,7 +145,7 @@ async def test_queue_why_says_why_an_issue_waits(
     now = [datetime.now(UTC)]
     context = make_context(clock=lambda: now[0])
     api = await api_client_factory(context)
-    queries = QueryService(context)
+    queries = Services.build(context).queries
     await configure(context, "acme/ml", {"stack": "python"})
     await approve(api, "acme/ml", 1)
 
@@ -186,7 +185,7 @@ async def test_the_board_and_the_summary_flag_what_no_agent_can_take(
     await approve(api, "acme/web", 2)
     await heartbeat(api, "dev-e-node")
 
-    board = await DashboardService(context).board()
+    board = await Services.build(context).dashboard.board()
     payload = board_json(board, context.settings.github_api_url, 25)
     queued = next(c for c in payload["columns"] if c["key"] == "queued")
     flags = {c["streamId"]: c["unroutable"] for c in queued["cards"]}
@@ -200,7 +199,7 @@ async def test_the_board_and_the_summary_flag_what_no_agent_can_take(
     ]
 
     run = RunResult(run_id="r", started_at=context.clock())
-    facts = await CoordinationService.build(context)._facts(run, StuckReport())
+    facts = await Services.build(context).coordination()._facts(run, StuckReport())
     assert run.unroutable == ["acme/ml#1"]
     text = template(facts)
     assert "🚫 No agent can take: acme/ml#1: No agent for its route" in text

@@ -36,12 +36,11 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from bot.context import AppContext
-from bot.integrations.discord_webhook import DiscordWebhook, WebhookError, WebhookResult
+from bot.integrations.discord_webhook import WebhookError, WebhookResult
 from bot.integrations.github import GitHubUnavailable
 from bot.services.coordination.stuck import StuckDetector, StuckReport
-from bot.services.coordination.summary import Completer, Facts, IssueFact, Summariser
+from bot.services.coordination.summary import Facts, IssueFact, Summariser
 from bot.services.costs.ledger import CostService
-from bot.services.github.sync import SyncService
 from bot.services.health.checks import ComponentHealth, HealthService
 from bot.services.health.components import ANTHROPIC, GITHUB, rejected
 from bot.services.merge_gate.gate import MergeGate
@@ -168,39 +167,23 @@ class CoordinationService:
         summariser: Summariser,
         poster: Poster | None,
         *,
-        health: HealthService | None = None,
-        stuck: StuckDetector | None = None,
+        health: HealthService,
+        stuck: StuckDetector,
+        routing: RoutingService,
+        merge_gate: MergeGate,
+        costs: CostService,
         configs: RepoConfigService | None = None,
     ) -> None:
         self.context = context
         self.syncer = syncer
         self.summariser = summariser
         self.poster = poster
-        self.health = health or HealthService(context)
-        self.stuck = stuck or StuckDetector(context)
+        self.health = health
+        self.stuck = stuck
+        self.routing = routing
+        self.merge_gate = merge_gate
+        self.costs = costs
         self.configs = configs
-        self.routing = RoutingService(context)
-
-    @classmethod
-    def build(
-        cls,
-        context: AppContext,
-        *,
-        github: Any | None = None,
-        messages: Completer | None = None,
-    ) -> CoordinationService:
-        """The usual wiring: SyncService over `github` (a GitHubClient; None: no sync), the
-        summariser over `messages` (a MessagesClient; None: the template), and the webhook in
-        DISCORD_WEBHOOK_URL (unset: summaries are not posted)."""
-        settings = context.settings
-        poster = (
-            DiscordWebhook(context.http, settings.discord_webhook_url)
-            if settings.discord_webhook_url is not None
-            else None
-        )
-        configs = RepoConfigService(context, github) if github is not None else None
-        syncer = SyncService(context, github, configs=configs) if github is not None else None
-        return cls(context, syncer, Summariser(context, messages), poster, configs=configs)
 
     async def run(self, dry_run: bool = False) -> RunResult:
         """One coordination pass. Never raises but for cancellation; see the module docstring."""
@@ -290,7 +273,7 @@ class CoordinationService:
     async def _check_budgets(self, result: RunResult, now: datetime) -> None:
         """Record the budget thresholds crossed today (each once); the bot alerts #admin."""
         try:
-            alerts = await CostService(self.context).check_budgets(now)
+            alerts = await self.costs.check_budgets(now)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -402,7 +385,7 @@ class CoordinationService:
         """Ask the merge gate about every followed PR: a missed webhook delays, never loses, a
         merge."""
         try:
-            decisions = await MergeGate(self.context).sweep()
+            decisions = await self.merge_gate.sweep()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -421,7 +404,7 @@ class CoordinationService:
             active.extend(await projections.issues(state=state, limit=MAX_ISSUES))
         failed = await projections.issues(state="failed", limit=MAX_ISSUES)
         today = self.context.clock().astimezone(UTC).date()
-        spend = (await CostService(self.context).ledger(today, today)).breakdown().total
+        spend = (await self.costs.ledger(today, today)).breakdown().total
         unroutable = await self.routing.unroutable(queued)
         result.unroutable = list(unroutable)
         broken = await self.routing.broken_configs()

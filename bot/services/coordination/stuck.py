@@ -39,6 +39,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from bot.context import AppContext
+from bot.services.dispatch.dispatcher import DispatchService
 from store import catalogue
 from store.dispatch import Outbox
 from store.errors import ConcurrencyError, DatabaseUnavailableError, StoreError
@@ -91,8 +92,9 @@ def _minutes(delta: timedelta) -> int:
 class StuckDetector:
     """Finds stuck work in the projections and records what is done about it."""
 
-    def __init__(self, context: AppContext) -> None:
+    def __init__(self, context: AppContext, dispatch: DispatchService | None = None) -> None:
         self.context = context
+        self.dispatch = dispatch
 
     @property
     def in_progress_limit(self) -> timedelta:
@@ -144,10 +146,10 @@ class StuckDetector:
             return found
         pushed = {e.stream_id: e for e in await Outbox(self.context.pool).sent_open(assigned)}
         unread: set[str] = set()
-        if self.context.dispatch is not None:
+        if self.dispatch is not None:
             unread = {
                 entry.entry_id
-                for _, entry in self.context.dispatch.not_picked_up(timedelta(0))
+                for _, entry in self.dispatch.not_picked_up(timedelta(0))
                 if not entry.delivered
             }
         result = []

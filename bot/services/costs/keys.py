@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, Literal, Protocol
 
-from bot.context import AppContext
 from bot.integrations.anthropic_admin import AdminApiError, AnthropicAdmin, ApiKey, KeyUsage
 from bot.services.costs.ledger import CostService, Tokens
 
@@ -104,15 +103,11 @@ def _n(tokens: int) -> str:
 
 
 async def verify_keys(
-    context: AppContext,
-    *,
-    days: int = DEFAULT_DAYS,
-    admin: AdminApi | None = None,
-    costs: CostService | None = None,
+    costs: CostService, *, days: int = DEFAULT_DAYS, admin: AdminApi | None = None
 ) -> KeyReport:
     """Check the agents' API keys against the configuration, the Admin API and the ledger."""
+    context = costs.context
     settings = context.settings
-    costs = costs or CostService(context)
     report = KeyReport(days)
     mapping = dict(settings.agent_keys)
     since, until = costs.window(days)

@@ -24,11 +24,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 
 from bot.context import AppContext
-from bot.integrations.valkey import Unacked, ValkeyClient, ValkeyUnavailable
+from bot.integrations.valkey import Unacked, ValkeyClient, ValkeyUnavailable, describe_url
 from bot.services.health.components import retry_delay
 from bot.services.work.routing import REVIEW_ROUTE, Router
 from store.dispatch import Outbox, OutboxEntry
@@ -246,3 +247,18 @@ async def _wait(stop: asyncio.Event, wake: asyncio.Event | None, seconds: float)
     _, pending = await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
     for waiter in pending:
         waiter.cancel()
+
+
+@contextlib.asynccontextmanager
+async def open_dispatcher(context: AppContext) -> AsyncIterator[DispatchService]:
+    """The push dispatcher and its Valkey client (CONDUCTOR_VALKEY_URL is set)."""
+    settings = context.settings
+    assert settings.valkey_url is not None
+    url = settings.valkey_url.get_secret_value()
+    password = settings.valkey_password.get_secret_value() if settings.valkey_password else None
+    valkey = ValkeyClient(url, password)
+    log.info("dispatch: pushing to %s (depth %d)", describe_url(url), settings.dispatch_depth)
+    try:
+        yield DispatchService(context, valkey)
+    finally:
+        await valkey.close()

@@ -317,8 +317,17 @@ def _malformed(event_name: str, exc: BaseException) -> InvalidInput:
 class WebhookService:
     """Records what a GitHub delivery implies, once: a redelivery changes nothing."""
 
-    def __init__(self, context: AppContext) -> None:
+    def __init__(
+        self,
+        context: AppContext,
+        merge_gate: MergeGate,
+        pull_requests: PullRequestService,
+        configs: RepoConfigService | None,
+    ) -> None:
         self.context = context
+        self.merge_gate = merge_gate
+        self.pull_requests = pull_requests
+        self.configs = configs
 
     async def handle(
         self, event_name: str, delivery_id: str, payload: Mapping[str, Any]
@@ -377,7 +386,7 @@ class WebhookService:
             result.appended.append((stream_id, event.type))
             if data.get("prNumber"):
                 # The PR is known now: what Review-E said about it before lands on the issue.
-                await PullRequestService(self.context).link_pending(data["repo"], data["prNumber"])
+                await self.pull_requests.link_pending(data["repo"], data["prNumber"])
         if isinstance(repo, str) and in_scope(repo, self.context.settings):
             await self._ask_gate(event_name, payload, repo, numbers, result)
         return result
@@ -391,7 +400,7 @@ class WebhookService:
         result: WebhookResult,
     ) -> None:
         """Ask the merge gate about the PRs the delivery may have made ready (or merged)."""
-        gate = MergeGate(self.context)
+        gate = self.merge_gate
         if gate.github is None or not gate.listed(repo):
             return
         action = payload.get("action")
@@ -410,10 +419,9 @@ class WebhookService:
     ) -> None:
         """Read the repos' .rig-agent.yaml (all of them, or those never read); a GitHub failure
         is logged and leaves the delivery's other work alone."""
-        github = self.context.github
-        if github is None:
+        service = self.configs
+        if service is None:
             return
-        service = RepoConfigService(self.context, github)
         read = await (service.refresh(repos, force=True) if force else service.ensure(repos))
         for name in read.changed:
             result.appended.append((catalogue.repo_stream(name), "REPO_CONFIG_CHANGED"))

@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 
 from bot.context import AppContext
+from bot.services.dispatch.dispatcher import DispatchService
 from bot.services.health.components import ComponentState
 
 UPSTREAM_TIMEOUT = 3.0
@@ -73,8 +74,9 @@ class HealthReport:
 class HealthService:
     """Checks each dependency; `check()` never raises."""
 
-    def __init__(self, context: AppContext) -> None:
+    def __init__(self, context: AppContext, dispatch: DispatchService | None = None) -> None:
         self.context = context
+        self.dispatch = dispatch
         self._cache: dict[str, tuple[float, ComponentHealth]] = {}
 
     async def check(self) -> HealthReport:
@@ -120,16 +122,16 @@ class HealthService:
             found["anthropic"] = lambda: self._http(
                 "anthropic", f"{base}/v1/models?limit=1", headers
             )
-        if self.context.dispatch is not None:
+        if self.dispatch is not None:
             found["valkey"] = self._valkey
         return found
 
     async def _valkey(self) -> ComponentHealth:
         """Not critical: without Valkey, assignments wait in the outbox and pull still works."""
-        assert self.context.dispatch is not None
+        assert self.dispatch is not None
         try:
             async with asyncio.timeout(UPSTREAM_TIMEOUT):
-                seconds = await self.context.dispatch.valkey.ping()
+                seconds = await self.dispatch.valkey.ping()
         except Exception as exc:
             return ComponentHealth("valkey", False, False, None, _reason(exc))
         return ComponentHealth("valkey", True, False, round(seconds * 1000, 2), "ok")

@@ -41,8 +41,12 @@ def check_agent_id(agent_id: str | None) -> str:
 class EventService:
     """Validates, authorises and appends the events agents and tools send."""
 
-    def __init__(self, context: AppContext) -> None:
+    def __init__(
+        self, context: AppContext, merge_gate: MergeGate, pull_requests: PullRequestService
+    ) -> None:
         self.context = context
+        self.merge_gate = merge_gate
+        self.pull_requests = pull_requests
 
     async def record(
         self,
@@ -77,8 +81,8 @@ class EventService:
         if idempotency_key is not None:
             owner = actor.name if actor.authenticated else (data.get("agentId") or stream_id)
             scoped_key = f"api:{owner}:{idempotency_key}"
-        prs = PullRequestService(self.context)
-        gate = MergeGate(self.context)
+        prs = self.pull_requests
+        gate = self.merge_gate
         verdict = event_type in VERDICTS and gate.github is not None and gate.listed(data["repo"])
         if verdict:
             # The head the PR had when the verdict arrived: a later push resets the review.
@@ -122,10 +126,8 @@ class EventService:
         payload = {key: value for key, value in body.items() if key != "type"}
         data = catalogue.validate("MERGE_REQUESTED", payload, internal=True)
         self.authorise(actor, data.get("agentId"))
-        result = await PullRequestService(self.context).record(
-            "MERGE_REQUESTED", data, self.metadata(actor)
-        )
-        gate = MergeGate(self.context)
+        result = await self.pull_requests.record("MERGE_REQUESTED", data, self.metadata(actor))
+        gate = self.merge_gate
         if gate.github is None or not gate.listed(data["repo"]):
             state, message = (
                 "off",

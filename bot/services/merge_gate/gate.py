@@ -251,10 +251,19 @@ def judge_review(
 class MergeGate:
     """Decides, per PR, whether to merge; merges once; records why."""
 
-    def __init__(self, context: AppContext, github: GateGitHub | None = None) -> None:
+    def __init__(
+        self,
+        context: AppContext,
+        pull_requests: PullRequestService,
+        github: GateGitHub | None = None,
+    ) -> None:
         self.context = context
+        self.pull_requests = pull_requests
         self.github = github if github is not None else context.github
         self.settings = context.settings
+        # Decisions at once: each holds a pool connection for its PR's lock and needs another
+        # for its reads, so they may take at most a third of the pool between them.
+        self.slots = asyncio.Semaphore(max(1, context.settings.db_pool_size // 3))
 
     # --- opting in ---------------------------------------------------------------------------
 
@@ -356,7 +365,7 @@ class MergeGate:
                 [NewEvent("PR_CREATED", data, {"source": SOURCE, "actor": "conductor-e"})],
                 idempotency_key=f"pr-link:{stream}:{pull.number}",
             )
-            await PullRequestService(self.context).link_pending(repo, pull.number)
+            await self.pull_requests.link_pending(repo, pull.number)
             return await self.context.projections.issue(stream)
         return None
 
@@ -405,7 +414,7 @@ class MergeGate:
                 return Decision(repo, number, "folded", "another trigger is about to decide")
             _WAITING.add(key)
         try:
-            async with self.context.merge_slots, hold_lock(self.context.pool, named_lock_key(key)):
+            async with self.slots, hold_lock(self.context.pool, named_lock_key(key)):
                 if waiting:
                     _WAITING.discard(key)  # from now on a newcomer waits behind us
                     waiting = False

@@ -105,8 +105,10 @@ class Timeline:
 class QueryService:
     """The questions the query commands ask of the projections and the events."""
 
-    def __init__(self, context: AppContext) -> None:
+    def __init__(self, context: AppContext, routing: RoutingService, merge_gate: MergeGate) -> None:
         self.context = context
+        self.routing = routing
+        self.merge_gate = merge_gate
 
     async def queue_page(self, repo: str | None, offset: int, page_size: int = 10) -> QueuePage:
         """One page of the priority queue (optionally for one repo)."""
@@ -180,8 +182,7 @@ class QueryService:
 
     async def _routing(self, issue: Issue) -> tuple[Route, list[str]]:
         """Where routing sends a queued issue and who on that route could take it now."""
-        routing = RoutingService(self.context)
-        verdict = (await routing.verdicts([issue]))[issue.stream_id]
+        verdict = (await self.routing.verdicts([issue]))[issue.stream_id]
         reasons = list(verdict.reasons)
         note = config_note(await self.context.projections.repo_config(issue.repo))
         if note is not None:
@@ -200,8 +201,16 @@ class QueryService:
             raise NotFound(f"{stream_id} has no events")
         gate = None
         if issue is not None:
-            gate = gate_state(issue, MergeGate(self.context).listed(issue.repo), events)
+            gate = gate_state(issue, self.merge_gate.listed(issue.repo), events)
         return Timeline(issue, stream_id, events, runs, gate)
+
+    async def agent_choices(self, typed: str, limit: int = 25) -> list[str]:
+        """Known agents whose id contains what was typed (autocomplete)."""
+        needle = typed.strip().lower()
+        agents = await self.context.projections.agents(
+            self.context.clock(), self.context.stale_after
+        )
+        return [a.agent_id for a in agents if needle in a.agent_id.lower()][:limit]
 
     async def recent_events(self, event_type: str | None, limit: int) -> list[RecordedEvent]:
         """The latest events, newest first, optionally of one type."""

@@ -100,12 +100,14 @@ class SteeringService:
     def __init__(
         self,
         context: AppContext,
+        routing: RoutingService,
         *,
         audit: AuditService | None = None,
         github: GitHubClient | None = None,
         source: str = "discord",
     ) -> None:
         self.context = context
+        self.routing = routing
         self.audit = audit or AuditService(context.store, source=source)
         self.github = github if github is not None else context.github
         self.source = source
@@ -377,7 +379,7 @@ class SteeringService:
             raise Conflict(f"{issue.stream_id} is held by {issue.held_by}; unhold it first")
         if issue.state != "queued":
             raise Conflict(f"{issue.stream_id} is {issue.state}, not queued; requeue it first")
-        route = await RoutingService(self.context).route(issue.repo)
+        route = await self.routing.route(issue.repo)
         if not route.admits(agent.split("/")[0]):
             names = ", ".join(route.agents or ())
             raise Conflict(
@@ -440,11 +442,3 @@ class SteeringService:
             return Steered("resume", agent, f"{agent} is resumed: it takes work again.", position)
 
         return await self._audited(actor, "agent resume", agent, work)
-
-    async def agent_choices(self, typed: str, limit: int = 25) -> list[str]:
-        """Known agents whose id contains what was typed (autocomplete)."""
-        needle = typed.strip().lower()
-        agents = await self.context.projections.agents(
-            self.context.clock(), self.context.stale_after
-        )
-        return [a.agent_id for a in agents if needle in a.agent_id.lower()][:limit]
