@@ -26,18 +26,15 @@ from discord.ext import commands
 from bot.errors import InvalidInput, quoted
 from bot.permissions import QUERIES, access
 from bot.services.costs.charts import daily_spend_png
-from bot.services.costs.keys import KeyReport, verify_keys
-from bot.services.costs.ledger import (
-    MAX_DAYS,
-    MISMATCH_MIN_USD,
-    MISMATCH_RATIO,
+from bot.services.costs.figures import (
     UNATTRIBUTED,
     AgentModelSpend,
     CostSummary,
     IssueCost,
-    IssueSpend,
     Spend,
 )
+from bot.services.costs.keys import KeyReport, verify_keys
+from bot.services.costs.ledger import MAX_DAYS
 from bot.services.work.queries import parse_issue_ref
 from bot.ui import replies
 from bot.ui.limits import CHOICE_NAME, CHOICES, FIELD_VALUE, PAGE_TEXT, cut, fit_embed
@@ -100,15 +97,6 @@ BASIS_NOTE = {
     "reported": " (reported: no price)",
     "partly priced": " (some usage has no price: see Unpriced models)",
 }
-
-
-def issue_mismatch(row: IssueSpend) -> bool:
-    """The cost service's mismatch rule, for a top-issue row (which carries both figures)."""
-    reported, computed = row.reported_usd, row.computed_usd
-    if reported is None or computed is None:
-        return False
-    gap = abs(reported - computed)
-    return gap >= MISMATCH_MIN_USD and gap > MISMATCH_RATIO * computed
 
 
 def _spend_text(spend: Spend, *, bold: bool = False, compare: bool = False) -> str:
@@ -200,9 +188,7 @@ def summary_embed(summary: CostSummary) -> discord.Embed:
     if summary.top_issues:
         issues = []
         for issue in summary.top_issues:
-            mark = (
-                f" {MISMATCH} reported {usd(issue.reported_usd)}" if issue_mismatch(issue) else ""
-            )
+            mark = f" {MISMATCH} reported {usd(issue.reported_usd)}" if issue.mismatch else ""
             issues.append(
                 f"{issue_name(issue.stream_id)} {usd(issue.cost_usd)} · "
                 f"{_tokens(issue.tokens)}{mark}"
@@ -220,7 +206,7 @@ def summary_embed(summary: CostSummary) -> discord.Embed:
             inline=False,
         )
     flagged = any(r.spend.mismatch for r in summary.by_agent_model) or any(
-        issue_mismatch(i) for i in summary.top_issues
+        i.mismatch for i in summary.top_issues
     )
     footer = _price_footer(summary.price_sources)
     if flagged:

@@ -17,7 +17,8 @@ from bot.integrations.anthropic_messages import (
     AnthropicUnavailable,
     MessagesClient,
 )
-from bot.services.costs.ledger import CostService, record_completion_usage
+from bot.services.coordination.summary import record_completion_usage
+from bot.services.costs.ledger import CostService
 from bot.settings import load_settings
 from tests.fakes.anthropic import FakeAnthropic
 

@@ -7,6 +7,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from bot.context import AppContext
+from bot.services.costs.budgets import check_budgets
 from bot.services.costs.ledger import CostService
 from store.catalogue import BUDGET_STREAM
 from tests.costs.conftest import NOW, TODAY, UsageWriter
@@ -21,11 +22,11 @@ async def test_thresholds_alert_once_per_day(
     await record_usage(
         TODAY - timedelta(days=1), "dev-e-1", "claude-haiku-4-5", inputTokens=50 * 10**6
     )
-    assert await service.check_budgets(NOW) == []
+    assert await check_budgets(service, NOW) == []
 
     # $8.50 of $10: the 80% alert, once.
     await record_usage(TODAY, "dev-e-1", "claude-haiku-4-5", inputTokens=8_500_000)
-    alerts = await service.check_budgets(NOW)
+    alerts = await check_budgets(service, NOW)
     assert [(a.agent_id, a.threshold, a.spent_usd) for a in alerts] == [
         ("dev-e-1", 80, Decimal("8.5"))
     ]
@@ -33,14 +34,14 @@ async def test_thresholds_alert_once_per_day(
         alerts[0].text
         == "dev-e-1 has passed 80% of its daily budget: $8.50 of $10.00 on 2026-03-10"
     )
-    assert await service.check_budgets(NOW) == []
+    assert await check_budgets(service, NOW) == []
 
     # Over $10: the 100% alert, once; the 80% one is not repeated.
     await record_usage(TODAY, "dev-e-1", "claude-haiku-4-5", inputTokens=2_000_000)
-    alerts = await service.check_budgets(NOW)
+    alerts = await check_budgets(service, NOW)
     assert [(a.agent_id, a.threshold) for a in alerts] == [("dev-e-1", 100)]
     assert "reached its daily budget" in alerts[0].text
-    assert await service.check_budgets(NOW) == []
+    assert await check_budgets(service, NOW) == []
 
     events = await ctx.store.read_stream(BUDGET_STREAM)
     assert [(e.type, e.data["agentId"], e.data["threshold"], e.data["day"]) for e in events] == [
@@ -52,7 +53,7 @@ async def test_thresholds_alert_once_per_day(
     # The next day starts afresh.
     tomorrow = TODAY + timedelta(days=1)
     await record_usage(tomorrow, "dev-e-1", "claude-haiku-4-5", inputTokens=20 * 10**6)
-    alerts = await service.check_budgets(NOW + timedelta(days=1))
+    alerts = await check_budgets(service, NOW + timedelta(days=1))
     assert [(a.threshold, a.day) for a in alerts] == [(80, tomorrow), (100, tomorrow)]
 
 
@@ -62,5 +63,5 @@ async def test_agents_without_a_budget_are_not_checked(
     ctx = cost_context({"CONDUCTOR_AGENT_BUDGETS_USD": "dev-e-1=0"})
     await record_usage(TODAY, "dev-e-1", "claude-opus-4-1", inputTokens=10**7)
     await record_usage(TODAY, "dev-e-9", "claude-opus-4-1", inputTokens=10**7)
-    assert await CostService(ctx).check_budgets(NOW) == []
+    assert await check_budgets(CostService(ctx), NOW) == []
     assert await ctx.store.read_stream(BUDGET_STREAM) == []

@@ -40,6 +40,7 @@ from bot.integrations.discord_webhook import WebhookError, WebhookResult
 from bot.integrations.github import GitHubUnavailable
 from bot.services.coordination.stuck import StuckDetector, StuckReport
 from bot.services.coordination.summary import Facts, IssueFact, Summariser
+from bot.services.costs.budgets import check_budgets
 from bot.services.costs.ledger import CostService
 from bot.services.health.checks import ComponentHealth, HealthService
 from bot.services.health.components import ANTHROPIC, GITHUB, rejected
@@ -273,7 +274,7 @@ class CoordinationService:
     async def _check_budgets(self, result: RunResult, now: datetime) -> None:
         """Record the budget thresholds crossed today (each once); the bot alerts #admin."""
         try:
-            alerts = await self.costs.check_budgets(now)
+            alerts = await check_budgets(self.costs, now)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

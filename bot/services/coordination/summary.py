@@ -28,11 +28,14 @@ from bot.integrations.anthropic_messages import (
     AnthropicUnavailable,
     Completion,
 )
-from bot.services.costs.ledger import record_completion_usage
 from bot.services.costs.pricing import Pricing
 from bot.services.health.components import ANTHROPIC, rejected
+from store.catalogue import stream_for, validate
+from store.events import AppendResult, NewEvent
 
 log = logging.getLogger(__name__)
+
+CONDUCTOR_AGENT = "conductor-e"  # the agent id of Conductor-E's own model calls
 
 MAX_TOKENS = 400
 LISTED = 5  # issues named per section of the prompt and the template
@@ -319,4 +322,54 @@ def completion_cost(
         completion.cache_read_tokens,
         completion.cache_creation_tokens - write_1h,
         write_1h,
+    )
+
+
+async def record_completion_usage(
+    context: AppContext,
+    completion: Completion,
+    *,
+    repo: str | None = None,
+    issue_number: int | None = None,
+    pricing: Pricing | None = None,
+) -> AppendResult:
+    """Record Conductor-E's own model call as TOKEN_USAGE of agent `conductor-e`.
+
+    `costUsd` is our computed cost at today's price; it is left out (cost unknown) when the
+    model has no price, never sent as 0. The message id makes a retried record a no-op.
+    """
+    table = pricing or context.pricing
+    day = context.clock().astimezone(UTC).date()
+    write_1h = min(completion.cache_creation_1h_tokens, completion.cache_creation_tokens)
+    computed = table.cost(
+        completion.model,
+        day,
+        completion.input_tokens,
+        completion.output_tokens,
+        completion.cache_read_tokens,
+        completion.cache_creation_tokens - write_1h,
+        write_1h,
+    )
+    payload: dict[str, Any] = {
+        "agentId": CONDUCTOR_AGENT,
+        "model": completion.model,
+        "inputTokens": completion.input_tokens,
+        "outputTokens": completion.output_tokens,
+        "cacheReadTokens": completion.cache_read_tokens,
+        "cacheCreationTokens": completion.cache_creation_tokens,
+        "cacheCreation1hTokens": write_1h,
+    }
+    if computed is not None:
+        payload["costUsd"] = float(round(computed, 8))
+    else:
+        log.warning("no price for model %r: its cost is recorded as unknown", completion.model)
+    if repo is not None and issue_number is not None:
+        payload["repo"] = repo
+        payload["issueNumber"] = issue_number
+    data = validate("TOKEN_USAGE", payload)
+    key = f"usage:{CONDUCTOR_AGENT}:{completion.message_id}" if completion.message_id else None
+    return await context.store.append(
+        stream_for("TOKEN_USAGE", data),
+        [NewEvent("TOKEN_USAGE", data, {"source": "conductor-e"})],
+        idempotency_key=key,
     )

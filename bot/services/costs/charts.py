@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 from decimal import Decimal
 
-from bot.services.costs.ledger import DailySeries
+from bot.services.costs.figures import DailySeries
 
 WIDTH_PX = 1000
 HEIGHT_PX = 500

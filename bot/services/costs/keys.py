@@ -25,7 +25,8 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any, Literal, Protocol
 
 from bot.integrations.anthropic_admin import AdminApiError, AnthropicAdmin, ApiKey, KeyUsage
-from bot.services.costs.ledger import CostService, Tokens
+from bot.services.costs.figures import Tokens
+from bot.services.costs.ledger import CostService
 
 TOLERANCE_RATIO = 0.02
 TOLERANCE_TOKENS = 1_000
