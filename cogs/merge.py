@@ -9,7 +9,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.permissions import QUERIES, access
-from bot.services.merge_gate.gate import Decision, MergeGate, check_pr
+from bot.services.merge_gate.gate import MergeGate
+from bot.services.merge_gate.policy import Decision, check_pr
 from bot.ui import replies
 from bot.ui.confirm import Choice, ConfirmView
 from bot.ui.limits import fit_embed

@@ -28,7 +28,8 @@ from bot.services.coordination.stuck import HELD_STATES, StuckDetector, judge
 from bot.services.costs.figures import AgentModelSpend
 from bot.services.costs.figures import Spend as Ledgered
 from bot.services.costs.ledger import CostService
-from bot.services.merge_gate.gate import MergeGate, gate_state
+from bot.services.merge_gate.gate import MergeGate
+from bot.services.merge_gate.policy import gate_state
 from bot.services.work.routing import RoutingService, Verdict, no_agent, route_label
 from store import catalogue
 from store.events import RecordedEvent

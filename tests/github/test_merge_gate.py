@@ -10,7 +10,8 @@ import pytest
 
 from bot.context import AppContext
 from bot.services.intake.events import Actor
-from bot.services.merge_gate.gate import MergeGate, branch_issue
+from bot.services.merge_gate.gate import MergeGate
+from bot.services.merge_gate.policy import branch_issue
 from bot.services.work.pull_requests import PullRequestService
 from bot.wiring import Services
 from store import catalogue

@@ -52,7 +52,8 @@ from typing import Any
 from bot.context import AppContext
 from bot.errors import InvalidInput
 from bot.services.github.sync import ACTIVE_STATES
-from bot.services.merge_gate.gate import Decision, MergeGate, gate_asked_by, merged_key
+from bot.services.merge_gate.gate import MergeGate
+from bot.services.merge_gate.policy import Decision, gate_asked_by, merged_key
 from bot.services.work.pull_requests import PullRequestService, closing_references, in_scope
 from bot.services.work.repo_config import CONFIG_PATH, RepoConfigService
 from bot.settings import Settings

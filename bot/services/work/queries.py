@@ -13,7 +13,8 @@ from datetime import datetime
 
 from bot.context import AppContext
 from bot.errors import InvalidInput, NotFound, quoted
-from bot.services.merge_gate.gate import MergeGate, gate_state
+from bot.services.merge_gate.gate import MergeGate
+from bot.services.merge_gate.policy import gate_state
 from bot.services.work.routing import Route, RoutingService, config_note
 from store import catalogue
 from store.events import RecordedEvent
