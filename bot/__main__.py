@@ -242,7 +242,7 @@ async def open_coordination(services: Services) -> AsyncIterator[CoordinationSer
 
 
 async def cmd_coordinate(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.services.coordination.loop import format_line
+    from bot.services.coordination.result import format_line
 
     async with (
         open_context(settings, apply_migrations=False) as context,
@@ -268,7 +268,7 @@ async def run_loop(
     backoff (CONDUCTOR_RETRY_MAX_SECONDS, never longer than the interval), so the loop catches
     up as soon as the upstream is back; the runs of an unchanged outage log at DEBUG (the
     "down" line said it once)."""
-    from bot.services.coordination.loop import format_line
+    from bot.services.coordination.result import format_line
     from bot.services.health.components import retry_delay
 
     retry_max = service.context.settings.retry_max_seconds

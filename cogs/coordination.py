@@ -34,7 +34,8 @@ from discord.ext import commands, tasks
 from bot.errors import InvalidInput
 from bot.integrations.anthropic_messages import MessagesClient
 from bot.permissions import QUERIES, access
-from bot.services.coordination.loop import CoordinationService, RunResult, format_line
+from bot.services.coordination.loop import CoordinationService
+from bot.services.coordination.result import RunResult, format_line
 from bot.services.work.queries import MAX_EVENTS
 from bot.ui import replies
 from bot.ui.limits import FIELD_VALUE, chunk_lines, cut, fit_embed

@@ -17,7 +17,8 @@ import pytest
 
 from bot.context import AppContext
 from bot.integrations.github import GitHubUnavailable
-from bot.services.coordination.loop import CoordinationService, format_line
+from bot.services.coordination.loop import CoordinationService
+from bot.services.coordination.result import format_line
 from bot.services.github.sync import SyncResult
 from store.database import create_pool
 from tests.coordination.conftest import (

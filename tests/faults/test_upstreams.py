@@ -20,7 +20,8 @@ from bot.context import AppContext
 from bot.integrations.anthropic_messages import MessagesClient
 from bot.integrations.discord_webhook import DiscordWebhook
 from bot.integrations.github import GitHubClient, RetryPolicy
-from bot.services.coordination.loop import CoordinationService, RunResult, format_line
+from bot.services.coordination.loop import CoordinationService
+from bot.services.coordination.result import RunResult, format_line
 from bot.services.coordination.summary import Summariser
 from bot.services.github.sync import SyncService
 from tests.coordination.conftest import (

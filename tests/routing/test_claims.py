@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from bot.context import AppContext
-from bot.services.coordination.loop import RunResult
+from bot.services.coordination.result import RunResult
 from bot.services.coordination.stuck import StuckReport
 from bot.services.coordination.summary import template
 from bot.services.work.routing import RoutingService, route_key
