@@ -143,8 +143,6 @@ class ConductorBot(commands.Bot):
         while True:
             try:
                 await self.alerts.run()
-            except asyncio.CancelledError:
-                raise
             except Exception:
                 log.exception("alerts: the follower stopped; restarting in 5s")
                 await asyncio.sleep(5)
@@ -176,8 +174,6 @@ class ConductorBot(commands.Bot):
         while True:
             try:
                 await self.update_presence()
-            except asyncio.CancelledError:
-                raise
             except Exception as exc:
                 log.warning("presence: could not update (%s)", type(exc).__name__)
             await asyncio.sleep(self.presence_interval)

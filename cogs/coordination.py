@@ -279,8 +279,6 @@ class CoordinationCog(
     async def coordination_loop(self) -> None:
         try:
             result = await self.run_once()
-        except asyncio.CancelledError:
-            raise
         except Exception:
             # run() does not raise; should anything else, the loop must outlive it.
             log.exception("coordination: the loop's iteration failed; next one as planned")

@@ -231,8 +231,6 @@ class AlertService:
         while True:
             try:
                 await self.poster(alert)
-            except asyncio.CancelledError:
-                raise
             except Exception as exc:
                 log.warning(
                     "alerts: posting %s (position %d) failed (attempt %d: %s); retrying in %.1fs",

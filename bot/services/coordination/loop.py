@@ -23,7 +23,6 @@ What a run found and did, its record and its one-line form are in coordination/r
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
@@ -140,8 +139,6 @@ class CoordinationService:
                     return result
                 try:
                     await self._run_locked(result, dry_run)
-                except asyncio.CancelledError:
-                    raise
                 except Exception as exc:
                     result.errors.append(f"run stopped: {_describe(exc)}")
                     log.error(
@@ -154,8 +151,6 @@ class CoordinationService:
                 if not dry_run:
                     await self._record(result)
                 return result
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
             # Could not even try the lock: PostgreSQL is down. Nothing can be recorded either.
             result.errors.append(f"could not take the run lock: {_describe(exc)}")
@@ -182,8 +177,6 @@ class CoordinationService:
         stuck = StuckReport()
         try:
             stuck = await self.stuck.run(now, dry_run=dry_run)
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
             result.errors.append(f"stuck detection failed: {_describe(exc)}")
             log.error(
@@ -214,8 +207,6 @@ class CoordinationService:
         """Record the budget thresholds crossed today (each once); the bot alerts #admin."""
         try:
             alerts = await check_budgets(self.costs, now)
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
             # Checked again next run; each threshold is recorded once whenever it is seen.
             result.notes.append(f"budgets not checked: {_describe(exc)}")
@@ -256,8 +247,6 @@ class CoordinationService:
             return
         try:
             sync = await self.syncer.run()
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
             result.github = "failed"
             if isinstance(exc, GitHubUnavailable):
@@ -307,8 +296,6 @@ class CoordinationService:
             repos.update(i.repo for i in await self.context.projections.issues(state, MAX_ISSUES))
         try:
             refreshed = await self.configs.refresh(repos)
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
             result.notes.append(f"repo configuration not read: {_describe(exc)}")
             return
@@ -326,8 +313,6 @@ class CoordinationService:
         merge."""
         try:
             decisions = await self.merge_gate.sweep()
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
             result.notes.append(f"merge gate not asked: {_describe(exc)}")
             return
@@ -491,8 +476,6 @@ class CoordinationService:
                 idempotency_key=f"run:{result.run_id}",
             )
             result.recorded = True
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
             log.error(
                 "coordination run %s could not be recorded: %s", result.run_id, _describe(exc)

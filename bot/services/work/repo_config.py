@@ -202,8 +202,6 @@ class RepoConfigService:
         result.read += 1
         try:
             found = await self.github.get_file(repo, CONFIG_PATH)
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
             message = getattr(exc, "message", None) or type(exc).__name__
             result.errors.append(f"{repo}: {message}")
