@@ -131,16 +131,6 @@ class ConfirmView(OwnerOnlyView):
     ) -> None:
         await self._decide(interaction, Choice.CANCELLED)
 
-    async def on_error(
-        self, interaction: discord.Interaction[Any], error: Exception, item: discord.ui.Item[Any]
-    ) -> None:
-        # Button presses do not pass through the tree; hand them to the same error reply.
-        handler = getattr(interaction.client.tree, "report_error", None)
-        if handler is not None:
-            await handler(interaction, error)
-        else:  # pragma: no cover - the ConductorTree always has it
-            log.exception("confirm view error", exc_info=error)
-
 
 class ProgressMessage:
     """Edits an interaction's original response with the latest state, rate-limited."""

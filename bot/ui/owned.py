@@ -1,10 +1,14 @@
-"""Views whose buttons only the member who ran the command may press."""
+"""Views whose buttons only the member who ran the command may press, and whose errors get
+the command tree's one error reply."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar
 
 import discord
+
+log = logging.getLogger(__name__)
 
 
 class OwnerOnlyView(discord.ui.View):
@@ -28,3 +32,13 @@ class OwnerOnlyView(discord.ui.View):
             allowed_mentions=discord.AllowedMentions.none(),
         )
         return False
+
+    async def on_error(
+        self, interaction: discord.Interaction[Any], error: Exception, item: discord.ui.Item[Any]
+    ) -> None:
+        # Button presses do not pass through the tree; hand them to the same error reply.
+        handler = getattr(interaction.client.tree, "report_error", None)
+        if handler is not None:
+            await handler(interaction, error)
+        else:  # pragma: no cover - the ConductorTree always has it
+            log.exception("%s error", type(self).__name__, exc_info=error)

@@ -8,7 +8,6 @@ disables its buttons on the message.
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,8 +15,6 @@ from typing import Any
 import discord
 
 from bot.ui.owned import OwnerOnlyView
-
-log = logging.getLogger(__name__)
 
 PREV, NEXT, FIRST, LAST = "pager:prev", "pager:next", "pager:first", "pager:last"
 
@@ -101,13 +98,3 @@ class Paginator(OwnerOnlyView):
         if self.interaction is not None:
             with contextlib.suppress(discord.HTTPException):
                 await self.interaction.edit_original_response(view=self)
-
-    async def on_error(
-        self, interaction: discord.Interaction[Any], error: Exception, item: discord.ui.Item[Any]
-    ) -> None:
-        # Button presses do not pass through the tree; hand them to the same error reply.
-        handler = getattr(interaction.client.tree, "report_error", None)
-        if handler is not None:
-            await handler(interaction, error)
-        else:  # pragma: no cover - the ConductorTree always has it
-            log.exception("paginator error", exc_info=error)
