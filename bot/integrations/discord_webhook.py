@@ -19,6 +19,8 @@ import aiohttp
 from pydantic import SecretStr
 from yarl import URL
 
+from bot.backoff import exponential
+
 log = logging.getLogger(__name__)
 
 CONTENT_LIMIT = 2_000
@@ -179,7 +181,7 @@ class DiscordWebhook:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _backoff(self, attempt: int) -> float:
-        return float(min(self.backoff * 2 ** (attempt - 1), self.max_wait))
+        return exponential(attempt - 1, base=self.backoff, cap=self.max_wait)
 
 
 async def _json_or_none(response: aiohttp.ClientResponse) -> Any:

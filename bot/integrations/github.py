@@ -33,6 +33,7 @@ import asyncio
 import base64
 import binascii
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
@@ -45,6 +46,7 @@ import aiohttp
 from gidgethub import GitHubBroken, HTTPException, InvalidField, ValidationError
 from gidgethub import aiohttp as gh_aiohttp
 
+from bot.backoff import exponential
 from bot.errors import NotFound, Unavailable, UpstreamError
 from bot.settings import Settings
 
@@ -212,7 +214,7 @@ class RetryPolicy:
     request_timeout: float = 30.0
 
     def backoff(self, attempt: int) -> float:
-        return float(min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1)))
+        return exponential(attempt - 1, base=self.backoff_base, cap=self.backoff_max)
 
 
 # --- planning -------------------------------------------------------------------------------------
@@ -493,7 +495,8 @@ class _GitHubAPI(gh_aiohttp.GitHubAPI):
             return max(0.0, reset - self._clock()) + 1.0
         message = str(exc).lower()
         if status == 429 or "rate limit" in message or "abuse" in message:
-            return float(self.policy.secondary_default_wait * 2 ** (attempt - 1))
+            # Uncapped here: a wait over max_wait is refused by the caller, not shortened.
+            return exponential(attempt - 1, base=self.policy.secondary_default_wait, cap=math.inf)
         return None
 
 
