@@ -1,10 +1,6 @@
-"""Posting to a Discord channel through an execute-webhook URL (DISCORD_WEBHOOK_URL).
-
-`POST {webhook}?wait=true` with `{content, username, allowed_mentions}`; Discord answers 200
-with the message it created. Content is split to Discord's 2,000-character limit, a 429 is
-retried after its `retry_after` (JSON body, else the Retry-After header), a 5xx or a dropped
-connection with bounded exponential backoff. The webhook URL carries its token: it never
-appears in a log line or an error message.
+"""Posting to a Discord channel through an execute-webhook URL (DISCORD_WEBHOOK_URL): one message
+per 2,000 characters, a 429 waited out, a 5xx or a dropped connection retried with bounded
+backoff. The URL carries the webhook's token: it never appears in a log line or an error.
 """
 
 from __future__ import annotations
