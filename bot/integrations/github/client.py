@@ -190,13 +190,13 @@ class GitHubClient:
                 ]
                 continue
             except (GitHubError, GitHubUnavailable, GitHubNotFound) as exc:
-                report._mark_incomplete(query, f"{query.describe()}: {exc.message}")
+                report.mark_incomplete(query, f"{query.describe()}: {exc.message}")
                 if isinstance(exc, GitHubUnavailable):
                     report.unavailable = type(exc).__name__
                 report.unauthorized = report.unauthorized or isinstance(exc, GitHubUnauthorized)
                 continue
             if outcome.incomplete_reason:
-                report._mark_incomplete(query, f"{query.describe()}: {outcome.incomplete_reason}")
+                report.mark_incomplete(query, f"{query.describe()}: {outcome.incomplete_reason}")
             for issue in outcome.issues:
                 key = (issue.repo.lower(), issue.number)
                 if key not in seen and not issue.is_pull_request:

@@ -86,7 +86,8 @@ class SearchReport:
             return lowered not in self.incomplete_repos
         return not self.incomplete_org
 
-    def _mark_incomplete(self, query: SearchQuery, reason: str) -> None:
+    def mark_incomplete(self, query: SearchQuery, reason: str) -> None:
+        """`query` did not complete: record why, and that its repos were not fully seen."""
         self.reasons.append(reason)
         if query.org:
             self.incomplete_org = True
