@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bot.integrations.kubernetes import KubernetesClient  # noqa: E402
+from bot.services.cluster.polling import PollPolicy  # noqa: E402
 from bot.services.cluster.rollouts import (  # noqa: E402
-    PollPolicy,
     RolloutConfig,
     RolloutProgress,
     RolloutService,

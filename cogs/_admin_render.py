@@ -24,9 +24,8 @@ from bot.integrations.kubernetes import (
 )
 from bot.services import audit
 from bot.services.audit import AuditEntry
+from bot.services.cluster.flux import FluxProgress, FluxReconcileResult
 from bot.services.cluster.rollouts import (
-    FluxProgress,
-    FluxReconcileResult,
     NotAllowed,
     RolloutConfig,
     RolloutProgress,

@@ -37,11 +37,10 @@ from bot.errors import Conflict, InvalidInput, UserFacingError
 from bot.integrations.kubernetes import FLUX_KINDS, KubernetesClient
 from bot.permissions import access
 from bot.services.audit import AdminAction, AuditEntry, AuditService
+from bot.services.cluster.flux import FluxProgress, ReconcileTimedOut
+from bot.services.cluster.polling import PollPolicy
 from bot.services.cluster.rollouts import (
     MAX_LOG_LINES,
-    FluxProgress,
-    PollPolicy,
-    ReconcileTimedOut,
     RolloutConfig,
     RolloutProgress,
     RolloutService,

@@ -1,10 +1,6 @@
-"""Posting to a Discord channel through an execute-webhook URL (DISCORD_WEBHOOK_URL).
-
-`POST {webhook}?wait=true` with `{content, username, allowed_mentions}`; Discord answers 200
-with the message it created. Content is split to Discord's 2,000-character limit, a 429 is
-retried after its `retry_after` (JSON body, else the Retry-After header), a 5xx or a dropped
-connection with bounded exponential backoff. The webhook URL carries its token: it never
-appears in a log line or an error message.
+"""Posting to a Discord channel through an execute-webhook URL (DISCORD_WEBHOOK_URL): one message
+per 2,000 characters, a 429 waited out, a 5xx or a dropped connection retried with bounded
+backoff. The URL carries the webhook's token: it never appears in a log line or an error.
 """
 
 from __future__ import annotations
@@ -18,6 +14,8 @@ from typing import Any
 import aiohttp
 from pydantic import SecretStr
 from yarl import URL
+
+from bot.backoff import exponential
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +177,7 @@ class DiscordWebhook:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _backoff(self, attempt: int) -> float:
-        return float(min(self.backoff * 2 ** (attempt - 1), self.max_wait))
+        return exponential(attempt - 1, base=self.backoff, cap=self.max_wait)
 
 
 async def _json_or_none(response: aiohttp.ClientResponse) -> Any:

@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import pytest
 
-from bot.services.cluster.rollouts import PollPolicy
+from bot.services.cluster.polling import PollPolicy
 from bot.ui.confirm import CANCEL_ID, CONFIRM_ID
 from cogs.admin import AdminCog
 from store.catalogue import ADMIN_STREAM

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from bot.integrations.kubernetes import KubernetesClient
+from bot.services.cluster.polling import PollPolicy
 from bot.services.cluster.redaction import Redactor
-from bot.services.cluster.rollouts import PollPolicy, RolloutConfig, RolloutService
+from bot.services.cluster.rollouts import RolloutConfig, RolloutService
 from tests.fakes.kubernetes import FakeKubernetes
 
 NAMESPACE = "conductor-e"

@@ -11,14 +11,13 @@ from bot.integrations.kubernetes import (
     RESET_AT,
     KubernetesForbidden,
 )
-from bot.services.cluster.rollouts import (
+from bot.services.cluster.flux import (
     FluxProgress,
     FluxSuspended,
-    NotAllowed,
     ReconcileFailed,
     ReconcileTimedOut,
-    RolloutService,
 )
+from bot.services.cluster.rollouts import NotAllowed, RolloutService
 from tests.fakes.kubernetes import RFC3339, FakeKubernetes, Reconcile
 from tests.kubernetes.conftest import NAMESPACE
 

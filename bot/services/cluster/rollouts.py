@@ -4,10 +4,6 @@ objects, show their status, list pods, read (redacted) logs.
 Everything is checked against the allowlist in the settings (CONDUCTOR_ROLLOUT_TARGETS,
 CONDUCTOR_FLUX_OBJECTS, the known components) before a single request reaches the cluster.
 Confirmation and audit events are the caller's job (the Discord side); this module acts.
-
-Following is a bounded poll, not a watch: the chart's Role grants `get` and `patch` on the
-allowed objects by name and nothing else, and a poll that starts fast and backs off costs a
-handful of requests per rollout (see `requests` in the results and bench/rollout.py).
 """
 
 from __future__ import annotations
@@ -18,12 +14,10 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal, TypeVar
+from typing import Literal
 
 from bot.errors import Conflict, Forbidden, InvalidInput, Unavailable, UpstreamError
 from bot.integrations.kubernetes import (
-    FLUX_KINDS,
-    ClusterUnavailable,
     DeploymentStatus,
     FluxObjectStatus,
     KubernetesClient,
@@ -31,15 +25,21 @@ from bot.integrations.kubernetes import (
     KubernetesNotFound,
     LogChunk,
     PodInfo,
-    flux_kind,
     rfc3339_nano,
 )
+from bot.services.cluster.flux import (
+    FluxCallback,
+    FluxReconcileResult,
+    kind_key,
+    reconcile,
+    refuse_suspended,
+    unreadable,
+)
+from bot.services.cluster.polling import PollPolicy, RequestCount, call_safely, follow
 from bot.services.cluster.redaction import Redactor, secret_values
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
-
-E = TypeVar("E")
 
 DEFAULT_POD_SELECTOR = "app.kubernetes.io/name=conductor-e,app.kubernetes.io/component={component}"
 DEFAULT_ALL_PODS_SELECTOR = "app.kubernetes.io/name=conductor-e"
@@ -80,27 +80,9 @@ class DeploymentPaused(Conflict):
     """kubectl refuses to restart a paused deployment, and so do we."""
 
 
-class FluxSuspended(Conflict):
-    """A suspended Flux object ignores reconcile requests; flux refuses them, and so do we."""
-
-
-class ReconcileFailed(UpstreamError):
-    """Flux handled the request and reports Ready=False."""
-
-    code = "reconcile_failed"
-
-
-class ReconcileTimedOut(UpstreamError):
-    """Flux did not handle the request within the timeout."""
-
-    code = "reconcile_timed_out"
-    status = 504
-
-
 # --- what callers get back ------------------------------------------------------------------------
 
 RolloutPhase = Literal["requested", "progressing", "complete", "failed", "timed_out"]
-FluxPhase = Literal["requested", "waiting", "ready", "failed", "timed_out"]
 
 
 @dataclass(frozen=True)
@@ -124,62 +106,7 @@ class RolloutResult:
     requests: int  # Kubernetes requests this restart and its following cost
 
 
-@dataclass(frozen=True)
-class FluxProgress:
-    """One step of a reconciliation: of the source first (with_source), then the object."""
-
-    kind: str
-    name: str
-    phase: FluxPhase
-    message: str
-    revision: str | None
-    status: FluxObjectStatus
-    elapsed: float
-    requests: int
-
-
-@dataclass(frozen=True)
-class FluxReconcileResult:
-    object: FluxObjectStatus
-    source: FluxObjectStatus | None
-    token: str
-    elapsed: float
-    requests: int
-
-    @property
-    def revision(self) -> str | None:
-        return self.object.revision
-
-    @property
-    def message(self) -> str:
-        return self.object.message
-
-
 RolloutCallback = Callable[[RolloutProgress], Awaitable[None]]
-FluxCallback = Callable[[FluxProgress], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class PollPolicy:
-    """Poll fast at first (the first steps of a rollout come quickly), then back off."""
-
-    initial: float = 0.25
-    factor: float = 1.5
-    maximum: float = 2.0
-
-    def intervals(self) -> _Intervals:
-        return _Intervals(self)
-
-
-class _Intervals:
-    def __init__(self, policy: PollPolicy) -> None:
-        self.policy = policy
-        self.current = policy.initial
-
-    def next(self) -> float:
-        value = self.current
-        self.current = min(self.current * self.policy.factor, self.policy.maximum)
-        return value
 
 
 @dataclass(frozen=True)
@@ -265,7 +192,7 @@ class RolloutService:
 
     def _allowed_flux(self, kind: str, name: str) -> str:
         """The canonical kind key (`helmrelease`), after checking kind and allowlist."""
-        key = _kind_key(kind)
+        key = kind_key(kind)
         if f"{key}/{name}" not in self.config.flux_objects:
             allowed = ", ".join(self.config.flux_objects) or "none configured"
             raise NotAllowed(f"{key}/{name} is not an allowed Flux object (allowed: {allowed})")
@@ -299,66 +226,60 @@ class RolloutService:
         self._allowed_target(target)
         loop = asyncio.get_running_loop()
         started = loop.time()
-        deadline = started + timeout
-        requests = 0
+        requests = RequestCount()
 
         async def report(phase: RolloutPhase, message: str, deployment: DeploymentStatus) -> None:
             if progress is not None:
                 event = RolloutProgress(
-                    target, phase, message, deployment, loop.time() - started, requests
+                    target, phase, message, deployment, loop.time() - started, requests.n
                 )
-                await _call_safely(progress, event)
+                await call_safely(progress, event)
 
-        requests += 1
-        before = await self.kube.get_deployment(target)
-        if before.paused:
-            raise DeploymentPaused(
-                f"deployment {target} is paused; resume it before restarting "
-                "(kubectl rollout resume)"
-            )
-        requests += 1
-        current = await self.kube.restart_deployment(target)
-        log.info("restart requested: deployment %s in %s", target, self.kube.namespace)
-        await report("requested", f"restart requested at {current.restarted_at}", current)
-
-        last_message = ""
-        lost: str | None = None
-        intervals = self.poll.intervals()
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
-            try:
-                async with asyncio.timeout(remaining):
-                    await asyncio.sleep(intervals.next())
-                    requests += 1
-                    current = await self.kube.get_deployment(target)
-            except TimeoutError:
-                break
-            except ClusterUnavailable as exc:
-                # The restart is under way; a blip while following it is not its failure.
-                lost = exc.message
-                continue
-            lost = None
+        async def judge(current: DeploymentStatus) -> str | None:
             message = current.describe()
             if current.observed and current.deadline_exceeded:
                 await report("failed", message, current)
                 raise RolloutFailed(f"rollout of {target} failed: {message}")
             if current.complete:
                 await report("complete", message, current)
-                return RolloutResult(
-                    target, current.restarted_at, current, loop.time() - started, requests
-                )
-            if message != last_message:
-                last_message = message
-                await report("progressing", message, current)
+                return None
+            return message
 
+        async def progressing(message: str, current: DeploymentStatus) -> None:
+            await report("progressing", message, current)
+
+        requests.add()
+        before = await self.kube.get_deployment(target)
+        if before.paused:
+            raise DeploymentPaused(
+                f"deployment {target} is paused; resume it before restarting "
+                "(kubectl rollout resume)"
+            )
+        requests.add()
+        current = await self.kube.restart_deployment(target)
+        log.info("restart requested: deployment %s in %s", target, self.kube.namespace)
+        await report("requested", f"restart requested at {current.restarted_at}", current)
+
+        followed = await follow(
+            lambda: self.kube.get_deployment(target),
+            judge,
+            progressing,
+            current=current,
+            deadline=started + timeout,
+            policy=self.poll,
+            requests=requests,
+        )
+        current = followed.state
+        if followed.settled:
+            return RolloutResult(
+                target, current.restarted_at, current, loop.time() - started, requests.n
+            )
         reason = current.describe()
-        if lost is not None:
-            reason += f" (the last poll failed: {lost})"
+        if followed.lost is not None:
+            reason += f" (the last poll failed: {followed.lost})"
         problems = await self._pod_problems(current)
         if problems is not None:
-            requests += 1
+            requests.add()
         await report("timed_out", reason, current)
         detail = f"; {problems}" if problems else ""
         raise RolloutTimedOut(f"rollout of {target} timed out after {timeout:g}s: {reason}{detail}")
@@ -383,7 +304,7 @@ class RolloutService:
     async def flux_status(self, kind: str | None = None) -> list[FluxObjectStatus]:
         """Every allowed Flux object (of `kind`, when given) with Ready, revision, message and
         the suspended flag. An object that cannot be read is listed with the reason."""
-        wanted = _kind_key(kind) if kind is not None else None
+        wanted = kind_key(kind) if kind is not None else None
         entries = [
             entry
             for entry in self.config.flux_objects
@@ -395,7 +316,7 @@ class RolloutService:
             try:
                 return await self.kube.get_flux_object(key, name)
             except (KubernetesNotFound, KubernetesForbidden) as exc:
-                return _unreadable(key, name, self.kube.namespace, exc)
+                return unreadable(key, name, self.kube.namespace, exc)
 
         return list(await asyncio.gather(*(one(entry) for entry in entries)))
 
@@ -422,12 +343,30 @@ class RolloutService:
             raise InvalidInput("force and reset apply to a HelmRelease only")
         loop = asyncio.get_running_loop()
         started = loop.time()
-        deadline = started + timeout
-        counter = _Counter()
+        requests = RequestCount()
+
+        async def one(
+            one_key: str, one_name: str, *, force: bool = False, reset: bool = False
+        ) -> tuple[FluxObjectStatus, str]:
+            token = rfc3339_nano(self.clock())
+            status = await reconcile(
+                self.kube,
+                one_key,
+                one_name,
+                token,
+                progress=progress,
+                policy=self.poll,
+                started=started,
+                deadline=started + timeout,
+                requests=requests,
+                force=force,
+                reset=reset,
+            )
+            return status, token
 
         current = await self.kube.get_flux_object(key, name)
-        counter.add()
-        _refuse_suspended(current)
+        requests.add()
+        refuse_suspended(current)
 
         source_status: FluxObjectStatus | None = None
         if with_source:
@@ -449,106 +388,12 @@ class RolloutService:
                     " is not an allowed Flux object"
                 )
             source_now = await self.kube.get_flux_object("gitrepository", source.name)
-            counter.add()
-            _refuse_suspended(source_now)
-            source_status, _ = await self._reconcile_one(
-                "gitrepository", source.name, progress, deadline, started, counter
-            )
+            requests.add()
+            refuse_suspended(source_now)
+            source_status, _ = await one("gitrepository", source.name)
 
-        final, token = await self._reconcile_one(
-            key, name, progress, deadline, started, counter, force=force, reset=reset
-        )
-        return FluxReconcileResult(final, source_status, token, loop.time() - started, counter.n)
-
-    async def _reconcile_one(
-        self,
-        key: str,
-        name: str,
-        progress: FluxCallback | None,
-        deadline: float,
-        started: float,
-        counter: _Counter,
-        *,
-        force: bool = False,
-        reset: bool = False,
-    ) -> tuple[FluxObjectStatus, str]:
-        loop = asyncio.get_running_loop()
-        kind_name = FLUX_KINDS[key].kind
-
-        async def report(phase: FluxPhase, message: str, status: FluxObjectStatus) -> None:
-            if progress is not None:
-                event = FluxProgress(
-                    kind_name,
-                    name,
-                    phase,
-                    message,
-                    status.revision,
-                    status,
-                    loop.time() - started,
-                    counter.n,
-                )
-                await _call_safely(progress, event)
-
-        token = rfc3339_nano(self.clock())
-        current = await self.kube.request_reconcile(key, name, token, force=force, reset=reset)
-        counter.add()
-        log.info("reconcile requested: %s/%s in %s", key, name, self.kube.namespace)
-        await report("requested", f"reconciliation of {key}/{name} requested", current)
-
-        last_message = ""
-        lost: str | None = None
-        intervals = self.poll.intervals()
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
-            try:
-                async with asyncio.timeout(remaining):
-                    await asyncio.sleep(intervals.next())
-                    counter.add()
-                    current = await self.kube.get_flux_object(key, name)
-            except TimeoutError:
-                break
-            except ClusterUnavailable as exc:
-                lost = exc.message  # the request is made; keep waiting for its outcome
-                continue
-            lost = None
-            handled = current.last_handled_reconcile_at == token
-            settled = (
-                handled
-                and current.ready is not None
-                and not current.reconciling
-                # Flux records observedGeneration; tolerate an object that does not.
-                and (
-                    current.observed_generation == 0
-                    or current.observed_generation >= current.generation
-                )
-            )
-            if settled and current.ready:
-                await report("ready", current.message or "ready", current)
-                return current, token
-            if settled:
-                await report("failed", current.message, current)
-                raise ReconcileFailed(
-                    f"{key}/{name} reconciliation failed: {current.message or current.reason}"
-                )
-            if not handled:
-                message = "waiting for Flux to pick up the request"
-            else:
-                message = f"reconciling: {current.message or current.reason or 'in progress'}"
-            if message != last_message:
-                last_message = message
-                await report("waiting", message, current)
-
-        waited = (
-            "Flux has not picked up the request"
-            if current.last_handled_reconcile_at != token
-            else f"not ready yet: {current.message or current.reason or 'no Ready condition'}"
-        )
-        if lost is not None:
-            waited += f" (the last poll failed: {lost})"
-        await report("timed_out", waited, current)
-        raise ReconcileTimedOut(f"{key}/{name} reconciliation timed out: {waited}")
+        final, token = await one(key, name, force=force, reset=reset)
+        return FluxReconcileResult(final, source_status, token, loop.time() - started, requests.n)
 
     # --- pods and logs ----------------------------------------------------------------------------
 
@@ -593,57 +438,3 @@ class RolloutService:
             )
 
         return list(await asyncio.gather(*(one(pod) for pod in pods)))
-
-
-# --- helpers --------------------------------------------------------------------------------------
-
-
-class _Counter:
-    def __init__(self) -> None:
-        self.n = 0
-
-    def add(self) -> None:
-        self.n += 1
-
-
-def _kind_key(kind: str) -> str:
-    try:
-        api = flux_kind(kind)
-    except KeyError:
-        raise InvalidInput(f"unknown Flux kind {kind!r} (known: {', '.join(FLUX_KINDS)})") from None
-    return api.kind.lower()
-
-
-def _refuse_suspended(status: FluxObjectStatus) -> None:
-    if status.suspended:
-        raise FluxSuspended(
-            f"{status.kind.lower()}/{status.name} is suspended; resume it first "
-            f"(flux resume {status.kind.lower()} {status.name})"
-        )
-
-
-def _unreadable(key: str, name: str, namespace: str, exc: Exception) -> FluxObjectStatus:
-    reason = "NotFound" if isinstance(exc, KubernetesNotFound) else "Forbidden"
-    return FluxObjectStatus(
-        kind=FLUX_KINDS[key].kind,
-        name=name,
-        namespace=namespace,
-        ready=False,
-        reason=reason,
-        message=str(exc),
-        revision=None,
-        suspended=False,
-        generation=0,
-        observed_generation=0,
-        last_handled_reconcile_at=None,
-        requested_at=None,
-    )
-
-
-async def _call_safely(callback: Callable[[E], Awaitable[None]], event: E) -> None:
-    # A failing progress display (a Discord edit that errors) must not abandon a rollout that
-    # has already started; it is logged and the following goes on.
-    try:
-        await callback(event)
-    except Exception as exc:
-        log.warning("progress callback failed: %s", type(exc).__name__)

@@ -1,20 +1,19 @@
 """What each long-running component knows about its upstream: up, down (retrying) or stopped.
 
-The bot reports Discord, the coordination loop reports GitHub (its sync) and Anthropic (its
-summary model). Deep health and /metrics read these states beside their own probes. Each state
-change is logged once - "discord: down: ClientConnectorError; retrying" and "discord: up again
-after 42s" - and the retries in between stay silent. A credential the upstream rejects stops
-only its component, with one line that names the setting (never its value).
+The bot reports Discord, the coordination loop GitHub and Anthropic; deep health and /metrics
+read these states. Each change is logged once, the retries in between stay silent, and a
+credential the upstream rejects stops only its component.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal
+
+from bot.backoff import jittered
 
 log = logging.getLogger("conductor_e")
 
@@ -29,14 +28,8 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def retry_delay(
-    attempt: int, cap: float, *, base: float = 1.0, rand: Callable[[], float] = random.random
-) -> float:
-    """Capped exponential backoff with jitter: the ceiling is `base` doubled per attempt (the
-    first attempt is 0) and never above `cap`; the wait is between half and all of it, so that
-    several processes that lost the same upstream do not retry in step."""
-    ceiling = min(cap, base * 2.0 ** min(attempt, 32))
-    return ceiling * (0.5 + rand() / 2)
+# The wait between a component's retries; its callers know it by this name.
+retry_delay = jittered
 
 
 @dataclass(frozen=True)
