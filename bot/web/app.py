@@ -103,5 +103,5 @@ def create_app(context: AppContext) -> web.Application:
     steer.add_routes(app)
     webhooks.add_routes(app)
     dashboard.add_routes(app)
-    app.router.add_get("/metrics", metrics.handle_metrics)
+    app.router.add_get("/metrics", app_metrics.handler(context))
     return app

@@ -1,7 +1,9 @@
 """Prometheus metrics: request counts and latencies, appends, claims, queue depth, and
 whether each component (discord, github, anthropic) reaches its upstream.
 
-One registry per application (no process-global collectors), served at GET /metrics.
+One registry per application (no process-global collectors), served at GET /metrics by the
+handler `Metrics.handler(context)` builds: it is given the context rather than reading it from
+the application, so this module needs nothing from bot.web.keys (which imports it).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from bot.web.keys import CONTEXT, METRICS
+from bot.context import AppContext
 
 # nginx's "client closed request": a request whose client went away is not a server error.
 CLIENT_CLOSED = 499
@@ -100,23 +102,24 @@ class Metrics:
             self.requests.labels(request.method, route, str(status)).inc()
             self.latency.labels(request.method, route).observe(time.perf_counter() - started)
 
+    def handler(self, context: AppContext) -> Handler:
+        """GET /metrics: the gauges read from `context` at scrape time, then the registry."""
 
-async def handle_metrics(request: web.Request) -> web.Response:
-    metrics = request.app[METRICS]
-    context = request.app[CONTEXT]
-    for state in context.components.all():
-        metrics.component_up.labels(state.name).set(1 if state.status == "up" else 0)
-    depth = await context.projections.queue_depth()
-    for priority in ("critical", "high", "normal"):
-        metrics.queue_depth.labels(priority).set(depth.get(priority, 0))
-    if context.dispatch is not None:
-        stats = await context.dispatch.stats()
-        metrics.dispatched.set(stats.dispatched)
-        metrics.dispatch_pending.labels("outbox").set(stats.outbox)
-        metrics.dispatch_pending.labels("stream").set(stats.unacked)
-        metrics.dispatch_lag.set(stats.lag_seconds)
-    body = generate_latest(metrics.registry)
-    response = web.Response(body=body)
-    response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
-    response.charset = "utf-8"
-    return response
+        async def handle_metrics(request: web.Request) -> web.StreamResponse:
+            for state in context.components.all():
+                self.component_up.labels(state.name).set(1 if state.status == "up" else 0)
+            depth = await context.projections.queue_depth()
+            for priority in ("critical", "high", "normal"):
+                self.queue_depth.labels(priority).set(depth.get(priority, 0))
+            if context.dispatch is not None:
+                stats = await context.dispatch.stats()
+                self.dispatched.set(stats.dispatched)
+                self.dispatch_pending.labels("outbox").set(stats.outbox)
+                self.dispatch_pending.labels("stream").set(stats.unacked)
+                self.dispatch_lag.set(stats.lag_seconds)
+            response = web.Response(body=generate_latest(self.registry))
+            response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+            response.charset = "utf-8"
+            return response
+
+        return handle_metrics
