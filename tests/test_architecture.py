@@ -85,7 +85,8 @@ def circles(where: str) -> list[list[str]]:
     found: list[list[str]] = []
 
     def visit(path: list[str]) -> None:
-        for target in sorted(MODULES[path[-1]] & inside):
+        # A package that imports its own modules (`from pkg import mod`) is no circle.
+        for target in sorted(MODULES[path[-1]] & inside - {path[-1]}):
             if target == path[0]:
                 found.append(path)
             elif target not in path and target > path[0]:

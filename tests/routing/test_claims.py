@@ -17,7 +17,7 @@ from bot.services.coordination.summary import template
 from bot.services.dashboard import DashboardService
 from bot.services.work.queries import QueryService
 from bot.services.work.routing import RoutingService, route_key
-from bot.web.dashboard import board_json
+from bot.web.dashboard.routes import board_json
 from store import catalogue
 from store.events import NewEvent
 
