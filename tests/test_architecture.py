@@ -30,6 +30,7 @@ def modules() -> dict[str, set[str]]:
                     imported.update(alias.name for alias in node.names)
                 elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                     imported.add(node.module)
+                    # `from bot.web import keys` imports the module bot.web.keys too.
                     imported.update(f"{node.module}.{alias.name}" for alias in node.names)
             found[name] = imported
     return found

@@ -1,22 +1,19 @@
-"""Typed keys for what the application object carries (shared by app, routes and metrics)."""
+"""Typed keys for what the application object carries (shared by the app and its routes)."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from bot.context import AppContext
+from bot.web.metrics import Metrics
 from bot.wiring import Services
-
-if TYPE_CHECKING:
-    from bot.web.metrics import Metrics
 
 MAX_BODY_BYTES = 256 * 1024
 
 CONTEXT = web.AppKey("context", AppContext)
 SERVICES = web.AppKey("services", Services)
-METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+METRICS = web.AppKey("metrics", Metrics)
 # Work that outlives its request (webhook deliveries), awaited on shutdown.
 BACKGROUND: web.AppKey[set[asyncio.Task[object]]] = web.AppKey("background")

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from bot.web import dashboard
+from bot.web.dashboard import sse
 from tests.dashboard.conftest import DashboardFactory, issue, post_event
 
 WAIT = 10.0  # seconds a test waits for a message before it fails
@@ -72,8 +72,8 @@ async def drain(stream: SseReader) -> None:
         await stream.next()
 
 
-def hub_of(client: TestClient) -> dashboard.DashboardHub:
-    return client.server.app[dashboard.HUB]
+def hub_of(client: TestClient) -> sse.DashboardHub:
+    return client.server.app[sse.HUB]
 
 
 async def test_a_new_event_reaches_the_page(dashboard_factory: DashboardFactory):
@@ -82,7 +82,7 @@ async def test_a_new_event_reaches_the_page(dashboard_factory: DashboardFactory)
     stream = await open_stream(client)
 
     retry = await stream.next()
-    assert retry.retry == dashboard.RETRY_MILLISECONDS
+    assert retry.retry == sse.RETRY_MILLISECONDS
     hello = await stream.next_event()
     assert hello.event == "hello" and hello.id == str(first["position"])
 
@@ -146,7 +146,7 @@ async def test_a_reconnecting_page_gets_what_it_missed(dashboard_factory: Dashbo
 async def test_a_page_far_behind_is_told_to_reload_its_data(
     dashboard_factory: DashboardFactory, monkeypatch: pytest.MonkeyPatch
 ):
-    monkeypatch.setattr(dashboard, "CATCH_UP_LIMIT", 3)
+    monkeypatch.setattr(sse, "CATCH_UP_LIMIT", 3)
     client = await dashboard_factory()
     for number in range(1, 6):
         last = await post_event(client, issue("ISSUE_APPROVED", number))

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from bot.context import AppContext
-from bot.services.github.webhooks import (
-    closing_references,
-    events_for_delivery,
-    verify_signature,
-)
+from bot.integrations.webhook_router import Event
+from bot.services.github import hooks
+from bot.services.github.hooks import Mapped, read_delivery
+from bot.services.github.webhooks import verify_signature
+from bot.services.work.pull_requests import closing_references
 from bot.settings import Settings
 from bot.wiring import Services
 from store.events import NewEvent
@@ -24,6 +25,7 @@ from tests.fakes.github import (
     ping_payload,
     pull_request_payload,
     pull_request_review_payload,
+    push_payload,
     sign,
 )
 from tests.github.conftest import SECRET
@@ -79,15 +81,21 @@ def kinds(mapped: list[tuple[str, NewEvent]]) -> list[tuple[str, str]]:
     return [(stream, event.type) for stream, event in mapped]
 
 
+async def events_for_delivery(
+    event_name: str, payload: Any, settings: Settings, **kw: Any
+) -> list[Mapped]:
+    return (await read_delivery(event_name, payload, settings, **kw)).events
+
+
 def test_closing_references() -> None:
     body = "Closes #12, fixes: #13 and Resolves acme/web#4. Mentions #99. closes #12 again"
     assert closing_references(body, REPO) == [(REPO, 12), (REPO, 13), ("acme/web", 4)]
     assert closing_references(None, REPO) == []
 
 
-def test_issue_labelled_agent_ready_is_approved(settings: Settings) -> None:
+async def test_issue_labelled_agent_ready_is_approved(settings: Settings) -> None:
     payload = issues_payload("labeled", REPO, 5, labels=[READY, "P1"], label=READY, title="T")
-    mapped = events_for_delivery("issues", payload, settings)
+    mapped = await events_for_delivery("issues", payload, settings)
     assert kinds(mapped) == [("acme/api#5", "ISSUE_APPROVED")]
     event = mapped[0][1]
     assert event.data == {
@@ -112,11 +120,13 @@ def test_issue_labelled_agent_ready_is_approved(settings: Settings) -> None:
         ("unlabeled", [READY], "P0", "PRIORITY_CHANGED"),
     ],
 )
-def test_issue_events(
+async def test_issue_events(
     settings: Settings, action: str, labels: list[str], label: str | None, expected: str
 ) -> None:
     payload = issues_payload(action, REPO, 5, labels=labels, label=label)
-    assert kinds(events_for_delivery("issues", payload, settings)) == [("acme/api#5", expected)]
+    assert kinds(await events_for_delivery("issues", payload, settings)) == [
+        ("acme/api#5", expected)
+    ]
 
 
 @pytest.mark.parametrize(
@@ -128,21 +138,21 @@ def test_issue_events(
         ("edited", [READY], None),
     ],
 )
-def test_issue_events_that_imply_nothing(
+async def test_issue_events_that_imply_nothing(
     settings: Settings, action: str, labels: list[str], label: str | None
 ) -> None:
     payload = issues_payload(action, REPO, 5, labels=labels, label=label)
-    assert events_for_delivery("issues", payload, settings) == []
+    assert await events_for_delivery("issues", payload, settings) == []
 
 
-def test_an_unmanaged_repo_is_ignored(settings: Settings) -> None:
+async def test_an_unmanaged_repo_is_ignored(settings: Settings) -> None:
     payload = issues_payload("labeled", "stranger/repo", 5, labels=[READY], label=READY)
-    assert events_for_delivery("issues", payload, settings) == []
+    assert await events_for_delivery("issues", payload, settings) == []
 
 
-def test_pull_request_opened_with_a_closing_reference(settings: Settings) -> None:
+async def test_pull_request_opened_with_a_closing_reference(settings: Settings) -> None:
     payload = pull_request_payload("opened", REPO, 40, body="Implements it.\n\nCloses #5")
-    mapped = events_for_delivery("pull_request", payload, settings)
+    mapped = await events_for_delivery("pull_request", payload, settings)
     assert kinds(mapped) == [("acme/api#5", "PR_CREATED")]
     assert mapped[0][1].data == {
         "repo": REPO,
@@ -151,21 +161,21 @@ def test_pull_request_opened_with_a_closing_reference(settings: Settings) -> Non
         "url": "https://github.com/acme/api/pull/40",
     }
     no_ref = pull_request_payload("opened", REPO, 41, body="Refactor only.")
-    assert events_for_delivery("pull_request", no_ref, settings) == []
+    assert await events_for_delivery("pull_request", no_ref, settings) == []
 
 
-def test_pull_request_merged_and_closed_unmerged(settings: Settings) -> None:
+async def test_pull_request_merged_and_closed_unmerged(settings: Settings) -> None:
     merged = pull_request_payload("closed", REPO, 40, body="Fixes #5", merged=True)
-    assert kinds(events_for_delivery("pull_request", merged, settings)) == [
+    assert kinds(await events_for_delivery("pull_request", merged, settings)) == [
         ("acme/api#5", "MERGED")
     ]
     # Without a reference in the body, the projection's link from PR to issue is used.
     bare = pull_request_payload("closed", REPO, 41, merged=True)
-    assert kinds(events_for_delivery("pull_request", bare, settings, pr_issues={41: [6]})) == [
-        ("acme/api#6", "MERGED")
-    ]
+    assert kinds(
+        await events_for_delivery("pull_request", bare, settings, pr_issues={41: [6]})
+    ) == [("acme/api#6", "MERGED")]
     unmerged = pull_request_payload("closed", REPO, 40, body="Fixes #5", merged=False)
-    assert events_for_delivery("pull_request", unmerged, settings) == []
+    assert await events_for_delivery("pull_request", unmerged, settings) == []
 
 
 @pytest.mark.parametrize(
@@ -176,9 +186,9 @@ def test_pull_request_merged_and_closed_unmerged(settings: Settings) -> None:
         ("commented", []),
     ],
 )
-def test_pull_request_review(settings: Settings, state: str, expected: list[str]) -> None:
+async def test_pull_request_review(settings: Settings, state: str, expected: list[str]) -> None:
     payload = pull_request_review_payload(REPO, 40, state, body="Closes #5")
-    mapped = events_for_delivery("pull_request_review", payload, settings)
+    mapped = await events_for_delivery("pull_request_review", payload, settings)
     assert [event.type for _, event in mapped] == expected
     assert all(stream == "acme/api#5" for stream, _ in mapped)
 
@@ -195,18 +205,59 @@ def test_pull_request_review(settings: Settings, state: str, expected: list[str]
         ("check_run", "success", []),  # one run passing is not CI passing
     ],
 )
-def test_checks(settings: Settings, event: str, conclusion: str, expected: list[str]) -> None:
+async def test_checks(settings: Settings, event: str, conclusion: str, expected: list[str]) -> None:
     build = check_suite_payload if event == "check_suite" else check_run_payload
     payload = build(REPO, conclusion, [40])
-    mapped = events_for_delivery(event, payload, settings, pr_issues={40: [5]})
+    mapped = await events_for_delivery(event, payload, settings, pr_issues={40: [5]})
     assert [e.type for _, e in mapped] == expected
     assert all(stream == "acme/api#5" and e.data["prNumber"] == 40 for stream, e in mapped)
     # With no issue known for the PR, a check maps to nothing.
-    assert events_for_delivery(event, payload, settings) == []
+    assert await events_for_delivery(event, payload, settings) == []
 
 
-def test_ping_maps_to_nothing(settings: Settings) -> None:
-    assert events_for_delivery("ping", ping_payload(), settings) == []
+async def test_ping_maps_to_nothing(settings: Settings) -> None:
+    assert await events_for_delivery("ping", ping_payload(), settings) == []
+
+
+async def test_an_action_that_is_not_a_string_matches_no_hook(settings: Settings) -> None:
+    issue = issues_payload("labeled", REPO, 5, labels=[READY], label=READY)
+    suite = check_suite_payload(REPO, "failure", [40])
+    for event, payload in (("issues", issue), ("check_suite", suite)):
+        for action in (["labeled"], {"completed": True}, 7):
+            bent = {**payload, "action": action}
+            assert await events_for_delivery(event, bent, settings, pr_issues={40: [5]}) == []
+
+
+@pytest.mark.parametrize(
+    ("push", "expected"),
+    [
+        ({"modified": [".rig-agent.yaml"]}, [REPO]),
+        ({"removed": [".rig-agent.yaml"], "commits": 2}, [REPO]),
+        ({"added": ["README.md"], "commits": 20}, [REPO]),  # GitHub lists 20 at most
+        ({"added": ["README.md"]}, []),
+        ({"modified": [".rig-agent.yaml"], "ref": "refs/heads/dev"}, []),
+    ],
+)
+async def test_a_push_to_the_default_branch_touching_the_config_has_it_read(
+    settings: Settings, push: dict[str, Any], expected: list[str]
+) -> None:
+    delivery = await read_delivery("push", push_payload(REPO, **push), settings)
+    assert delivery.configs == expected and delivery.events == []
+
+
+def test_each_delivery_reaches_at_most_one_hook() -> None:
+    """A delivery's events are keyed by their index (`delivery:<id>:<index>`), so their order
+    must not depend on the order in which gidgethub calls the hooks it found."""
+    names = ["issues", "pull_request", "pull_request_review", "check_suite", "check_run", "push"]
+    actions = [None, "opened", "reopened", "closed", "labeled", "unlabeled", "deleted"]
+    actions += ["transferred", "edited", "submitted", "completed", "synchronize"]
+    for router in (hooks.router, hooks.issues.by_action):
+        for name in names:
+            for action in actions:
+                event = Event(
+                    {} if action is None else {"action": action}, event=name, delivery_id=""
+                )
+                assert len(router.fetch(event)) <= 1, (name, action)
 
 
 # --- the service ----------------------------------------------------------------------------------

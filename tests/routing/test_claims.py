@@ -15,7 +15,7 @@ from bot.services.coordination.result import RunResult
 from bot.services.coordination.stuck import StuckReport
 from bot.services.coordination.summary import template
 from bot.services.work.routing import RoutingService, route_key
-from bot.web.dashboard import board_json
+from bot.web.dashboard.routes import board_json
 from bot.wiring import Services
 from store import catalogue
 from store.events import NewEvent

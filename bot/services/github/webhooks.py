@@ -1,43 +1,7 @@
-"""GitHub webhooks: signature check, delivery → events, and recording them once per delivery.
-
-`verify_signature` and `events_for_delivery` are pure. `events_for_delivery` returns the events
-a delivery implies *on its face*; `WebhookService.handle` then checks each against the issues
-projection (`should_append`) before appending, because whether a closed issue is withdrawn, or
-a PR_CREATED is news, depends on what we already know. What is mapped:
-
-* `issues`: `labeled` with the agent-ready label, or `opened`/`reopened` carrying it →
-  ISSUE_APPROVED (kept only when the issue is new to us or withdrawn); `unlabeled` agent-ready →
-  ISSUE_WITHDRAWN; `closed`, `deleted`, `transferred` → ISSUE_WITHDRAWN (kept only while the
-  issue is still queued: an issue closed by its merged PR is not withdrawn); another label
-  added or removed on an agent-ready issue → PRIORITY_CHANGED (kept when the priority moves).
-* `pull_request`: `opened` whose body says `Closes|Fixes|Resolves #N` (any of GitHub's closing
-  keywords, also `owner/repo#N`) → PR_CREATED on each issue N with prNumber; `closed` with
-  `merged: true` → MERGED. A PR closed unmerged records nothing.
-* `pull_request_review` `submitted`: approved → REVIEW_PASSED, changes_requested →
-  REVIEW_DISPUTED (commented → nothing).
-* `check_suite` `completed`: success → CI_PASSED; failure or timed_out → CI_FAILED; other
-  conclusions (neutral, skipped, cancelled, stale, action_required) → nothing.
-  `check_run` `completed`: failure or timed_out → CI_FAILED; a single run's success records
-  nothing, since other runs of the suite may still fail — the suite's completion reports it.
-* `push` to the repo's default branch whose commits add, modify or remove `.rig-agent.yaml`
-  → the file is re-read (bot/services/work/repo_config), which records REPO_CONFIG_CHANGED or
-  REPO_CONFIG_INVALID. An issue approved in a repo never seen before has its file read first,
-  so that its first claim already follows the repo's routing.
-* `ping` and everything else → nothing.
-
-Then the merge gate (bot/services/merge_gate/gate) is asked about the delivery's PRs, in repos in
-CONDUCTOR_MERGE_REPOS: `pull_request` (opened, synchronize, ready_for_review, labeled,
-unlabeled, closed, ...), `pull_request_review`, `check_suite` / `check_run` completed, and
-`status` (which names a commit, so every PR followed in its repo is asked about). MERGED is
-appended under the gate's key (`merged:<issue>:<pr>`), so the webhook and the gate record a
-merge once between them.
-
-Which issue a PR event belongs to: the closing references of the PR body when the payload has
-the body (pull_request, pull_request_review), plus the issues the projection records with that
-PR number (`pr_issues`, looked up by the service); check events carry no PR body, so they rely
-on the projection only. Lifecycle events (PR, review, CI) are kept only for issues the
-projection knows, so a PR that closes an issue Conductor-E never approved adds no row.
-Repos outside the managed repos / org are ignored (when either is configured).
+"""GitHub webhooks, the recorded side: verify the signature, read what a delivery implies
+(bot/services/github/hooks, pure), keep what the issues projection says is news, and append
+it once per delivery id; then re-read `.rig-agent.yaml` where a push changed it, and ask the
+merge gate about the delivery's PRs.
 """
 
 from __future__ import annotations
@@ -51,14 +15,13 @@ from typing import Any
 
 from bot.context import AppContext
 from bot.errors import InvalidInput
+from bot.services.github.hooks import read_delivery
 from bot.services.github.sync import ACTIVE_STATES
 from bot.services.merge_gate.gate import MergeGate
 from bot.services.merge_gate.policy import Decision, gate_asked_by, merged_key
-from bot.services.work.pull_requests import PullRequestService, closing_references, in_scope
-from bot.services.work.repo_config import CONFIG_PATH, RepoConfigService
-from bot.settings import Settings
+from bot.services.work.pull_requests import PullRequestService, in_scope
+from bot.services.work.repo_config import RepoConfigService
 from store import catalogue
-from store.catalogue import priority_from_labels
 from store.errors import EventValidationError
 from store.events import NewEvent
 from store.projections import Issue
@@ -66,12 +29,8 @@ from store.projections import Issue
 log = logging.getLogger(__name__)
 
 SIGNATURE_PREFIX = "sha256="
-SOURCE = "github-webhook"
-CI_FAILURES = frozenset({"failure", "timed_out"})
 # Lifecycle events about a PR count only while the issue is being worked or reviewed.
 WORKING_STATES = frozenset({"assigned", "in_progress", "in_review"})
-
-Mapped = tuple[str, NewEvent]
 
 
 def verify_signature(secret: bytes, body: bytes, header: str | None) -> bool:
@@ -91,186 +50,6 @@ def pull_request_numbers(event_name: str, payload: Mapping[str, Any]) -> list[in
         check = payload.get(event_name) or {}
         return [int(pr["number"]) for pr in check.get("pull_requests") or [] if pr.get("number")]
     return []
-
-
-def _label_names(issue: Mapping[str, Any]) -> list[str]:
-    names = []
-    for label in issue.get("labels") or []:
-        name = label.get("name") if isinstance(label, Mapping) else label
-        if isinstance(name, str):
-            names.append(name)
-    return names
-
-
-def _event(event_type: str, data: dict[str, Any], event_name: str, action: str | None) -> NewEvent:
-    metadata = {"actor": "github", "source": SOURCE, "githubEvent": event_name}
-    if action:
-        metadata["action"] = action
-    return NewEvent(event_type, data, metadata)
-
-
-def _issue_events(payload: Mapping[str, Any], repo: str, settings: Settings) -> list[Mapped]:
-    action = payload.get("action")
-    issue = payload.get("issue") or {}
-    if "pull_request" in issue or not issue.get("number"):
-        return []
-    number = int(issue["number"])
-    stream = catalogue.issue_stream(repo, number)
-    ready = settings.agent_ready_label.lower()
-    labels = _label_names(issue)
-    has_ready = any(name.lower() == ready for name in labels)
-    changed = str((payload.get("label") or {}).get("name") or "")
-    base = {"repo": repo, "issueNumber": number}
-
-    def approved() -> Mapped:
-        data = {
-            **base,
-            "title": str(issue.get("title") or "")[:1_000],
-            "url": str(issue.get("html_url") or "")[:1_000],
-            "labels": [name[:100] for name in labels[:100]],
-            "priority": priority_from_labels(labels, settings.priority_labels),
-        }
-        return stream, _event("ISSUE_APPROVED", data, "issues", action)
-
-    def withdrawn(reason: str) -> Mapped:
-        return stream, _event("ISSUE_WITHDRAWN", {**base, "reason": reason}, "issues", action)
-
-    is_open = issue.get("state", "open") == "open"
-    if action == "labeled" and changed.lower() == ready:
-        return [approved()] if is_open else []
-    if action in ("opened", "reopened") and has_ready:
-        return [approved()]
-    if action == "unlabeled" and changed.lower() == ready:
-        return [withdrawn(f"the {settings.agent_ready_label!r} label was removed on GitHub")]
-    if action in ("labeled", "unlabeled") and has_ready:
-        data = {
-            **base,
-            "priority": priority_from_labels(labels, settings.priority_labels),
-            "labels": [name[:100] for name in labels[:100]],
-        }
-        return [(stream, _event("PRIORITY_CHANGED", data, "issues", action))]
-    if action == "closed":
-        return [withdrawn(f"closed on GitHub ({issue.get('state_reason') or 'completed'})")]
-    if action == "deleted":
-        return [withdrawn("deleted on GitHub")]
-    if action == "transferred":
-        return [withdrawn("transferred to another repository on GitHub")]
-    return []
-
-
-def _pr_targets(
-    pr: Mapping[str, Any], repo: str, pr_issues: Mapping[int, Sequence[int]]
-) -> list[tuple[str, int]]:
-    targets = closing_references(pr.get("body"), repo)
-    for number in pr_issues.get(int(pr.get("number") or 0), ()):
-        if (repo, number) not in targets:
-            targets.append((repo, number))
-    return targets
-
-
-def events_for_delivery(
-    event_name: str,
-    payload: Mapping[str, Any],
-    settings: Settings,
-    *,
-    pr_issues: Mapping[int, Sequence[int]] | None = None,
-) -> list[Mapped]:
-    """The (stream id, event) pairs a delivery implies, before checking the projection.
-
-    `pr_issues` maps PR numbers of the delivery's repo to the issue numbers the projection
-    records for them (see `pull_request_numbers`); without it, PR events rely on the PR body.
-    """
-    repository = payload.get("repository") or {}
-    repo = repository.get("full_name")
-    if not isinstance(repo, str) or not in_scope(repo, settings):
-        return []
-    pr_issues = pr_issues or {}
-    action = payload.get("action")
-    mapped: list[Mapped] = []
-
-    if event_name == "issues":
-        return _issue_events(payload, repo, settings)
-
-    if event_name == "pull_request":
-        pr = payload.get("pull_request") or {}
-        number = int(pr.get("number") or 0)
-        data: dict[str, Any] = {"prNumber": number, "url": str(pr.get("html_url") or "")[:1_000]}
-        if action == "opened":
-            event_type = "PR_CREATED"
-            targets = closing_references(pr.get("body"), repo)
-        elif action == "closed" and pr.get("merged"):
-            event_type = "MERGED"
-            targets = _pr_targets(pr, repo, pr_issues)
-        else:
-            return []
-        for target_repo, issue in targets:
-            if in_scope(target_repo, settings):
-                body = {"repo": target_repo, "issueNumber": issue, **data}
-                stream = catalogue.issue_stream(target_repo, issue)
-                mapped.append((stream, _event(event_type, body, event_name, action)))
-        return mapped
-
-    if event_name == "pull_request_review":
-        if action != "submitted":
-            return []
-        state = str((payload.get("review") or {}).get("state") or "").lower()
-        event_type = {"approved": "REVIEW_PASSED", "changes_requested": "REVIEW_DISPUTED"}.get(
-            state, ""
-        )
-        if not event_type:
-            return []
-        pr = payload.get("pull_request") or {}
-        data = {"prNumber": int(pr.get("number") or 0), "url": str(pr.get("html_url") or "")}
-        for target_repo, issue in _pr_targets(pr, repo, pr_issues):
-            if in_scope(target_repo, settings):
-                body = {"repo": target_repo, "issueNumber": issue, **data}
-                stream = catalogue.issue_stream(target_repo, issue)
-                mapped.append((stream, _event(event_type, body, event_name, action)))
-        return mapped
-
-    if event_name in ("check_suite", "check_run"):
-        if action != "completed":
-            return []
-        check = payload.get(event_name) or {}
-        conclusion = str(check.get("conclusion") or "")
-        if conclusion in CI_FAILURES:
-            event_type = "CI_FAILED"
-        elif conclusion == "success" and event_name == "check_suite":
-            event_type = "CI_PASSED"
-        else:
-            return []
-        for pr in check.get("pull_requests") or []:
-            pr_number = int(pr.get("number") or 0)
-            for issue in pr_issues.get(pr_number, ()):
-                body = {"repo": repo, "issueNumber": issue, "prNumber": pr_number}
-                stream = catalogue.issue_stream(repo, issue)
-                mapped.append((stream, _event(event_type, body, event_name, action)))
-        return mapped
-
-    return []  # ping and every event we do not follow
-
-
-# GitHub lists at most this many commits in a push payload; a longer push may hide the file.
-PUSH_COMMITS_LISTED = 20
-
-
-def push_touches_config(payload: Mapping[str, Any], settings: Settings) -> str | None:
-    """The repo whose `.rig-agent.yaml` a push to its default branch may have changed."""
-    repository = payload.get("repository") or {}
-    repo = repository.get("full_name")
-    if not isinstance(repo, str) or not in_scope(repo, settings) or payload.get("deleted"):
-        return None
-    branch = repository.get("default_branch") or repository.get("master_branch")
-    if not branch or payload.get("ref") != f"refs/heads/{branch}":
-        return None
-    commits = payload.get("commits") or []
-    if len(commits) >= PUSH_COMMITS_LISTED:
-        return repo  # the list may be cut short: read the file to be sure
-    for commit in commits:
-        for key in ("added", "modified", "removed"):
-            if CONFIG_PATH in (commit.get(key) or []):
-                return repo
-    return None
 
 
 def should_append(event: NewEvent, issue: Issue | None) -> bool:
@@ -341,25 +120,24 @@ class WebhookService:
         try:
             repo = (payload.get("repository") or {}).get("full_name")
             numbers = pull_request_numbers(event_name, payload)
-            pushed = (
-                push_touches_config(payload, self.context.settings)
-                if event_name == "push"
-                else None
-            )
         except MALFORMED as exc:
             raise _malformed(event_name, exc) from None
-        if pushed is not None:
-            await self._read_configs([pushed], result, force=True)
         pr_issues: dict[int, list[int]] = {}
         if numbers and isinstance(repo, str):
             pr_issues = await self._issues_for_prs(repo, numbers)
         try:
-            mapped = events_for_delivery(
-                event_name, payload, self.context.settings, pr_issues=pr_issues
+            delivery = await read_delivery(
+                event_name,
+                payload,
+                self.context.settings,
+                pr_issues=pr_issues,
+                delivery_id=delivery_id,
             )
         except MALFORMED as exc:
             raise _malformed(event_name, exc) from None
-        for index, (stream_id, event) in enumerate(mapped):
+        if delivery.configs:
+            await self._read_configs(delivery.configs, result, force=True)
+        for index, (stream_id, event) in enumerate(delivery.events):
             current = await self.context.projections.issue(stream_id)
             if not should_append(event, current):
                 result.skipped += 1
