@@ -23,6 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from bot.backoff import exponential
 from bot.context import AppContext
 from store.events import EventFollower, RecordedEvent
 
@@ -226,12 +227,12 @@ class AlertService:
 
     async def deliver(self, alert: Alert) -> None:
         """Post one alert, retrying with backoff until it is posted."""
-        delay = self.retry_delay
         attempt = 1
         while True:
             try:
                 await self.poster(alert)
             except Exception as exc:
+                delay = exponential(attempt - 1, base=self.retry_delay, cap=self.max_retry_delay)
                 log.warning(
                     "alerts: posting %s (position %d) failed (attempt %d: %s); retrying in %.1fs",
                     alert.event_type,
@@ -241,7 +242,6 @@ class AlertService:
                     delay,
                 )
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self.max_retry_delay)
                 attempt += 1
                 continue
             self.delivered += 1
