@@ -157,3 +157,20 @@ def test_no_import_circles() -> None:
 def test_the_circle_check_finds_a_circle() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
     assert cycles(graph) == [["a", "b", "c"]]
+
+
+def test_the_readme_layout_names_every_package_once() -> None:
+    """README's "Layout" has one line per package of bot/, cogs/, store/ and tests/fakes/, and
+    names no package that is gone."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    listed = [
+        line.split("`")[1].rstrip("/") for line in section.splitlines() if line.startswith("- `")
+    ]
+    packages = sorted(
+        str(init.parent.relative_to(ROOT))
+        for top in ("bot", "cogs", "store", "tests/fakes")
+        for init in (ROOT / top).rglob("__init__.py")
+    )
+    assert sorted(listed) == packages
+    assert len(listed) == len(set(listed))
