@@ -18,10 +18,10 @@ import asyncpg
 import orjson
 
 from store.errors import SchemaTooNewError
+from store.locks import MIGRATION_LOCK
 
 log = logging.getLogger(__name__)
 
-MIGRATION_LOCK = 7166001  # pg_advisory_lock key: one migrator at a time across pods
 # A connection attempt that catches the server mid-shutdown can hang; never wait long, so
 # requests fail fast (503) during an outage and the pool reconnects as soon as it ends.
 CONNECT_TIMEOUT = 5.0

@@ -15,11 +15,13 @@ import asyncpg
 
 from store.database import connect
 from store.errors import (
+    CONNECTION_ERRORS,
     ConcurrencyError,
     DatabaseUnavailableError,
     EventValidationError,
     Refused,
     StoreError,
+    unavailable_on_connection_loss,
 )
 from store.storable import text_problem, unstorable
 
@@ -95,12 +97,6 @@ def _event(row: asyncpg.Record) -> RecordedEvent:
     return from_row(RecordedEvent, row)
 
 
-_CONNECTION_ERRORS = (
-    OSError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.InterfaceError,
-)
 # The driver could not encode an argument (asyncpg raises an InterfaceError that is also a
 # ValueError): bad data, not a lost connection.
 _DATA_ERRORS = (ValueError,)
@@ -109,7 +105,7 @@ _DATA_EXCEPTION_CLASS = "22"
 
 
 def _is_connection_loss(exc: BaseException) -> bool:
-    return isinstance(exc, _CONNECTION_ERRORS) and not isinstance(exc, _DATA_ERRORS)
+    return isinstance(exc, CONNECTION_ERRORS) and not isinstance(exc, _DATA_ERRORS)
 
 
 def _check_texts(named: Iterable[tuple[str, str]]) -> None:
@@ -191,14 +187,6 @@ def _settle(pending: _PendingAppend | _PendingClaim, row: Any) -> None:
             )
         else:
             pending.result.set_exception(StoreError(f"writing {what} failed: {message}"))
-
-
-@contextlib.contextmanager
-def _unavailable_on_connection_loss() -> Any:
-    try:
-        yield
-    except _CONNECTION_ERRORS as exc:
-        raise DatabaseUnavailableError(f"PostgreSQL is unavailable: {type(exc).__name__}") from exc
 
 
 @dataclass
@@ -470,7 +458,7 @@ class EventStore:
         """A person's assignment of a queued issue to an agent (ISSUE_ASSIGNED), serialised with
         the claims: Refused (nothing stored) when the issue is unknown, held or not queued, or
         the agent is paused. Returns the assignment's position."""
-        with _unavailable_on_connection_loss():
+        with unavailable_on_connection_loss():
             try:
                 value = await self.pool.fetchval(
                     "SELECT conductor_assign($1, $2, $3)", stream_id, agent_id, metadata
@@ -483,7 +471,7 @@ class EventStore:
 
     async def read_stream(self, stream_id: str, *, limit: int = 10_000) -> list[RecordedEvent]:
         """One stream's events, oldest first."""
-        with _unavailable_on_connection_loss():
+        with unavailable_on_connection_loss():
             rows = await self.pool.fetch(
                 f"SELECT {_EVENT_COLUMNS} FROM events WHERE stream_id = $1 "
                 "ORDER BY version LIMIT $2",
@@ -494,7 +482,7 @@ class EventStore:
 
     async def read_version(self, stream_id: str, version: int) -> RecordedEvent | None:
         """One event of a stream by its version, or None."""
-        with _unavailable_on_connection_loss():
+        with unavailable_on_connection_loss():
             row = await self.pool.fetchrow(
                 f"SELECT {_EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND version = $2",
                 stream_id,
@@ -510,7 +498,7 @@ class EventStore:
         types: Sequence[str] | None = None,
     ) -> list[RecordedEvent]:
         """Events after a global position, in order; optionally only some types."""
-        with _unavailable_on_connection_loss():
+        with unavailable_on_connection_loss():
             if types:
                 rows = await self.pool.fetch(
                     f"SELECT {_EVENT_COLUMNS} FROM events WHERE position > $1 "
@@ -532,7 +520,7 @@ class EventStore:
         self, limit: int = 20, *, types: Sequence[str] | None = None
     ) -> list[RecordedEvent]:
         """The latest events, newest first."""
-        with _unavailable_on_connection_loss():
+        with unavailable_on_connection_loss():
             rows = await self.pool.fetch(
                 f"SELECT {_EVENT_COLUMNS} FROM events "
                 "WHERE ($2::text[] IS NULL OR type = ANY($2::text[])) "
@@ -544,7 +532,7 @@ class EventStore:
 
     async def head_position(self) -> int:
         """The position of the newest event (0 for an empty store)."""
-        with _unavailable_on_connection_loss():
+        with unavailable_on_connection_loss():
             value = await self.pool.fetchval("SELECT coalesce(max(position), 0) FROM events")
         return int(value)
 

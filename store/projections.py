@@ -11,7 +11,9 @@ from typing import Any
 
 import asyncpg
 
-from store.events import _unavailable_on_connection_loss, field_names, from_row
+from store.errors import unavailable_on_connection_loss
+from store.events import field_names, from_row
+from store.locks import APPEND_LOCK
 from store.replay import check_tables, read_events, write_projections
 
 ISSUE_STATES = (
@@ -282,7 +284,7 @@ class Projections:
         self.pool = pool
 
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        with _unavailable_on_connection_loss():
+        with unavailable_on_connection_loss():
             return list(await self.pool.fetch(sql, *args))
 
     # --- issues -----------------------------------------------------------------------------
@@ -529,7 +531,7 @@ async def rebuild_projections(
     """
     started = time.monotonic()
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(7166002)")
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
         head = int(await conn.fetchval("SELECT coalesce(max(position), 0) FROM events"))
         total = int(await conn.fetchval("SELECT count(*) FROM events"))
         await check_tables(conn)
