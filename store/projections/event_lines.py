@@ -19,7 +19,7 @@ _FIELDS: tuple[tuple[str, str], ...] = (
     ("agent", "data->>'agentId'"),
     ("linked_from", "metadata->>'linkedFrom'"),
     ("pr_data", "CASE WHEN stream_id LIKE '%/%!%' THEN data END"),  # not NULL: a PR stream
-    # Issue streams (`issue_repo_key` not NULL: one): 0001, and the holds of 0006.
+    # Issue streams (`issue_repo_key` not NULL: one): the state machine, and the holds.
     (
         "issue_repo_key",
         "CASE WHEN stream_id LIKE '%/%#%' THEN lower(split_part(stream_id, '#', 1)) END",
@@ -32,7 +32,7 @@ _FIELDS: tuple[tuple[str, str], ...] = (
 )
 _FAMILIES: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
     (
-        "heartbeat",  # 0001, 0002
+        "heartbeat",  # the agents
         "type = 'HEARTBEAT'",
         (
             ("status", "data->>'status'"),
@@ -42,12 +42,12 @@ _FAMILIES: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
         ),
     ),
     (
-        "steering",  # 0006
+        "steering",  # holds and pauses
         "type IN ('ISSUE_HELD', 'ISSUE_UNHELD', 'AGENT_PAUSED', 'AGENT_RESUMED')",
         (("actor", "coalesce(metadata->>'actor', data->>'actor')"), ("reason", "data->>'reason'")),
     ),
     (
-        "usage",  # conductor_project_usage (0002): the values it inserts
+        "usage",  # the values conductor_project inserts for TOKEN_USAGE
         "type = 'TOKEN_USAGE'",
         (
             ("repo", "data->>'repo'"),
@@ -76,7 +76,7 @@ _FAMILIES: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
         ),
     ),
     (
-        "run",  # conductor_project_execution_log (0002); its totals are cast on the way in
+        "run",  # conductor_project_execution_log; its totals are cast on the way in
         r"type LIKE 'EXECUTION\_LOG\_%'",
         (
             ("id", "data->>'executionLogId'"),
@@ -100,7 +100,7 @@ _FAMILIES: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
         ),
     ),
     (
-        "repo_config",  # 0003
+        "repo_config",  # the repo configurations
         "type IN ('REPO_CONFIG_CHANGED', 'REPO_CONFIG_INVALID')",
         (
             ("repo", "data->>'repo'"),

@@ -66,7 +66,7 @@ from store.projections.rows import (
 )
 
 
-# --- the issue columns each type sets (0001's UPDATE and 0006) ---------------------------------
+# --- the issue columns each type sets (conductor_project's UPDATE of issues) -------------------
 def issue_state(event_type: str, current: str | None) -> str | None:
     """conductor_issue_state: the state an event moves an issue to; None keeps the state."""
     if event_type == "ISSUE_APPROVED":
@@ -97,7 +97,7 @@ _PRIORITY_RANK = {"critical": "0", "high": "1"}  # conductor_priority_rank: else
 def _assigned(issue: Issue, e: list[str]) -> None:
     issue.assignee = e[AGENT]
     issue.attempt += 1
-    issue.requeued_from = NULL  # 0006: the next assignment clears it
+    issue.requeued_from = NULL  # the next assignment clears it
 
 
 def _unassigned(issue: Issue, e: list[str]) -> None:
@@ -138,7 +138,7 @@ def _done(issue: Issue, e: list[str]) -> None:
     issue.human_gate = "f"
 
 
-# The CASE columns of 0001's UPDATE (assignee, attempt, reviewer, review_state, escalated,
+# The CASE columns of the issue's UPDATE (assignee, attempt, reviewer, review_state, escalated,
 # human_gate), by the types that set them; every other type leaves them.
 _ISSUE_COLUMNS_BY_TYPE: dict[str, Callable[[Issue, list[str]], None]] = {
     "ISSUE_ASSIGNED": _assigned,
@@ -157,7 +157,7 @@ _RELEASING = frozenset(
     ("ISSUE_UNASSIGNED", "ISSUE_DONE", "ESCALATED", "ISSUE_WITHDRAWN", "ISSUE_REQUEUED")
 )
 _STEERING = frozenset(("ISSUE_HELD", "ISSUE_UNHELD", "AGENT_PAUSED", "AGENT_RESUMED"))
-# 0006: the states in which a requeue takes the issue back from its assignee, and those in
+# The states in which a requeue takes the issue back from its assignee, and those in
 # which a heartbeat from another agent does not make the issue its current one.
 _REQUEUED_FROM = frozenset(("assigned", "in_progress", "in_review"))
 _LOST_STATES = frozenset(("assigned", "in_progress"))
@@ -188,8 +188,8 @@ class Replay:
             apply(line.split("\t"))
 
     def apply(self, e: list[str]) -> None:
-        """conductor_project(e): holds and pauses; usage; runs; else the lifecycle (0001),
-        PR streams and links, the repo configurations; then the heartbeat check."""
+        """conductor_project(e): holds and pauses; usage; runs; else the issue's state machine,
+        its agents, PR streams and links, the repo configurations; then the heartbeat check."""
         self.events += 1
         event_type = e[TYPE]
         if event_type in _STEERING:
@@ -215,7 +215,7 @@ class Replay:
         elif event_type == "HEARTBEAT":
             self._heartbeat_check(e[AGENT])
 
-    # --- 0006: holds and pauses ---------------------------------------------------------------
+    # --- holds and pauses ---------------------------------------------------------------------
     def _steer(self, e: list[str], event_type: str) -> None:
         steer = detail(e)
         if event_type == "ISSUE_HELD" or event_type == "ISSUE_UNHELD":
@@ -246,7 +246,7 @@ class Replay:
                 found.last_event_at = e[RECORDED_AT]
                 found.position = e[POSITION]
 
-    # --- 0003: repo configurations ------------------------------------------------------------
+    # --- repo configurations ------------------------------------------------------------------
     def _repo_config(self, e: list[str], event_type: str) -> None:
         config = detail(e)
         key = config[RC_REPO_KEY]
@@ -265,7 +265,7 @@ class Replay:
         else:  # the last good configuration stays
             found[6:] = [config[RC_ERROR], config[RC_SHA], e[RECORDED_AT], e[POSITION]]
 
-    # --- 0001: issues and agents --------------------------------------------------------------
+    # --- issues and agents --------------------------------------------------------------------
     def _lifecycle(self, e: list[str], event_type: str) -> None:
         if e[ISSUE_REPO_KEY] != NULL:
             self._issue(e, event_type)
@@ -299,7 +299,7 @@ class Replay:
             issue = self.issues[stream_id] = Issue(e, state)
         else:
             if event_type == "ISSUE_REQUEUED":
-                # 0006: the agent it is taken back from, read before the update.
+                # The agent it is taken back from, read before the update.
                 holder = issue.assignee if issue.state in _REQUEUED_FROM else NULL
                 issue.requeued_from = NULL if holder == NULL else split_part(holder, "/", 1)
             state = issue_state(event_type, issue.state)
@@ -362,13 +362,13 @@ class Replay:
         agent.last_heartbeat = e[RECORDED_AT]
         agent.details = beat[HB_DETAILS]
         if repo == "" or number == "0":
-            # 0002: working on nothing it can name: no current issue (not "#0").
+            # Working on nothing it can name: no current issue (not "#0").
             self._set_current(agent, NULL)
         else:
             self._set_current(agent, NULL if NULL in (repo, number) else f"{repo}#{number}")
 
     def _heartbeat_check(self, agent_id: str) -> None:
-        """0006: a heartbeat naming an issue that is no longer the agent's (requeued, or given
+        """A heartbeat naming an issue that is no longer the agent's (requeued, or given
         to another agent) does not make it its current issue again."""
         agent = self.agents[agent_id]
         issue = self.issues.get(agent.current_issue)
@@ -381,7 +381,7 @@ class Replay:
         ):
             self._set_current(agent, NULL)
 
-    # --- 0002: conductor_issue_of, usage, runs -----------------------------------------------
+    # --- conductor_issue_of, usage, runs -----------------------------------------------------
     def issue_of(self, repo: str, repo_key: str, number: str) -> str | Tie:
         """The issue `repo#number` names: that issue when known; else the issue whose PR it is
         (the most recently active); else `repo#number` as given."""

@@ -80,7 +80,7 @@ ANY_STREAM = st.one_of(
     st.sampled_from(AGENTS),
     st.sampled_from(["execution-log#run-1", "repo:acme/app", "conductor-e:coordination", "x!1"]),
 )
-# The lifecycle of 0001, the usual steps more often than the rest.
+# The issue lifecycle, the usual steps more often than the rest.
 LIFECYCLE = st.sampled_from(
     ("ISSUE_APPROVED", "ISSUE_ASSIGNED", "PR_CREATED", "REVIEW_ASSIGNED", "ISSUE_REQUEUED",
      "ISSUE_WITHDRAWN") * 3

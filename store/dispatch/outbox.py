@@ -1,8 +1,8 @@
 """The dispatch outbox: assignments claimed for push, waiting for (or written to) Valkey.
 
 `Outbox.claim` is the pull path's exclusive claim plus the outbox row, in one transaction
-(`conductor_dispatch`, migration 0004): an assignment exists as an event and as a row to send,
-or not at all.
+(`conductor_dispatch`, store/dispatch/sql/dispatch.sql): an assignment exists as an event and
+as a row to send, or not at all.
 """
 
 from __future__ import annotations
