@@ -19,7 +19,7 @@ from store.errors import unavailable_on_connection_loss
 log = logging.getLogger(__name__)
 
 # The keys of the advisory locks Conductor-E takes, each named once: every process and pod
-# must agree on them. (The append and claim functions in SQL take APPEND_LOCK too.)
+# must agree on them. (The SQL functions take APPEND_LOCK as conductor_append_lock().)
 MIGRATION_LOCK = 7166001  # one migrator at a time (store.database.migrate)
 APPEND_LOCK = 7166002  # appends and claims commit one at a time, in position order; rebuilds
 COORDINATION_RUN_LOCK = 7166003  # one coordination run at a time

@@ -23,7 +23,7 @@ BEGIN
     IF p_types IS NULL OR cardinality(p_types) = 0 THEN
         RAISE EXCEPTION 'an append needs at least one event' USING ERRCODE = '22023';
     END IF;
-    PERFORM pg_advisory_xact_lock(7166002);  -- 'conductor-e appends'
+    PERFORM pg_advisory_xact_lock(conductor_append_lock());
 
     IF p_key IS NOT NULL THEN
         RETURN QUERY SELECT k.first_position, k.last_position, k.version, k.recorded_at, true
@@ -77,7 +77,7 @@ DECLARE
     v_msg   text;
     v_hint  text;
 BEGIN
-    PERFORM pg_advisory_xact_lock(7166002);
+    PERFORM pg_advisory_xact_lock(conductor_append_lock());
     FOR k IN 1 .. cardinality(p_streams) LOOP
         BEGIN
             SELECT * INTO v_row FROM conductor_append(
@@ -99,6 +99,17 @@ $$;
 
 
 --
+-- Name: conductor_append_lock(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.conductor_append_lock() RETURNS bigint
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT 7166002::bigint
+$$;
+
+
+--
 -- Name: conductor_assign(text, text, jsonb); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -109,7 +120,7 @@ DECLARE
     v_issue issues%ROWTYPE;
     v_pos   bigint;
 BEGIN
-    PERFORM pg_advisory_xact_lock(7166002);
+    PERFORM pg_advisory_xact_lock(conductor_append_lock());
     SELECT * INTO v_issue FROM issues WHERE stream_id = p_stream;
     IF NOT FOUND THEN
         RAISE EXCEPTION '% is not a known issue', p_stream USING ERRCODE = 'CE409';
@@ -145,7 +156,7 @@ DECLARE
     v_type   text;
     v_pos    bigint;
 BEGIN
-    PERFORM pg_advisory_xact_lock(7166002);
+    PERFORM pg_advisory_xact_lock(conductor_append_lock());
     IF EXISTS (SELECT 1 FROM agents a
                WHERE a.agent_id IN (p_agent, split_part(p_agent, '/', 1)) AND a.paused) THEN
         RETURN;
@@ -217,7 +228,7 @@ DECLARE
     v_state text;
     v_msg   text;
 BEGIN
-    PERFORM pg_advisory_xact_lock(7166002);
+    PERFORM pg_advisory_xact_lock(conductor_append_lock());
     FOR k IN 1 .. coalesce(cardinality(p_kinds), 0) LOOP
         BEGIN
             SELECT * INTO v_row FROM conductor_claim(

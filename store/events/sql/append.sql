@@ -8,6 +8,14 @@
 -- numbered migration: CREATE OR REPLACE cannot change them, and nothing drops what a file no
 -- longer defines.
 
+-- The key of the append lock, named once for every function that takes it: store.locks.
+-- APPEND_LOCK, which the rebuild takes (a test keeps the two equal). IMMUTABLE, so the planner
+-- folds the call to its constant: it costs an append nothing.
+CREATE OR REPLACE FUNCTION conductor_append_lock() RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT 7166002::bigint
+$$;
+
 -- Appends events to one stream in the caller's transaction.
 --   p_expected: NULL = any version; 0 = the stream must not exist yet; n = it must be at n.
 -- Writers are serialised by a transaction-scoped advisory lock, so positions commit in order
@@ -27,7 +35,7 @@ BEGIN
     IF p_types IS NULL OR cardinality(p_types) = 0 THEN
         RAISE EXCEPTION 'an append needs at least one event' USING ERRCODE = '22023';
     END IF;
-    PERFORM pg_advisory_xact_lock(7166002);  -- 'conductor-e appends'
+    PERFORM pg_advisory_xact_lock(conductor_append_lock());
 
     IF p_key IS NOT NULL THEN
         RETURN QUERY SELECT k.first_position, k.last_position, k.version, k.recorded_at, true
@@ -86,7 +94,7 @@ DECLARE
     v_msg   text;
     v_hint  text;
 BEGIN
-    PERFORM pg_advisory_xact_lock(7166002);
+    PERFORM pg_advisory_xact_lock(conductor_append_lock());
     FOR k IN 1 .. cardinality(p_streams) LOOP
         BEGIN
             SELECT * INTO v_row FROM conductor_append(

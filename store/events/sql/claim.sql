@@ -26,7 +26,7 @@ DECLARE
     v_type   text;
     v_pos    bigint;
 BEGIN
-    PERFORM pg_advisory_xact_lock(7166002);
+    PERFORM pg_advisory_xact_lock(conductor_append_lock());
     IF EXISTS (SELECT 1 FROM agents a
                WHERE a.agent_id IN (p_agent, split_part(p_agent, '/', 1)) AND a.paused) THEN
         RETURN;
@@ -101,7 +101,7 @@ DECLARE
     v_state text;
     v_msg   text;
 BEGIN
-    PERFORM pg_advisory_xact_lock(7166002);
+    PERFORM pg_advisory_xact_lock(conductor_append_lock());
     FOR k IN 1 .. coalesce(cardinality(p_kinds), 0) LOOP
         BEGIN
             SELECT * INTO v_row FROM conductor_claim(
@@ -127,7 +127,7 @@ DECLARE
     v_issue issues%ROWTYPE;
     v_pos   bigint;
 BEGIN
-    PERFORM pg_advisory_xact_lock(7166002);
+    PERFORM pg_advisory_xact_lock(conductor_append_lock());
     SELECT * INTO v_issue FROM issues WHERE stream_id = p_stream;
     IF NOT FOUND THEN
         RAISE EXCEPTION '% is not a known issue', p_stream USING ERRCODE = 'CE409';
