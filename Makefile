@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # careful with folders ... with the same name as your package"), which is meant for packagers.
 PIP_INSTALL := PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --quiet
 
-.PHONY: run test load bench lint
+.PHONY: run test load bench lint schema
 
 # The first install says what it does in one line; then only what pip -q shows.
 $(VENV)/.installed: pyproject.toml
@@ -37,6 +37,10 @@ load: $(VENV)/.installed
 ## bench: the benchmarks under bench/ (print figures; not tests)
 bench: $(VENV)/.bench-installed
 	$(PY) bench/event_store.py
+
+## schema: regenerate store/schema.sql (the current schema in one file) after changing the schema
+schema: $(VENV)/.installed
+	$(PY) -m store.schema
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .

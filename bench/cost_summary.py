@@ -39,7 +39,7 @@ from bot.settings import load_settings  # noqa: E402
 from store.database import connect, create_pool  # noqa: E402
 from store.events import EventStore, NewEvent  # noqa: E402
 
-# Until the cost readers are merged into store/projections.py.
+# Until the cost readers are merged into store/projections/reads.py.
 
 BULK_SQL = """
 INSERT INTO events (stream_id, version, type, data, metadata, recorded_at)

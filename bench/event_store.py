@@ -11,8 +11,8 @@ interleaved round by round, so the ratios compare like with like on a noisy shar
 
 Then 1,000,000 events over 100,000 issues (10,000 queued) are loaded through the real
 projection function, and the read latencies are measured. Last, `projections rebuild` replays
-them (store.replay's one pass), timed, and every projection table's digest is compared with the
-one the plpgsql projection left.
+them (store.projections.rebuild's one pass), timed, and every projection table's digest is
+compared with the one the plpgsql projection left.
 """
 
 from __future__ import annotations

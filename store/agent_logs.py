@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from store.events import _unavailable_on_connection_loss
+from store.errors import unavailable_on_connection_loss
 
 _INSERT = """
 INSERT INTO agent_logs (agent_id, ts, level, message, meta)
@@ -53,7 +53,7 @@ class AgentLogs:
 
     async def add(self, agent_id: str, lines: list[AgentLogLine], *, keep: int) -> None:
         """Store the lines (one statement) and drop the agent's oldest beyond `keep`."""
-        with _unavailable_on_connection_loss():
+        with unavailable_on_connection_loss():
             async with self.pool.acquire() as conn, conn.transaction():
                 await conn.execute(
                     _INSERT,
@@ -67,7 +67,7 @@ class AgentLogs:
 
     async def recent(self, agent_id: str, limit: int) -> list[StoredAgentLogLine]:
         """The agent's newest lines, newest first."""
-        with _unavailable_on_connection_loss():
+        with unavailable_on_connection_loss():
             rows = await self.pool.fetch(_RECENT, agent_id, limit)
         return [
             StoredAgentLogLine(

@@ -1,4 +1,8 @@
-"""Connections: the asyncpg pool, the embedded PostgreSQL server, and the migrations."""
+"""Connections: the asyncpg pool, one connection, and the embedded PostgreSQL server.
+
+The migrations are store.migrations; their entry points are re-exported here for the callers
+that open a database and migrate it.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +13,38 @@ import logging
 import os
 import re
 import shutil
-from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import orjson
 
-from store.errors import SchemaTooNewError
+from store.migrations import (
+    Migration,
+    available_migrations,
+    check_schema,
+    migrate,
+    schema_version,
+)
+
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "EmbeddedPostgres",
+    "Migration",
+    "available_migrations",
+    "check_schema",
+    "connect",
+    "create_pool",
+    "decode_json",
+    "env_database_url",
+    "loads_as_json_would",
+    "migrate",
+    "schema_version",
+    "with_database",
+]
 
 log = logging.getLogger(__name__)
 
-MIGRATION_LOCK = 7166001  # pg_advisory_lock key: one migrator at a time across pods
 # A connection attempt that catches the server mid-shutdown can hang; never wait long, so
 # requests fail fast (503) during an outage and the pool reconnects as soon as it ends.
 CONNECT_TIMEOUT = 5.0
@@ -95,90 +118,6 @@ async def connect(dsn: str) -> asyncpg.Connection:
     )
     await _init_connection(conn)
     return conn
-
-
-@dataclass(frozen=True)
-class Migration:
-    version: int
-    name: str
-    sql: str
-
-
-def available_migrations() -> list[Migration]:
-    """The numbered SQL files shipped in store/migrations, in order."""
-    found = []
-    for entry in resources.files("store").joinpath("migrations").iterdir():
-        if entry.name.endswith(".sql"):
-            number, _, rest = entry.name.partition("_")
-            found.append(Migration(int(number), rest.removesuffix(".sql"), entry.read_text()))
-    found.sort(key=lambda m: m.version)
-    return found
-
-
-async def schema_version(conn: asyncpg.Connection) -> int:
-    exists = await conn.fetchval("SELECT to_regclass('schema_version') IS NOT NULL")
-    if not exists:
-        return 0
-    return int(await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_version"))
-
-
-async def migrate(conn: asyncpg.Connection) -> list[Migration]:
-    """Apply the migrations this database lacks, each in its own transaction.
-
-    Serialised across processes with an advisory lock; refuses a database whose schema is newer
-    than this code. Returns the migrations applied.
-    """
-    migrations = available_migrations()
-    latest = migrations[-1].version if migrations else 0
-    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
-    try:
-        await conn.execute(
-            """CREATE TABLE IF NOT EXISTS schema_version (
-                   version    integer PRIMARY KEY,
-                   name       text NOT NULL,
-                   applied_at timestamptz NOT NULL DEFAULT now())"""
-        )
-        current = await schema_version(conn)
-        if current > latest:
-            raise SchemaTooNewError(
-                f"the database schema is at version {current}, newer than this Conductor-E "
-                f"knows ({latest}); upgrade Conductor-E instead of running an older one"
-            )
-        applied = []
-        for migration in migrations:
-            if migration.version <= current:
-                continue
-            async with conn.transaction():
-                await conn.execute(migration.sql)
-                await conn.execute(
-                    "INSERT INTO schema_version (version, name) VALUES ($1, $2)",
-                    migration.version,
-                    migration.name,
-                )
-            log.info("applied migration %04d_%s", migration.version, migration.name)
-            applied.append(migration)
-        return applied
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
-
-
-async def check_schema(conn: asyncpg.Connection) -> None:
-    """Refuse to serve a database that is behind or ahead of this code."""
-    migrations = available_migrations()
-    latest = migrations[-1].version if migrations else 0
-    current = await schema_version(conn)
-    if current > latest:
-        raise SchemaTooNewError(
-            f"the database schema is at version {current}, newer than this Conductor-E "
-            f"knows ({latest}); upgrade Conductor-E instead of running an older one"
-        )
-    if current < latest:
-        raise SchemaTooNewError(
-            f"the database schema is at version {current}, this Conductor-E needs {latest}: "
-            "run `conductor-e migrate` with the same DATABASE_URL, or on Kubernetes let the "
-            "Helm chart's migration hook do it (the `<release>-migrate` Job that `helm install` "
-            "and `helm upgrade` run while `migrations.enabled` is true)"
-        )
 
 
 class EmbeddedPostgres:

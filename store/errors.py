@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
+import asyncpg
+
 
 class StoreError(Exception):
     """Base class of everything the store raises on purpose."""
@@ -35,3 +40,21 @@ class DatabaseUnavailableError(StoreError):
 
 class Refused(StoreError):
     """The store refused a guarded write (e.g. assigning a held issue); nothing was stored."""
+
+
+# What a lost (or never made) connection raises, in the driver and below it.
+CONNECTION_ERRORS = (
+    OSError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.InterfaceError,
+)
+
+
+@contextlib.contextmanager
+def unavailable_on_connection_loss() -> Iterator[None]:
+    """Raise DatabaseUnavailableError for a lost connection inside the block."""
+    try:
+        yield
+    except CONNECTION_ERRORS as exc:
+        raise DatabaseUnavailableError(f"PostgreSQL is unavailable: {type(exc).__name__}") from exc

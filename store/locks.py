@@ -14,12 +14,16 @@ from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 
-from store.events import _unavailable_on_connection_loss
+from store.errors import unavailable_on_connection_loss
 
 log = logging.getLogger(__name__)
 
-# Keys of the advisory locks Conductor-E takes (7166001 migrations, 7166002 appends).
-COORDINATION_RUN_LOCK = 7166003
+# The keys of the advisory locks Conductor-E takes, each named once: every process and pod
+# must agree on them. (The SQL functions take APPEND_LOCK as conductor_append_lock().)
+MIGRATION_LOCK = 7166001  # one migrator at a time (store.database.migrate)
+APPEND_LOCK = 7166002  # appends and claims commit one at a time, in position order; rebuilds
+COORDINATION_RUN_LOCK = 7166003  # one coordination run at a time
+DISPATCH_LEADER_LOCK = 7166004  # one push dispatcher across the API replicas
 
 
 @contextlib.asynccontextmanager
@@ -31,10 +35,10 @@ async def try_run_lock(pool: asyncpg.Pool, key: int) -> AsyncIterator[bool]:
     lock with the session, so a crashed holder never blocks the next run. Raises
     DatabaseUnavailableError when PostgreSQL cannot be reached to try.
     """
-    with _unavailable_on_connection_loss():
+    with unavailable_on_connection_loss():
         conn = await pool.acquire()
     try:
-        with _unavailable_on_connection_loss(), closed_when_in_doubt(conn):
+        with unavailable_on_connection_loss(), closed_when_in_doubt(conn):
             taken = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
         try:
             yield taken
@@ -63,10 +67,10 @@ async def hold_lock(pool: asyncpg.Pool, key: int) -> AsyncIterator[None]:
     Holders queue: each runs after the one before has finished, in every process. A crashed
     holder's session ends and the server releases its lock.
     """
-    with _unavailable_on_connection_loss():
+    with unavailable_on_connection_loss():
         conn = await pool.acquire()
     try:
-        with _unavailable_on_connection_loss(), closed_when_in_doubt(conn):
+        with unavailable_on_connection_loss(), closed_when_in_doubt(conn):
             await conn.execute("SELECT pg_advisory_lock($1)", key)
         try:
             yield

@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from store.events import _unavailable_on_connection_loss
+from store.errors import unavailable_on_connection_loss
 
 
 class AppState:
@@ -17,13 +17,13 @@ class AppState:
         self.pool = pool
 
     async def get(self, key: str, default: Any = None) -> Any:
-        with _unavailable_on_connection_loss():
+        with unavailable_on_connection_loss():
             row = await self.pool.fetchrow("SELECT value FROM app_state WHERE key = $1", key)
         return default if row is None else row["value"]
 
     async def set(self, key: str, value: Any) -> None:
         json.dumps(value)  # fail here, with the caller's value, if it cannot be stored
-        with _unavailable_on_connection_loss():
+        with unavailable_on_connection_loss():
             await self.pool.execute(
                 "INSERT INTO app_state (key, value) VALUES ($1, $2) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()",
@@ -33,7 +33,7 @@ class AppState:
 
     async def advance_position(self, key: str, position: int) -> None:
         """Move a consumer's position forward (never back, even if two writers race)."""
-        with _unavailable_on_connection_loss():
+        with unavailable_on_connection_loss():
             await self.pool.execute(
                 "INSERT INTO app_state (key, value) VALUES ($1, to_jsonb($2::bigint)) "
                 "ON CONFLICT (key) DO UPDATE SET value = to_jsonb(greatest("

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp.test_utils import TestClient
 
 from store.events import EventStore
+from store.locks import APPEND_LOCK
 from tests.fakes.github import delivery_headers, encode, issues_payload, ping_payload
 
 SECRET = b"webhook-secret-for-tests"
@@ -113,7 +114,7 @@ async def test_slow_processing_is_acknowledged_then_finished_in_the_background(
         # Hold the append lock so the delivery's append has to wait.
         transaction = blocker.transaction()
         await transaction.start()
-        await blocker.execute("SELECT pg_advisory_xact_lock(7166002)")
+        await blocker.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
         started = time.monotonic()
         response = await deliver(api, "issues", labeled(9), delivery="slow-1")
         assert response.status == 202

@@ -6,8 +6,10 @@ import asyncio
 
 import pytest
 
+from store.database import connect
 from store.errors import ConcurrencyError
 from store.events import EventStore, NewEvent
+from store.locks import APPEND_LOCK
 
 
 def approved(number: int, **extra: object) -> NewEvent:
@@ -109,3 +111,17 @@ async def test_a_caller_that_gives_up_does_not_cancel_the_appends_batched_with_i
     assert all(not isinstance(r, BaseException) for r in stored), stored
     # The cancelled caller's append was already on its way: it lands too, once.
     assert await store.head_position() == 10
+
+
+async def test_the_sql_functions_take_the_append_lock_python_names(database_url: str) -> None:
+    # The rebuild takes APPEND_LOCK from Python, the appends and claims conductor_append_lock():
+    # one lock only if the two are one key. The call is folded to its constant when planned.
+    conn = await connect(database_url)
+    try:
+        assert await conn.fetchval("SELECT conductor_append_lock()") == APPEND_LOCK
+        plan = await conn.fetchval(
+            "EXPLAIN (VERBOSE, FORMAT JSON) SELECT pg_advisory_xact_lock(conductor_append_lock())"
+        )
+    finally:
+        await conn.close()
+    assert plan[0]["Plan"]["Output"] == [f"pg_advisory_xact_lock('{APPEND_LOCK}'::bigint)"]

@@ -1,5 +1,6 @@
-"""Claims that arrive while a write is in flight ride in the appends' next batch (migration
-0008): one transaction, one commit. Each still succeeds or fails on its own, exclusively."""
+"""Claims that arrive while a write is in flight ride in the appends' next batch
+(conductor_claim_batch): one transaction, one commit. Each still succeeds or fails on its own,
+exclusively."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The one-pass rebuild (store/replay.py) writes, byte for byte, what the plpgsql projection wrote.
+"""The one-pass rebuild (store/projections/fold.py) writes, byte for byte, what the plpgsql
+projection wrote.
 
 Random sequences of events - every type `conductor_project` treats apart, with absent, null,
 odd and decimal values - are appended through the real store (`EventStore.append`; appends
@@ -7,7 +8,8 @@ ties in `conductor_issue_of`). An append PostgreSQL refuses leaves nothing, as i
 Then each projection table is read as text (`SELECT t::text`), rebuilt, and read again: the
 two must be identical, table by table.
 
-The casts the fold makes itself (`sql_int`, `sql_numeric`) are checked against PostgreSQL's.
+What the fold imitates itself (`sql_int`, COPY's escapes, `jsonb_concat`) is checked against
+PostgreSQL's own.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from store.database import connect
 from store.errors import StoreError
 from store.events import EventStore, NewEvent
 from store.projections import PROJECTION_TABLES, rebuild_projections
-from store.replay import Replay, copy_escape, copy_unescape, jsonb_concat, sql_int, table_rows
+from store.projections.fold import Replay
+from store.projections.pgtext import copy_escape, copy_unescape, jsonb_concat, sql_int
+from store.projections.rebuild import table_rows
 
 # A small world, so events meet: three issues (#3 of the same repo spelled otherwise, which
 # lower() matches), PRs 2 (also an issue's number) and 7, two agents and an instance of one.
@@ -76,7 +80,7 @@ ANY_STREAM = st.one_of(
     st.sampled_from(AGENTS),
     st.sampled_from(["execution-log#run-1", "repo:acme/app", "conductor-e:coordination", "x!1"]),
 )
-# The lifecycle of 0001, the usual steps more often than the rest.
+# The issue lifecycle, the usual steps more often than the rest.
 LIFECYCLE = st.sampled_from(
     ("ISSUE_APPROVED", "ISSUE_ASSIGNED", "PR_CREATED", "REVIEW_ASSIGNED", "ISSUE_REQUEUED",
      "ISSUE_WITHDRAWN") * 3

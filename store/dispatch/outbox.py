@@ -1,8 +1,8 @@
 """The dispatch outbox: assignments claimed for push, waiting for (or written to) Valkey.
 
 `Outbox.claim` is the pull path's exclusive claim plus the outbox row, in one transaction
-(`conductor_dispatch`, migration 0004): an assignment exists as an event and as a row to send,
-or not at all.
+(`conductor_dispatch`, store/dispatch/sql/dispatch.sql): an assignment exists as an event and
+as a row to send, or not at all.
 """
 
 from __future__ import annotations
@@ -14,12 +14,8 @@ from typing import Any
 
 import asyncpg
 
-from store.events import _unavailable_on_connection_loss
-from store.locks import closed_when_in_doubt, unlock
-
-# One dispatcher at a time (several API replicas may run one each): the holder of this
-# session-level advisory lock. It dies with the holder's connection.
-LEADER_LOCK = 7166004
+from store.errors import unavailable_on_connection_loss
+from store.locks import DISPATCH_LEADER_LOCK, closed_when_in_doubt, unlock
 
 
 @dataclass(frozen=True)
@@ -69,11 +65,13 @@ class Outbox:
     async def try_lead(self) -> asyncpg.pool.PoolConnectionProxy | None:
         """Take the dispatcher's lock on a connection of its own (kept until `step_down`), or
         None when another process holds it."""
-        with _unavailable_on_connection_loss():
+        with unavailable_on_connection_loss():
             conn = await self.pool.acquire()
             try:
                 with closed_when_in_doubt(conn):
-                    taken = await conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK)
+                    taken = await conn.fetchval(
+                        "SELECT pg_try_advisory_lock($1)", DISPATCH_LEADER_LOCK
+                    )
                 if taken:
                     return conn
             except BaseException:
@@ -87,7 +85,7 @@ class Outbox:
         broken connection has lost the lock anyway)."""
         try:
             if not conn.is_closed():
-                await unlock(conn, LEADER_LOCK)
+                await unlock(conn, DISPATCH_LEADER_LOCK)
         finally:
             await self.pool.release(conn)
 
@@ -102,7 +100,7 @@ class Outbox:
     ) -> OutboxEntry | None:
         """Claim the top of `agent_id`'s `issue` or `review` queue (the pull path's claim) and
         record its stream entry to send, atomically; None when nothing waits."""
-        with _unavailable_on_connection_loss():
+        with unavailable_on_connection_loss():
             row = await self.pool.fetchrow(
                 "SELECT * FROM conductor_dispatch($1, $2, $3, $4, $5)",
                 kind,
@@ -115,7 +113,7 @@ class Outbox:
 
     async def unsent(self, limit: int = 100) -> list[OutboxEntry]:
         """Rows not yet written to Valkey, oldest claim first."""
-        with _unavailable_on_connection_loss():
+        with unavailable_on_connection_loss():
             rows = await self.pool.fetch(
                 "SELECT * FROM dispatch_outbox WHERE sent_at IS NULL "
                 "ORDER BY assignment_id LIMIT $1",
@@ -125,7 +123,7 @@ class Outbox:
 
     async def unsent_counts(self) -> dict[str, int]:
         """Rows not yet written, per agent (they count against the agent's depth)."""
-        with _unavailable_on_connection_loss():
+        with unavailable_on_connection_loss():
             rows = await self.pool.fetch(
                 "SELECT agent_id, count(*) AS n FROM dispatch_outbox WHERE sent_at IS NULL "
                 "GROUP BY agent_id"
@@ -134,7 +132,7 @@ class Outbox:
 
     async def mark_sent(self, assignment_id: int, entry_id: str) -> None:
         """Record that the row's entry is in the agent's stream."""
-        with _unavailable_on_connection_loss():
+        with unavailable_on_connection_loss():
             await self.pool.execute(
                 "UPDATE dispatch_outbox SET sent_at = coalesce(sent_at, now()), "
                 "entry_id = coalesce(entry_id, $2) WHERE assignment_id = $1",
@@ -144,7 +142,7 @@ class Outbox:
 
     async def cancel(self, assignment_id: int) -> None:
         """Close a row without writing it: its issue is no longer the agent's."""
-        with _unavailable_on_connection_loss():
+        with unavailable_on_connection_loss():
             await self.pool.execute(
                 "UPDATE dispatch_outbox SET sent_at = now(), cancelled = true "
                 "WHERE assignment_id = $1 AND sent_at IS NULL",
@@ -153,7 +151,7 @@ class Outbox:
 
     async def entries(self, agent_id: str | None = None) -> list[OutboxEntry]:
         """Every row (of one agent), oldest first: what was dispatched."""
-        with _unavailable_on_connection_loss():
+        with unavailable_on_connection_loss():
             rows = await self.pool.fetch(
                 "SELECT * FROM dispatch_outbox WHERE $1::text IS NULL OR agent_id = $1 "
                 "ORDER BY assignment_id",
@@ -164,7 +162,7 @@ class Outbox:
     async def sent_open(self, stream_ids: Sequence[str]) -> list[OutboxEntry]:
         """The latest sent row of each of these issues (what stuck detection asks Valkey
         about)."""
-        with _unavailable_on_connection_loss():
+        with unavailable_on_connection_loss():
             rows = await self.pool.fetch(
                 "SELECT DISTINCT ON (stream_id) * FROM dispatch_outbox "
                 "WHERE sent_at IS NOT NULL AND NOT cancelled AND stream_id = ANY($1::text[]) "
@@ -174,7 +172,7 @@ class Outbox:
         return [_entry(row) for row in rows]
 
     async def stats(self) -> OutboxStats:
-        with _unavailable_on_connection_loss():
+        with unavailable_on_connection_loss():
             row = await self.pool.fetchrow(
                 "SELECT count(sent_at) FILTER (WHERE NOT cancelled) AS sent, "
                 "count(*) - count(sent_at) AS unsent, "

@@ -1,106 +1,38 @@
-"""Appending and reading events, atomic claims, and following the store live."""
+"""The writer: appends and claims, batched into shared transactions, and a person's assignment.
+
+Every write is one call to a plpgsql function (conductor_append, conductor_claim, their batch
+forms), which takes the append lock; writes that arrive while one is in flight ride together.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass, field, fields
-from datetime import datetime
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import asyncpg
 
-from store.database import connect
 from store.errors import (
+    CONNECTION_ERRORS,
     ConcurrencyError,
     DatabaseUnavailableError,
     EventValidationError,
     Refused,
     StoreError,
+    unavailable_on_connection_loss,
 )
+from store.events.reads import EventReader
+from store.events.records import AppendResult, Claim, NewEvent
 from store.storable import text_problem, unstorable
 
 log = logging.getLogger(__name__)
 
-NOTIFY_CHANNEL = "conductor_events"
-CONCURRENCY_SQLSTATE = "CE409"
-
-
-@dataclass(frozen=True)
-class NewEvent:
-    type: str
-    data: dict[str, Any]
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class RecordedEvent:
-    position: int
-    stream_id: str
-    version: int
-    type: str
-    data: dict[str, Any]
-    metadata: dict[str, Any]
-    recorded_at: datetime
-
-
-@dataclass(frozen=True)
-class AppendResult:
-    stream_id: str
-    first_position: int
-    last_position: int
-    version: int
-    recorded_at: datetime
-    duplicate: bool
-
-
-@dataclass(frozen=True)
-class Claim:
-    stream_id: str
-    position: int
-
-
+CONCURRENCY_SQLSTATE = "CE409"  # conductor_append's "not the expected version"
 T = TypeVar("T")
 
-
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
-
-
-def field_names(cls: type) -> tuple[str, ...]:
-    """A dataclass's field names, in order: the columns a read selects to build it."""
-    names = _FIELD_NAMES.get(cls)
-    if names is None:
-        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
-    return names
-
-
-def from_row(cls: type[T], row: Sequence[Any]) -> T:
-    """The frozen dataclass `cls` from a row holding its fields in order (see field_names).
-
-    The generated __init__ of a frozen dataclass sets each field with object.__setattr__, at
-    eight times the cost of the assignment this is; the reads build one per row.
-    """
-    obj = object.__new__(cls)
-    obj.__dict__.update(zip(field_names(cls), row, strict=True))
-    return obj
-
-
-_EVENT_COLUMNS = ", ".join(field_names(RecordedEvent))
-
-
-def _event(row: asyncpg.Record) -> RecordedEvent:
-    return from_row(RecordedEvent, row)
-
-
-_CONNECTION_ERRORS = (
-    OSError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.InterfaceError,
-)
 # The driver could not encode an argument (asyncpg raises an InterfaceError that is also a
 # ValueError): bad data, not a lost connection.
 _DATA_ERRORS = (ValueError,)
@@ -109,7 +41,7 @@ _DATA_EXCEPTION_CLASS = "22"
 
 
 def _is_connection_loss(exc: BaseException) -> bool:
-    return isinstance(exc, _CONNECTION_ERRORS) and not isinstance(exc, _DATA_ERRORS)
+    return isinstance(exc, CONNECTION_ERRORS) and not isinstance(exc, _DATA_ERRORS)
 
 
 def _check_texts(named: Iterable[tuple[str, str]]) -> None:
@@ -193,14 +125,6 @@ def _settle(pending: _PendingAppend | _PendingClaim, row: Any) -> None:
             pending.result.set_exception(StoreError(f"writing {what} failed: {message}"))
 
 
-@contextlib.contextmanager
-def _unavailable_on_connection_loss() -> Any:
-    try:
-        yield
-    except _CONNECTION_ERRORS as exc:
-        raise DatabaseUnavailableError(f"PostgreSQL is unavailable: {type(exc).__name__}") from exc
-
-
 @dataclass
 class _PendingAppend:
     stream_id: str
@@ -248,8 +172,8 @@ def _refused_by_postgres(exc: Exception) -> dict[str, Any]:
     return {"error_code": "22000", "error_message": str(exc), "error_hint": None}
 
 
-class EventStore:
-    """The append-only event store. Every write goes through `append` or `claim`.
+class EventStore(EventReader):
+    """The append-only event store: the reads, and every write through `append` or `claim`.
 
     Appends and claims that arrive while another write is in flight are sent together in one
     transaction (one round trip, one commit): concurrent writers share a WAL flush instead of
@@ -259,7 +183,7 @@ class EventStore:
     MAX_BATCH = 64  # each member is a subtransaction; PostgreSQL caches 64 per transaction
 
     def __init__(self, pool: asyncpg.Pool) -> None:
-        self.pool = pool
+        super().__init__(pool)
         self._pending: list[_Pending] = []
         self._busy = False
         self._writer: asyncio.Task[None] | None = None
@@ -470,7 +394,7 @@ class EventStore:
         """A person's assignment of a queued issue to an agent (ISSUE_ASSIGNED), serialised with
         the claims: Refused (nothing stored) when the issue is unknown, held or not queued, or
         the agent is paused. Returns the assignment's position."""
-        with _unavailable_on_connection_loss():
+        with unavailable_on_connection_loss():
             try:
                 value = await self.pool.fetchval(
                     "SELECT conductor_assign($1, $2, $3)", stream_id, agent_id, metadata
@@ -480,139 +404,3 @@ class EventStore:
                     raise Refused(str(exc)) from None
                 raise
         return int(value)
-
-    async def read_stream(self, stream_id: str, *, limit: int = 10_000) -> list[RecordedEvent]:
-        """One stream's events, oldest first."""
-        with _unavailable_on_connection_loss():
-            rows = await self.pool.fetch(
-                f"SELECT {_EVENT_COLUMNS} FROM events WHERE stream_id = $1 "
-                "ORDER BY version LIMIT $2",
-                stream_id,
-                limit,
-            )
-        return [_event(row) for row in rows]
-
-    async def read_version(self, stream_id: str, version: int) -> RecordedEvent | None:
-        """One event of a stream by its version, or None."""
-        with _unavailable_on_connection_loss():
-            row = await self.pool.fetchrow(
-                f"SELECT {_EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND version = $2",
-                stream_id,
-                version,
-            )
-        return _event(row) if row is not None else None
-
-    async def read_all(
-        self,
-        after_position: int = 0,
-        limit: int = 1_000,
-        *,
-        types: Sequence[str] | None = None,
-    ) -> list[RecordedEvent]:
-        """Events after a global position, in order; optionally only some types."""
-        with _unavailable_on_connection_loss():
-            if types:
-                rows = await self.pool.fetch(
-                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE position > $1 "
-                    "AND type = ANY($3::text[]) ORDER BY position LIMIT $2",
-                    after_position,
-                    limit,
-                    list(types),
-                )
-            else:
-                rows = await self.pool.fetch(
-                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE position > $1 "
-                    "ORDER BY position LIMIT $2",
-                    after_position,
-                    limit,
-                )
-        return [_event(row) for row in rows]
-
-    async def read_recent(
-        self, limit: int = 20, *, types: Sequence[str] | None = None
-    ) -> list[RecordedEvent]:
-        """The latest events, newest first."""
-        with _unavailable_on_connection_loss():
-            rows = await self.pool.fetch(
-                f"SELECT {_EVENT_COLUMNS} FROM events "
-                "WHERE ($2::text[] IS NULL OR type = ANY($2::text[])) "
-                "ORDER BY position DESC LIMIT $1",
-                limit,
-                list(types) if types else None,
-            )
-        return [_event(row) for row in rows]
-
-    async def head_position(self) -> int:
-        """The position of the newest event (0 for an empty store)."""
-        with _unavailable_on_connection_loss():
-            value = await self.pool.fetchval("SELECT coalesce(max(position), 0) FROM events")
-        return int(value)
-
-
-class EventFollower:
-    """Yields every event after a position, in order, as it is appended.
-
-    LISTEN/NOTIFY wakes it promptly; catch-up by position means a notification lost to a
-    dropped connection loses nothing: after reconnecting it reads whatever it missed.
-    """
-
-    def __init__(
-        self,
-        store: EventStore,
-        dsn: str,
-        *,
-        after_position: int = 0,
-        batch_size: int = 500,
-        poll_interval: float = 5.0,
-        reconnect_delay: float = 1.0,
-    ) -> None:
-        self.store = store
-        self.dsn = dsn
-        self.position = after_position
-        self.batch_size = batch_size
-        self.poll_interval = poll_interval
-        self.reconnect_delay = reconnect_delay
-        self._wake = asyncio.Event()
-        self._conn: asyncpg.Connection | None = None
-
-    def _notified(self, *_: Any) -> None:
-        self._wake.set()
-
-    def _connection_lost(self, *_: Any) -> None:
-        self._wake.set()
-
-    async def _ensure_listening(self) -> None:
-        if self._conn is not None and not self._conn.is_closed():
-            return
-        self._conn = await connect(self.dsn)
-        self._conn.add_termination_listener(self._connection_lost)
-        await self._conn.add_listener(NOTIFY_CHANNEL, self._notified)
-
-    async def close(self) -> None:
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            with contextlib.suppress(Exception):
-                await conn.close(timeout=2)
-
-    async def __aiter__(self) -> AsyncIterator[RecordedEvent]:
-        try:
-            while True:
-                try:
-                    await self._ensure_listening()
-                    # Clear before reading: a notify that lands during the read wakes us again.
-                    self._wake.clear()
-                    batch = await self.store.read_all(self.position, self.batch_size)
-                except (DatabaseUnavailableError, OSError, asyncpg.PostgresError) as exc:
-                    log.warning("event follower: %s; retrying in %.1fs", exc, self.reconnect_delay)
-                    await self.close()
-                    await asyncio.sleep(self.reconnect_delay)
-                    continue
-                for event in batch:
-                    self.position = event.position
-                    yield event
-                if len(batch) == self.batch_size:
-                    continue
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-        finally:
-            await self.close()

@@ -1,9 +1,8 @@
-"""Reading the projections (issues, agents, usage) and rebuilding them from the events."""
+"""Reading the projection tables (issues, agents, usage, runs, repo configurations)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -11,8 +10,8 @@ from typing import Any
 
 import asyncpg
 
-from store.events import _unavailable_on_connection_loss, field_names, from_row
-from store.replay import check_tables, read_events, write_projections
+from store.errors import unavailable_on_connection_loss
+from store.events import field_names, from_row
 
 ISSUE_STATES = (
     "queued",
@@ -282,7 +281,7 @@ class Projections:
         self.pool = pool
 
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        with _unavailable_on_connection_loss():
+        with unavailable_on_connection_loss():
             return list(await self.pool.fetch(sql, *args))
 
     # --- issues -----------------------------------------------------------------------------
@@ -499,55 +498,3 @@ class Projections:
         columns: list[list[Any]] = [[rate[i] for rate in rates] for i in range(8)]
         rows = await self._fetch(TOP_ISSUES, since, until, agent_id, *columns, limit)
         return [IssueCostRow(**dict(row.items())) for row in rows]
-
-
-PROJECTION_TABLES = (
-    "issues",
-    "agents",
-    "usage_daily",
-    "usage_by_issue",
-    "execution_logs",
-    "pending_pr_events",
-    "repo_configs",
-)
-
-
-async def rebuild_projections(
-    conn: asyncpg.Connection,
-    *,
-    batch_size: int = 20_000,
-    progress: Callable[[int, int, float], None] | None = None,
-) -> int:
-    """Recreate every projection from the events, in one transaction.
-
-    Appends wait while it runs (it holds the append lock), so the rebuilt rows match the events
-    exactly. The events are read once, in position order, `batch_size` positions at a time, and
-    folded in memory by store.replay (the plpgsql projection, mirrored; it holds the projection
-    tables, not the events); then each table is written by one COPY. Interrupting it (cancel,
-    Ctrl-C, a crash) rolls back to the projections as they were. `progress(done, total,
-    elapsed_seconds)` is called after each batch read. Returns the number of events replayed.
-    """
-    started = time.monotonic()
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(7166002)")
-        head = int(await conn.fetchval("SELECT coalesce(max(position), 0) FROM events"))
-        total = int(await conn.fetchval("SELECT count(*) FROM events"))
-        await check_tables(conn)
-        await conn.execute(f"TRUNCATE {', '.join(PROJECTION_TABLES)}")
-
-        def read(done: int) -> None:
-            if progress is not None:
-                progress(done, total, time.monotonic() - started)
-
-        fold = await read_events(conn, head, batch_size=batch_size, progress=read)
-        await write_projections(conn, fold)
-    return fold.events
-
-
-async def projection_snapshot(conn: asyncpg.Connection) -> dict[str, list[tuple[Any, ...]]]:
-    """Every projection row, ordered; used to compare a rebuild with the live projections."""
-    snapshot = {}
-    for table in PROJECTION_TABLES:
-        rows = await conn.fetch(f"SELECT * FROM {table} ORDER BY 1, 2, 3, 4")
-        snapshot[table] = [tuple(row.values()) for row in rows]
-    return snapshot

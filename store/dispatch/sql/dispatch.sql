@@ -1,32 +1,16 @@
--- Push dispatch: a transactional outbox of assignments for the agents' Valkey streams.
+-- Push dispatch: the claim and its outbox row (dispatch_outbox) in one transaction.
 --
+-- Repeatable: applied by `conductor-e migrate` after the numbered migrations, whenever a
+-- repeatable file changed or a numbered migration ran (store/migrations). Edit it in place.
+-- Changing a function's arguments or result type, or removing it, needs a DROP FUNCTION in a
+-- numbered migration: CREATE OR REPLACE cannot change them, and nothing drops what a file no
+-- longer defines.
+
 -- conductor_dispatch claims the top of an agent's route with the pull path's own exclusive
 -- claim (conductor_claim: ISSUE_ASSIGNED or REVIEW_ASSIGNED) and, in the same transaction,
 -- writes the stream entry the agent runtime reads (src/stream-consumer.js) into
--- dispatch_outbox. The dispatcher then writes each unsent row to `assignments:{agentId}` and
--- marks it sent; the entry carries the row's id, and the write is skipped when Valkey already
--- holds it, so a crash, an outage or a restart delays an assignment but never loses or doubles
--- it. The outbox is not a projection: a rebuild leaves it alone.
-
-CREATE TABLE dispatch_outbox (
-    assignment_id bigint      PRIMARY KEY,  -- the position of the claim's event
-    -- The id the stream entry carries (and its marker's key): unique even across a database
-    -- restored or rebuilt beside the same Valkey, where positions repeat.
-    token         uuid        NOT NULL DEFAULT gen_random_uuid() UNIQUE,
-    agent_id      text        NOT NULL,
-    stream_id     text        NOT NULL,     -- owner/repo#N of the issue
-    kind          text        NOT NULL CHECK (kind IN ('issue', 'review')),
-    fields        jsonb       NOT NULL,     -- the stream entry, string values only
-    created_at    timestamptz NOT NULL DEFAULT now(),
-    sent_at       timestamptz,              -- written to the agent's stream
-    entry_id      text,                     -- its stream entry id
-    -- Not written after all: the issue left the agent (requeued as stuck while Valkey was down).
-    cancelled     boolean     NOT NULL DEFAULT false
-);
-CREATE INDEX dispatch_outbox_unsent ON dispatch_outbox (assignment_id) WHERE sent_at IS NULL;
-CREATE INDEX dispatch_outbox_agent ON dispatch_outbox (agent_id, assignment_id);
-
-CREATE FUNCTION conductor_dispatch(p_kind text, p_agent text, p_metadata jsonb,
+-- dispatch_outbox: an assignment exists as an event and as a row to send, or not at all.
+CREATE OR REPLACE FUNCTION conductor_dispatch(p_kind text, p_agent text, p_metadata jsonb,
                                    p_keys text[], p_unrouted boolean)
 RETURNS SETOF dispatch_outbox
 LANGUAGE plpgsql AS $$

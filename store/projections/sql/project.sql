@@ -1,21 +1,103 @@
--- The projection in one function (issue 16: the append's cost). 0002, 0003 and 0006 each
--- wrapped the one before, so every event went through four nested plpgsql calls, and a
--- heartbeat wrote its agent row three times (0001's upsert, 0002's "#0" rule, 0006's "lost
--- issue" rule). The rules are unchanged; here they run once, in one function: a heartbeat
--- decides its current issue first and writes the row once; ISSUE_ASSIGNED and ISSUE_REQUEUED
--- set `requeued_from` in the issue's one UPDATE. The rebuild (store/replay.py) mirrors this.
+-- The projection: conductor_project applies one event to the projection tables, in the
+-- transaction of its append. store/projections/fold.py holds the same rules in Python for the
+-- one-pass rebuild: a change here needs the same change there (tests/store/test_replay.py
+-- compares the two table by table).
 --
--- The queue listing shows held issues too (marked held): the queue indexes now cover every
--- queued issue, so the listing reads the top of the index whether or not it skips held ones;
--- the claims skip held issues as they walk it (a hold is rare and short-lived).
+-- Repeatable: applied by `conductor-e migrate` after the numbered migrations, whenever a
+-- repeatable file changed or a numbered migration ran (store/migrations). Edit it in place.
+-- Changing a function's arguments or result type, or removing it, needs a DROP FUNCTION in a
+-- numbered migration: CREATE OR REPLACE cannot change them, and nothing drops what a file no
+-- longer defines.
 
-DROP INDEX issues_queue;
-CREATE INDEX issues_queue ON issues (priority_rank, approved_at, stream_id)
-    WHERE state = 'queued';
-DROP INDEX issues_queue_by_repo;
-CREATE INDEX issues_queue_by_repo ON issues (lower(repo), priority_rank, approved_at, stream_id)
-    WHERE state = 'queued';
+-- critical > high > normal, as the queue's index orders them (0, 1, 2).
+CREATE OR REPLACE FUNCTION conductor_priority_rank(p text) RETURNS smallint
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE p WHEN 'critical' THEN 0 WHEN 'high' THEN 1 ELSE 2 END::smallint
+$$;
 
+-- The issue state an event moves an issue to; NULL keeps the current state.
+CREATE OR REPLACE FUNCTION conductor_issue_state(p_type text, p_current text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE
+        WHEN p_type = 'ISSUE_APPROVED'
+            THEN CASE WHEN p_current IS NULL OR p_current = 'withdrawn' THEN 'queued' END
+        WHEN p_type IN ('ISSUE_UNASSIGNED', 'ISSUE_REQUEUED') THEN 'queued'
+        WHEN p_type = 'ISSUE_ASSIGNED' THEN 'assigned'
+        WHEN p_type IN ('WORK_STARTED', 'BRANCH_CREATED', 'CI_FAILED', 'REVIEW_DISPUTED')
+            THEN 'in_progress'
+        WHEN p_type IN ('PR_CREATED', 'REVIEW_ASSIGNED') THEN 'in_review'
+        WHEN p_type IN ('MERGED', 'DEPLOYED_STAGING', 'SMOKE_PASSED', 'DEPLOYED_PRODUCTION',
+                        'VERIFIED', 'E2E_PASSED') THEN 'deploying'
+        WHEN p_type IN ('SMOKE_FAILED', 'E2E_FAILED', 'ESCALATED') THEN 'failed'
+        WHEN p_type = 'ISSUE_DONE' THEN 'done'
+        WHEN p_type = 'ISSUE_WITHDRAWN' THEN 'withdrawn'
+    END
+$$;
+
+-- The issue `owner/repo#N` names: that issue when we know it; else, when N is a PR we know (issues
+-- and PRs share GitHub's numbers), the issue the PR belongs to - Review-E reports its usage and
+-- runs under the PR's number; else `owner/repo#N` as given. Reads only the projection as it
+-- stands at the event's position, so a rebuild resolves it the same way.
+CREATE OR REPLACE FUNCTION conductor_issue_of(p_repo text, p_number integer) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(
+        (SELECT stream_id FROM issues WHERE stream_id = p_repo || '#' || p_number),
+        (SELECT stream_id FROM issues
+         WHERE lower(repo) = lower(p_repo) AND pr_number = p_number
+         ORDER BY last_activity DESC, stream_id LIMIT 1),
+        p_repo || '#' || p_number)
+$$;
+
+-- Execution logs: a run's row from the events of its stream `execution-log#<id>`.
+CREATE OR REPLACE FUNCTION conductor_project_execution_log(e events) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    d        jsonb   := e.data;
+    v_repo   text    := nullif(d->>'repo', '');
+    v_number integer := nullif((d->>'issueNumber')::integer, 0);
+BEGIN
+    IF e.type = 'EXECUTION_LOG_STARTED' THEN
+        IF v_repo IS NOT NULL AND v_number IS NOT NULL THEN
+            -- A review run names its PR: shown with the PR's issue.
+            v_number := split_part(conductor_issue_of(v_repo, v_number), '#', 2)::integer;
+        END IF;
+        INSERT INTO execution_logs (id, stream_id, repo, issue_number, agent_id, model, status,
+                                    steps, started_at, version, position)
+        VALUES (d->>'executionLogId', e.stream_id, v_repo, v_number, d->>'agentId', d->>'model',
+                coalesce(d->>'status', 'running'), coalesce(d->'steps', '[]'::jsonb),
+                e.recorded_at, e.version, e.position);
+    ELSIF e.type = 'EXECUTION_LOG_STEP' THEN
+        UPDATE execution_logs
+        SET steps = steps || jsonb_build_array(d->'step'),
+            version = e.version, position = e.position
+        WHERE id = d->>'executionLogId';
+    ELSIF e.type = 'EXECUTION_LOG_LINES' THEN
+        UPDATE execution_logs
+        SET log_lines = log_lines || coalesce(d->'entries', '[]'::jsonb),
+            version = e.version, position = e.position
+        WHERE id = d->>'executionLogId';
+    ELSIF e.type = 'EXECUTION_LOG_COMPLETED' THEN
+        UPDATE execution_logs SET
+            status = coalesce(d->>'status', status),
+            total_cost_usd = (d->>'totalCostUsd')::numeric,
+            total_turns = (d->>'totalTurns')::integer,
+            input_tokens = (d->>'totalInputTokens')::bigint,
+            output_tokens = (d->>'totalOutputTokens')::bigint,
+            cache_read_tokens = (d->>'cacheReadTokens')::bigint,
+            cache_creation_tokens = (d->>'cacheCreationTokens')::bigint,
+            duration_api_ms = (d->>'durationApiMs')::bigint,
+            pr_number = nullif((d->>'prNumber')::integer, 0),
+            completed_at = e.recorded_at,
+            version = e.version, position = e.position
+        WHERE id = d->>'executionLogId';
+    END IF;
+END
+$$;
+
+-- Applies one event to the projections: usage; runs; holds and pauses; else the issue's state
+-- machine, its agents, the repo configurations and the PR streams. Uses only the event's own
+-- fields and the projection as it stands (never now()), so a rebuild that replays the events
+-- gives the same rows as the live appends did.
 CREATE OR REPLACE FUNCTION conductor_project(e events) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -278,7 +360,19 @@ BEGIN
 END
 $$;
 
-DROP FUNCTION conductor_project_routing(events);
-DROP FUNCTION conductor_project_work(events);
-DROP FUNCTION conductor_project_lifecycle(events);
-DROP FUNCTION conductor_project_usage(events);
+-- Replays events in (p_after, p_upto] into the projections, one conductor_project call each
+-- (`projections rebuild` folds them in one pass instead; the benchmarks compare the two).
+CREATE OR REPLACE FUNCTION conductor_project_range(p_after bigint, p_upto bigint) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_event events%ROWTYPE;
+    v_count bigint := 0;
+BEGIN
+    FOR v_event IN SELECT * FROM events WHERE position > p_after AND position <= p_upto
+                   ORDER BY position LOOP
+        PERFORM conductor_project(v_event);
+        v_count := v_count + 1;
+    END LOOP;
+    RETURN v_count;
+END
+$$;
