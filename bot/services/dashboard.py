@@ -1,8 +1,8 @@
 """The dashboard's read model: the board, the agents, spend, coordination runs.
 
-A second screen that people leave open must be cheap and never wrong about the moment it
-shows: everything is read from the projections (never GitHub or Kubernetes), a column a page
-at a time so the board keeps working with many thousands of issues, and judged at one `now`.
+A second screen that people leave open must stay cheap and show one consistent moment, so
+everything is read from the projections (never GitHub or Kubernetes), a column a page at a
+time so that the board keeps working with many thousands of issues, and judged at one `now`.
 """
 
 from __future__ import annotations

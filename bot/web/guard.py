@@ -2,8 +2,8 @@
 
 One middleware, so that no route can forget them: a web page on the same network cannot post
 events or claim work, and neither what PostgreSQL cannot store nor a body that never ends
-reaches a handler. Answers say nothing of the server and forbid framing and caching. The
-README's "The HTTP API" lists the rules with their statuses.
+reaches a handler. Answers name no server version, and the dashboard's pages cannot be framed.
+The README's "The HTTP API" lists the rules with their statuses.
 """
 
 from __future__ import annotations

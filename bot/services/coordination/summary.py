@@ -114,7 +114,7 @@ class Facts:
 
         Deltas (approved or done since the last summary) stay out: a delta always shows in the
         state too, and hashing it would cost every change two summaries, one when it happens and
-        one when the delta drops back to zero. So does anything volatile (latencies, times).
+        one when the delta drops back to zero. Nothing volatile (latencies, times) goes in either.
         """
         canonical = json.dumps(self.snapshot(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()

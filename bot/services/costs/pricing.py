@@ -1,9 +1,9 @@
 """Model prices by day: the genai-prices database, with an optional local price file on top.
 
-Spend is priced here from the tokens rather than taken on the agents' word, so a day's usage
-is priced at that day's price (UTC) and a price change never re-prices the past. A model or a
-day without a price has none ("cost unknown", never zero), and each Price names its source, so
-that every figure can say what priced it. The README's "Costs and prices" is the user's view.
+Spend is priced here from the tokens rather than taken on the agents' word. A day's usage is
+priced at that day's price (UTC), so a price change never re-prices the past; a model or a day
+without a price has none ("cost unknown", never zero); and each Price names its source, so that
+every figure can say what priced it. The README's "Costs and prices" is the user's view.
 """
 
 from __future__ import annotations
