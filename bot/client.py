@@ -1,16 +1,9 @@
 """The Conductor-E Discord bot: ConductorBot and `run_bot`, which the composition root calls.
 
-`setup_hook` (which runs during login) points the gateway where the API says, loads every cog
-as an extension — one that fails stops start-up with its error — syncs the slash commands to
-the guild when their definitions changed, and starts the background work: live alerts and the
-presence that shows the queue depth.
-
-Extensions are discovered: every module in the `cogs` package whose name does not start with
-`_` (python-discord's convention for private helper modules). A new cog is a new file there;
-`extensions=` overrides the list (tests, or a deployment that wants fewer).
-
-`run_bot` keeps a bot running through Discord outages: it builds a fresh bot and logs in again,
-with capped backoff, until Discord answers; only a rejected token stops it.
+Cogs are discovered, not listed: every module of the `cogs` package whose name does not start
+with `_` (python-discord's mark of a private helper), so a new cog is a new file there;
+`extensions=` overrides the list (tests, or a deployment that wants fewer). `run_bot` keeps a
+bot running through Discord outages: only a rejected token stops it.
 """
 
 from __future__ import annotations

@@ -1,17 +1,10 @@
 """Where discord.py sends its requests: the REST base and the gateway address.
 
-discord.py keeps both on classes rather than on a client: the REST base is the class attribute
-`discord.http.Route.BASE` (read by every Route, including the webhook adapter that answers
-interactions), and the gateway a plain `Client` connects to is
-`discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY` (a plain Client never asks `/gateway/bot`).
-No instance-level hook covers the interaction webhooks, so these two assignments are the least
-global way there is. They are made in exactly one place, here, called by `ConductorBot` when it
-logs in (`use_api`) and in its setup hook (`use_gateway`): one process runs one bot, so the
-process-wide value is the bot's own.
-
-With the default API URL nothing is redirected and discord.py's own gateway default stays; with
-any other URL (a proxy, a test's fake Discord) the gateway address comes from that URL's
-`/gateway/bot`, as Discord documents it.
+discord.py keeps both on classes, not on a client (`Route.BASE`, which the webhook adapter
+answering interactions reads too, and `DiscordWebSocket.DEFAULT_GATEWAY`), and no hook on an
+instance covers the interaction webhooks: setting them here, in one place, is the least global
+way there is. One process runs one bot, so the process-wide value is the bot's own;
+`ConductorBot` calls `use_api` when it logs in and `use_gateway` in its setup hook.
 """
 
 from __future__ import annotations
@@ -40,7 +33,8 @@ def use_api(api_url: str) -> None:
 
 
 async def use_gateway(http: discord.http.HTTPClient, api_url: str) -> str | None:
-    """When `api_url` is not Discord's own, connect to the gateway its `/gateway/bot` names.
+    """When `api_url` is not Discord's own, connect to the gateway its `/gateway/bot` names, as
+    Discord documents it (a plain Client never asks, and would go to Discord's own gateway).
 
     Returns the address chosen, or None when discord.py's default stays.
     """

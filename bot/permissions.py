@@ -1,18 +1,10 @@
 """Who may run which slash command: deny by default, allow per command group.
 
-Every command declares its access group with `@access("queries")` (or `OWNER`, or an admin
-group such as "rollout"). The tree checks the group on every invocation at run time: Discord's
-`default_permissions` is only a default that server admins can change, so it is never trusted.
-
-* `QUERIES` (queue, issue, events, agents, health, help) is open to everyone in the guild.
-* `OWNER` is the application's owner (or its team members) only.
-* `STEER` (/issue approve|priority|hold|unhold|requeue|assign, /agent pause|resume) is allowed
-  to CONDUCTOR_STEER_ROLE_IDS and CONDUCTOR_STEER_USER_IDS, and to the admins.
-* Any other group is allowed to the users and roles the policy lists for it; by default every
-  admin group is allowed to CONDUCTOR_ADMIN_ROLE_IDS and CONDUCTOR_ADMIN_USER_IDS.
-* A command that declares no group is denied to everyone.
-
-A denial is recorded as an ADMIN_ACTION_DENIED event in the admin stream.
+Every command declares its access group with `@access(...)` and the tree checks it on every
+invocation: Discord's `default_permissions` is only a default that server admins can change,
+so it is never trusted. Queries are open to the server, steering to the steerers and admins,
+the owner's commands to the application's owner, any other group to the admins; a command that
+declares no group is denied to everyone, and every denial is recorded.
 """
 
 from __future__ import annotations

@@ -1,12 +1,9 @@
 """The command tree: the one place that authorises commands and answers errors.
 
-* `interaction_check` applies the access policy (bot/permissions.py) to every command at run
-  time, and records a denial as an ADMIN_ACTION_DENIED event.
-* `on_error` (and `report_error`, which views use) turns any error into a short ephemeral
-  reply with a reference id; the same id is in the log line, which for an unexpected error
-  carries the stack trace. Nothing else in the bot replies with errors.
-* `sync_if_changed` syncs the commands to the guild only when their definitions changed since
-  the last sync (a hash kept in AppState); `/conductor sync` forces it.
+Every command is checked against the access policy (bot/permissions.py) at run time, and every
+error becomes one short ephemeral reply with a reference id that is also in the log, so no cog
+replies with errors itself and no stack trace reaches Discord. Commands are synced to the guild
+only when their definitions changed.
 """
 
 from __future__ import annotations
@@ -70,6 +67,8 @@ class ConductorTree(app_commands.CommandTree[Any]):
         return Caller(user.id, roles, in_guild, await self.bot.is_owner(user))
 
     async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
+        """Apply the access policy to every command; a denial is recorded as
+        ADMIN_ACTION_DENIED and raised as AccessDenied, for `report_error` to answer."""
         command = interaction.command
         if isinstance(command, app_commands.ContextMenu):
             group = command.extras.get("conductor_access")
@@ -96,7 +95,8 @@ class ConductorTree(app_commands.CommandTree[Any]):
         await self.report_error(interaction, error)
 
     async def report_error(self, interaction: discord.Interaction[Any], error: Exception) -> None:
-        """Reply to the user (ephemeral, short, with a reference id) and log the error."""
+        """Reply to the user (ephemeral, short, with a reference id) and log the error under the
+        same id, with its stack trace when it was unexpected. Views call it too."""
         ref = reference_id()
         original: BaseException = error
         if isinstance(error, app_commands.CommandInvokeError | app_commands.TransformerError):
@@ -152,7 +152,8 @@ class ConductorTree(app_commands.CommandTree[Any]):
         return hashlib.sha256(blob.encode()).hexdigest()
 
     async def sync_if_changed(self, *, force: bool = False) -> bool:
-        """Sync the commands to the configured guild when they changed (or when forced).
+        """Sync the commands to the configured guild when they changed since the last sync (a
+        hash kept in AppState), or when forced (`/conductor sync`).
 
         Returns whether a sync happened.
         """

@@ -1,24 +1,10 @@
 """Kubernetes admin from Discord: /rollout restart|status, /flux status|reconcile, /pods, /logs,
 and /audit recent.
 
-Every command here is in an admin access group (bot/permissions.py: deny by default). The cog
-then checks the target against the allowlist in the configuration (CONDUCTOR_ROLLOUT_TARGETS,
-CONDUCTOR_FLUX_OBJECTS, the chart's components) before any Kubernetes client exists, so a
-refused request never reaches the cluster. Autocomplete reads the same configuration.
-
-The cog owns ONE KubernetesClient for the process, created on first use (a bot without a
-cluster still loads, and its admin commands say "Kubernetes is not configured") and closed in
-`cog_unload`.
-
-Restart and reconcile ask the invoker to confirm (bot/ui/confirm.py), then edit that one
-message as the rollout or reconciliation advances, ending with the outcome and the time taken.
-Every action is recorded in the admin stream (bot/services/audit.py) with one correlation id:
-requested, then denied, or confirmed/cancelled, then completed/failed; finished actions and
-permission denials are posted to CONDUCTOR_AUDIT_CHANNEL_ID when it is set.
-
-Settings read here that bot/settings.py may not have yet (read with a default):
-CONDUCTOR_CONFIRM_TIMEOUT_SECONDS (confirm_timeout_seconds, 60) and
-CONDUCTOR_ROLLOUT_TIMEOUT_SECONDS (rollout_timeout_seconds, 300).
+Admins only, and only the allowlisted targets of the configuration (CONDUCTOR_ROLLOUT_TARGETS,
+CONDUCTOR_FLUX_OBJECTS, the chart's components), checked before any Kubernetes client exists,
+so a refused request never reaches the cluster. Restarts and reconciles are confirmed first
+and followed in one message, and every action leaves an audit trail (bot/services/audit.py).
 """
 
 from __future__ import annotations
@@ -158,7 +144,10 @@ class AdminCog(commands.Cog):
 
     # --- the service, built on first use ------------------------------------------------------
     async def service(self) -> RolloutService:
-        """The process's RolloutService; raises ClusterUnavailable when no cluster is set up."""
+        """The process's RolloutService; raises ClusterUnavailable when no cluster is set up.
+
+        Built on first use, so a bot without a cluster still loads (its admin commands say
+        Kubernetes is not configured), and closed in `cog_unload`."""
         async with self._connecting:
             if self._service is None:
                 settings = self.bot.context.settings
@@ -178,7 +167,8 @@ class AdminCog(commands.Cog):
         target: str | None,
         check: Callable[[], object] | None = None,
     ) -> AdminAction:
-        """Record the request, then refuse it (recorded as denied) when `check` raises."""
+        """Record the request, then refuse it (recorded as denied) when `check` raises: the
+        allowlist, checked before any Kubernetes client exists."""
         act = self.audit.begin(render.actor_of(interaction.user.id), action, target)
         await act.requested()
         if check is not None:

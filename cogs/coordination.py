@@ -1,23 +1,8 @@
 """/coordinate run and /coordinate status, and the coordination loop of a bot built alone.
 
-In `conductor-e run` and `bot` the composition root builds the CoordinationService, runs the
-loop beside the bot (so that a Discord outage does not stop it) and hands the service to the
-bot; the cog then only serves the commands over it. A bot built without one (tests, tools):
-the cog builds the loop over the bot's services (and so the process's one GitHub client) with
-ONE MessagesClient (when ANTHROPIC_API_KEY is set), built in `cog_load` and closed in
-`cog_unload`. The loop and the command share one CoordinationService; its PostgreSQL advisory lock
-keeps a command, the loop and a CronJob in another pod from running at the same time (the
-loser reports "skipped").
-
-The loop (`discord.ext.tasks`) runs every CONDUCTOR_LOOP_INTERVAL_SECONDS when
-CONDUCTOR_LOOP_ENABLED is true. Its first run comes one interval after start-up, not at once:
-a bot that restarts repeatedly (a crash loop, a rollout) does not turn into a burst of runs,
-and `/coordinate run` is there for "now". A run never raises (a database blip or a GitHub
-outage comes back as a failed RunResult, recorded and alerted to #admin), and anything else
-that goes wrong in an iteration is logged and the loop carries on.
-
-Each run also checks the daily budgets (in the service, so the CronJob does too):
-BUDGET_THRESHOLD_CROSSED events are recorded and the alert follower posts them to #admin.
+In `conductor-e run` and `bot` the loop runs beside the bot, so that a Discord outage does not
+stop it, and this cog only serves the commands over that service. A bot built without one
+(tests, tools) runs its own loop here, every CONDUCTOR_LOOP_INTERVAL_SECONDS.
 """
 
 from __future__ import annotations
@@ -292,6 +277,8 @@ class CoordinationCog(
 
     @coordination_loop.before_loop
     async def _first_run_after_one_interval(self) -> None:
+        # Not at once: a bot that restarts repeatedly (a crash loop, a rollout) must not turn
+        # into a burst of runs, and `/coordinate run` is there for "now".
         await asyncio.sleep(self.bot.context.settings.loop_interval_seconds)
 
     def loop_line(self) -> str:

@@ -1,13 +1,8 @@
 """/cost summary, /cost issue and /keys verify: what the agents spend, and whose key pays.
 
-Costs are read-only figures from the usage projections, so `/cost` is a query group, open to
-everyone in the server like /queue and /agents. `/keys verify` talks to the Anthropic Admin
-API about the organisation's keys: it is an admin command (group "keys").
-
-The figures are the cost service's one ledger (bot/services/costs/ledger.py): priced from tokens at
-each day's price (genai-prices, CONDUCTOR_PRICES_FILE on top), the agents' reported cost where a
-model has no price, labelled "reported" ("cost unknown" when neither exists). Each agent and
-model shows how far the agent's own reported cost is from ours; more than 5% is marked ⚠️.
+`/cost` shows read-only figures from the one ledger (bot/services/costs/ledger.py), so it is a
+query group open to everyone, like /queue; `/keys verify` asks the Anthropic Admin API about
+the organisation's keys, so it is an admin command (group "keys").
 """
 
 from __future__ import annotations

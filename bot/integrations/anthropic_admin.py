@@ -1,16 +1,8 @@
 """The Anthropic Admin API: the organisation's API keys and its Messages usage per key.
 
-Plain HTTP on the process's aiohttp session (the SDK has no usage report), with the documented
-shapes:
-
-* `GET /v1/organizations/api_keys` — `{data: [APIKey], has_more, first_id, last_id}`, paged
-  with `after_id`;
-* `GET /v1/organizations/usage_report/messages` with `starting_at`, `ending_at`,
-  `bucket_width=1d`, `group_by[]=api_key_id&group_by[]=model` — `{data: [{starting_at,
-  ending_at, results: [...]}], has_more, next_page}`, paged with `page`.
-
-Needs an Admin key (`sk-ant-admin...`, ANTHROPIC_ADMIN_KEY); it is sent as `x-api-key` and never
-appears in an error or a log line.
+Plain HTTP on the process's aiohttp session, since the SDK has no usage report; the shapes are
+the documented ones, followed page by page. The Admin key (`sk-ant-admin...`,
+ANTHROPIC_ADMIN_KEY) is sent as `x-api-key` and never appears in an error or a log line.
 """
 
 from __future__ import annotations

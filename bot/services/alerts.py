@@ -1,18 +1,10 @@
 """Live alerts: which events are worth a message in which channel, and delivering them.
 
-`AlertService.run` follows the store from the last delivered position (kept in AppState) and
-hands each alert to a poster (the bot's Discord side). Delivery is at least once from the
-store's point of view and exactly once in Discord: an alert that fails is retried with backoff
-(never skipped, so later alerts wait behind it), the position advances only after a post, and
-each alert carries a nonce derived from its event position that Discord de-duplicates
-(`enforce_nonce`), so a crash between posting and recording the position never posts twice.
-On the very first start the service begins at the head of the store instead of replaying
-history into the channels.
-
-A coordination loop that keeps failing the same way (GitHub down for an hour) is said once, not
-every five minutes: a failed run is posted when the run before it succeeded or failed
-differently, and the first run that completes after failures says the loop has recovered. The
-run before is read from the store, so the rule holds across restarts.
+People learn of assignments, stuck work, failures and budgets in Discord without asking, so an
+alert may be neither lost nor doubled: `AlertService` follows the store from the last delivered
+position, retries an alert until it is posted (later ones wait behind it, never skipping it),
+and Discord keeps one message per nonce, so a crash between a post and its saved position never
+posts twice. A loop that keeps failing the same way is said once, not every run.
 """
 
 from __future__ import annotations
@@ -64,6 +56,8 @@ class Alert:
 
     @property
     def nonce(self) -> str:
+        """From the event's position: a re-post after a crash carries the same nonce, and
+        Discord (`enforce_nonce`) keeps one message."""
         return f"{NONCE_PREFIX}{self.position}"
 
 
@@ -178,7 +172,8 @@ class AlertService:
         return settings.tasks_channel_id is not None or settings.admin_channel_id is not None
 
     async def start_position(self) -> int:
-        """The last handled position; on the first start, the head of the store."""
+        """The last handled position; on the first start, the head of the store, rather than
+        replaying history into the channels."""
         stored = await self.context.state.get(POSITION_KEY)
         if stored is not None:
             return int(stored)
@@ -207,6 +202,10 @@ class AlertService:
                 unsaved, saved_at = 0, time.monotonic()
 
     async def alert_for(self, event: RecordedEvent) -> Alert | None:
+        """The alert for `event`. A coordination run is judged against the run recorded before
+        it, read from the store, so that a failure said once stays said across restarts: a
+        failed run is posted when the one before succeeded or failed differently, and the first
+        run that completes after failures says the loop has recovered."""
         settings = self.context.settings
         title = None
         previous_run = None

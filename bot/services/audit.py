@@ -1,24 +1,9 @@
 """The audit trail of admin actions: ADMIN_ACTION_* events in the admin stream.
 
-One admin action (a restart, a reconcile, a log read...) is one `AdminAction`; every record it
-makes carries the same correlation id, so its trail reads as one story:
-
-    REQUESTED → DENIED                       refused before anything was sent anywhere
-    REQUESTED → CONFIRMED → COMPLETED|FAILED a confirmed mutation
-    REQUESTED → CANCELLED                    the invoker said no, or the confirmation timed out
-    REQUESTED → COMPLETED|FAILED             a read (status, pods, logs)
-
-Denials by the permission layer (the caller may not run the command at all) are recorded by
-bot/permissions.py before any command runs; they are a single DENIED record.
-
-Recording before acting is mandatory: when REQUESTED or CONFIRMED cannot be stored, the error
-propagates and nothing is done. The outcome records (COMPLETED, FAILED, CANCELLED, DENIED) are
-written after the fact and a failure to store them is logged, not raised: the action has
-happened either way, and the person must still see its outcome.
-
-Each finished action is also handed to an optional `poster` (the bot posts it to
-CONDUCTOR_AUDIT_CHANNEL_ID), in the background so that a slow channel never delays the person
-who ran the command. This module knows nothing of Discord.
+Every action a person takes on the cluster or the work (a restart, a reconcile, a log read, a
+hold...) is recorded before it happens and again with its outcome, under one correlation id,
+so that nothing is done unrecorded and each trail reads as one story. This module knows nothing
+of Discord: finished actions go to an optional poster (the bot's audit channel).
 """
 
 from __future__ import annotations
@@ -124,7 +109,8 @@ class AuditService:
         await self.store.append(catalogue.ADMIN_STREAM, [NewEvent(event_type, data, metadata)])
 
     def announce(self, entry: AuditEntry) -> None:
-        """Hand a finished action to the poster, in the background; never raises."""
+        """Hand a finished action to the poster, in the background (a slow channel never
+        delays the person who ran the command); never raises."""
         if self.poster is None:
             return
         task = asyncio.create_task(self._post(entry), name="audit-post")
@@ -155,7 +141,19 @@ class AuditService:
 
 
 class AdminAction:
-    """One admin action's trail; each method appends one record with the correlation id."""
+    """One admin action's trail; each method appends one record with the correlation id.
+
+        REQUESTED → DENIED                       refused before anything was sent anywhere
+        REQUESTED → CONFIRMED → COMPLETED|FAILED a confirmed mutation
+        REQUESTED → CANCELLED                    the invoker said no, or the confirmation timed out
+        REQUESTED → COMPLETED|FAILED             a read (status, pods, logs)
+
+    (The permission layer's denials, of a caller who may not run the command at all, are a
+    single DENIED, recorded by bot/permissions.py.) REQUESTED and CONFIRMED raise when they
+    cannot be stored, so nothing is done; the outcome is written after the fact, and a failure
+    to store it is logged, not raised: the action happened either way, and the person must
+    still see its outcome.
+    """
 
     def __init__(
         self, audit: AuditService, actor: str, action: str, target: str | None, correlation_id: str

@@ -1,19 +1,8 @@
 """The dashboard's read model: the board, the agents, spend, coordination runs.
 
-Everything is read from the projections (never GitHub or Kubernetes) and judged at one `now`
-taken from `context.clock()`, so a page shows one consistent moment.
-
-The board keeps working with many thousands of issues: each column returns its first page of
-cards plus its total, and further pages are read by offset. The queue is read in priority order
-(`Projections.queue`); the other columns most recently active first (`Projections.issues`).
-"Done" shows only the issues done since midnight UTC.
-
-Queued cards that no agent can take (nobody on the issue's route ever reported) are flagged,
-and the board lists the repos whose `.rig-agent.yaml` is broken (bot/services/work/routing).
-
-Stuck cards are judged by `bot.services.coordination.stuck.judge`, the rules the coordination loop
-acts on;
-here they are only marked, nothing is recorded.
+A second screen that people leave open must stay cheap and show one consistent moment, so
+everything is read from the projections (never GitHub or Kubernetes), a column a page at a
+time so that the board keeps working with many thousands of issues, and judged at one `now`.
 """
 
 from __future__ import annotations
@@ -151,7 +140,8 @@ class Run:
 
 
 class DashboardService:
-    """Reads what the dashboard shows; every method takes its `now` from the context clock."""
+    """Reads what the dashboard shows; every method takes one `now` from the context clock, so
+    a page shows one consistent moment."""
 
     def __init__(
         self,
@@ -201,6 +191,7 @@ class DashboardService:
             issues = await projections.queue(limit, offset)
             total = counts.get("queued", 0)
         elif key == "done":
+            # Today's only (since midnight UTC): every issue ever done would bury the board.
             done_today = await self._done_since(_midnight(now))
             total, issues = len(done_today), done_today[offset : offset + limit]
         else:
@@ -256,7 +247,8 @@ class DashboardService:
         unroutable: str | None = None,
         verdict: Verdict | None = None,
     ) -> Card:
-        """Judge one issue at `now` (see the module docstring for what stuck means)."""
+        """Judge one issue at `now`. Stuck is what the coordination loop acts on
+        (`coordination.stuck.judge`); here it is only marked, and nothing is recorded."""
         reason = self._stuck_reason(issue, now, agents)
         route = route_label(verdict.route) if verdict is not None else None
         gate = gate_state(issue, self.merge_gate.listed(issue.repo))

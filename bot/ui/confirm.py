@@ -1,13 +1,9 @@
 """Confirming a destructive command, and showing its progress in one message.
 
 `ConfirmView` is the one confirmation every destructive command uses (restart, reconcile,
-requeue...): Confirm and Cancel buttons that only the invoker may press (anyone else gets a
-private refusal), that are disabled once pressed, and that time out (disabled too, the message
-saying so). `ask()` posts the question and returns the choice.
-
-`ProgressMessage` then edits that same message as the action advances: the latest state wins
-and edits are spaced at least `interval` seconds apart (Discord rate-limits message edits, and
-nobody reads faster), except the final outcome, which is shown at once.
+requeue...), so that each asks the same way: only the invoker may press, and the buttons are
+disabled once pressed or timed out. `ProgressMessage` then edits that same message as the
+action advances, so the person follows it in one place.
 """
 
 from __future__ import annotations
@@ -133,7 +129,10 @@ class ConfirmView(OwnerOnlyView):
 
 
 class ProgressMessage:
-    """Edits an interaction's original response with the latest state, rate-limited."""
+    """Edits an interaction's original response with the latest state, rate-limited.
+
+    Edits are spaced at least `interval` seconds apart, the latest state winning (Discord
+    rate-limits message edits, and nobody reads faster); the outcome is shown at once."""
 
     def __init__(
         self,

@@ -1,20 +1,9 @@
 """The rules every request meets before a handler sees it, whatever its route.
 
-- Headers whose values we keep or compare (tokens, request and idempotency ids) must be
-  printable ASCII; query values and paths may not hold NUL or undecodable bytes: 400.
-- Writes (POST, PUT, PATCH, DELETE) from a foreign `Origin` are refused (403): a web page on
-  the same network cannot post events or claim work.
-- A write under /api/ must be `application/json` (415), within MAX_BODY_BYTES (413, decided
-  from Content-Length before anything is read), arrive within BODY_TIMEOUT (408), and be
-  JSON that PostgreSQL can store (400): see `parse_json`. The parsed body waits in
-  `request[JSON_BODY]` (`json_body(request)`), so a new write route gets all of this by
-  being under /api/.
-- The GitHub webhook is the exception: it checks its signature header and its own, larger
-  cap before it reads (`read_body`).
-- Claims are state-changing GETs: `refuse_browser` tells an agent from a web page.
-
-Responses carry nosniff, a referrer policy and no `Server` version; the dashboard's pages a
-CSP that forbids framing and foreign scripts, its data `Cache-Control: no-store`.
+One middleware, so that no route can forget them: a web page on the same network cannot post
+events or claim work, and neither what PostgreSQL cannot store nor a body that never ends
+reaches a handler. Answers name no server version, and the dashboard's pages cannot be framed.
+The README's "The HTTP API" lists the rules with their statuses.
 """
 
 from __future__ import annotations
@@ -65,6 +54,12 @@ _ASCII_HEADERS = (
 
 @web.middleware
 async def guard_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Check a request's headers, origin, content type, size, time and JSON before its handler.
+
+    A write under /api/ is read and parsed here and waits in `request[JSON_BODY]`
+    (`json_body`), so a new write route gets all of this by being under /api/. The GitHub
+    webhook is the exception: it checks its signature and its own, larger cap before it reads
+    (`read_body`)."""
     check_headers(request)
     if request.match_info.http_exception is not None:
         return await handler(request)  # 404 or 405: nothing will read the body

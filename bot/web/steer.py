@@ -1,12 +1,8 @@
 """The steering API for scripts: the /issue and /agent steering commands over HTTP.
 
-    POST /api/issues/{owner}/{repo}/{number}/hold|unhold|requeue|assign|priority|approve
-    POST /api/agents/{agentId}/pause|resume
-
-A JSON body (possibly `{}`) carries `reason`, `agentId` (assign) or `priority`. Every route
-needs `Authorization: Bearer <token>` with a token of CONDUCTOR_STEER_TOKENS (`name=token`);
-without that setting the routes answer 403: they are never open. The actor recorded is
-`api:<name>`; the rules, events and audit trail are the commands' (bot/services/work/steering.py).
+Scripts steer the work through the same service as people in Discord, so the rules, events and
+audit trail are the commands' (bot/services/work/steering.py), with `api:<token name>` as the
+actor. The routes are never open: without CONDUCTOR_STEER_TOKENS they answer 403.
 """
 
 from __future__ import annotations

@@ -1,12 +1,9 @@
 """POST /api/webhook/github: signed GitHub deliveries become lifecycle events.
 
-The delivery is verified (X-Hub-Signature-256, constant time) before anything else is read
-from it; without the signature header, or over MAX_DELIVERY_BYTES by its Content-Length, it
-is refused before its body is read. Processing starts at once; the answer comes when it is
-done or after at most ACK_WITHIN seconds (202, the work going on in the background), so
-GitHub never waits on us.
-A failure that happens while we still answer (the database is down) is a 5xx, so the
-delivery shows as failed and can be redelivered; a redelivery stores nothing twice.
+A delivery is verified before anything else is read from it, so a stranger's body costs
+nothing, and it is answered within ACK_WITHIN (202 while the work goes on), so GitHub never
+waits on us. A failure while we still answer is a 5xx, so GitHub shows the delivery as failed
+and it can be redelivered; a redelivery stores nothing twice.
 """
 
 from __future__ import annotations

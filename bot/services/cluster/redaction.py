@@ -1,15 +1,9 @@
 """Redaction of secrets from text that is about to be shown: pod logs, error details, summaries.
 
-Two kinds of secret are removed:
-
-* values the process knows: every `SecretStr` in the settings (and the password part of any
-  secret that is a URL, such as DATABASE_URL);
-* strings shaped like a credential even when we do not know them: GitHub tokens (ghp_, gho_,
-  ghu_, ghs_, ghr_, github_pat_), Anthropic keys (sk-ant-...), Discord bot tokens and JWTs (three
-  base64url segments separated by dots), `Bearer xxx`, `password=xxx` and similar pairs, and the
-  password in `scheme://user:password@host`.
-
-`Redactor` compiles the patterns once; build it once (e.g. from the settings) and reuse it.
+Two kinds are removed: the values the process knows (every `SecretStr` of the settings, and the
+password of one that is a URL), and strings shaped like a credential even when we do not know
+them (tokens, keys, JWTs, bearer credentials, `password=` pairs, URL passwords), since a pod's
+log may hold any secret of the cluster. Build one `Redactor` and reuse it: it compiles once.
 """
 
 from __future__ import annotations

@@ -1,24 +1,9 @@
-"""The coordination loop: one run, every five minutes, from the bot's cog or a CronJob.
+"""The coordination loop: one run, every five minutes, beside the bot or from a CronJob.
 
-A run, under a PostgreSQL advisory lock so that only one runs at a time across every process
-and pod (a run that finds the lock held returns at once with `skipped`):
-
-1. health — HealthService (PostgreSQL, and the upstreams that are configured);
-2. GitHub — the syncer records new agent-ready issues as ISSUE_APPROVED (and withdrawals,
-   priority changes); skipped in a dry run, since SyncService has no dry-run mode;
-3. stuck work — StuckDetector records AGENT_STUCK and requeues or escalates
-   (bot/services/coordination/stuck);
-4. facts — queue depth, who holds what, escalations, health; computed in code;
-5. summary — only when the facts' digest differs from the last summary's: the model (or the
-   template) writes it, the webhook posts it, SUMMARY_POSTED records it. A summary the webhook
-   could not take is kept in AppState and posted first on the next run, never lost;
-6. the run itself — COORDINATION_RUN_COMPLETED, or COORDINATION_RUN_FAILED when a step failed.
-
-`run()` never raises (except on cancellation): a database blip, a GitHub outage or a webhook
-failure comes back as a failed RunResult, so the cog's `tasks.loop` keeps going. A dry run
-appends nothing at all: it reads, judges and prints the template summary.
-
-What a run found and did, its record and its one-line form are in coordination/result.py.
+A run catches up on whatever webhooks and agents left unsaid: it brings the store in step with
+GitHub, deals with stuck work and crossed budgets, asks the merge gate about every PR it
+follows, and posts a summary of the work only when the work changed. What a run found and did
+is its RunResult (coordination/result.py).
 """
 
 from __future__ import annotations
@@ -125,7 +110,13 @@ class CoordinationService:
         self.configs = configs
 
     async def run(self, dry_run: bool = False) -> RunResult:
-        """One coordination pass. Never raises but for cancellation; see the module docstring."""
+        """One coordination pass, under an advisory lock so that one runs at a time across every
+        process and pod (a run that finds it held returns at once, `skipped`).
+
+        Never raises but for cancellation: a database blip, a GitHub outage or a webhook failure
+        comes back as a failed RunResult, so whatever loops over `run()` keeps going. A dry run
+        appends nothing at all: it reads, judges and prints the template summary.
+        """
         result = RunResult(
             run_id=uuid.uuid4().hex, started_at=self.context.clock(), dry_run=dry_run
         )
@@ -365,6 +356,8 @@ class CoordinationService:
         facts.done_since = _unique(e.stream_id for e in done)
 
     async def _summarise(self, result: RunResult, facts: Facts, dry_run: bool) -> None:
+        """Write a summary only when the facts' digest changed (or news arrived), and post it;
+        one the webhook could not take waits in AppState and is posted first next run."""
         state_store = self.context.state
         state: dict[str, Any] = dict(await state_store.get(STATE_KEY, {}) or {})
         pending: list[dict[str, Any]] = list(state.get("pending", []))

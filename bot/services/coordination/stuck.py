@@ -1,34 +1,9 @@
 """Stuck work: find it, tell #admin (AGENT_STUCK), and put the issue back or escalate it.
 
-What counts as stuck, for an issue held by an agent:
-
-* `assigned` or `in_progress` with no event on the issue for `stuck_in_progress_minutes` (30):
-  the holder is the assignee. (`assigned` is included: an agent that claims an issue and dies
-  before WORK_STARTED would otherwise hold it for ever.)
-* `in_review` with a reviewer and no event on the issue for `stuck_in_review_minutes` (20): the
-  holder is the reviewer. A PR that no reviewer has claimed names no agent to blame; it is
-  reported (`awaiting_review`) but nothing is recorded.
-* the holder's heartbeats stopped (the agent is stale: no HEARTBEAT within
-  `context.stale_after`) and the issue itself had no event within that window either. An agent
-  that never sent a heartbeat is not judged by heartbeats.
-
-"No event" is the issue's `last_activity`: any event on the issue's stream. Heartbeats do not
-count as progress, since they prove the process is alive, not that the work moves.
-
-Attempts. Every ISSUE_ASSIGNED starts an attempt (the projection's `attempt` counter). An
-attempt *fails* when the issue goes back to the queue without being done: found stuck here, or
-the agent gave it up (ISSUE_UNASSIGNED). So when an issue is found stuck on its n-th attempt
-since the last ISSUE_REQUEUED, n attempts have failed: with n < max_attempts (2) it goes back to
-the queue (ISSUE_UNASSIGNED) for another agent; with n >= max_attempts it is ESCALATED (state
-`failed`, out of the queue) until a person requeues it (ISSUE_REQUEUED). The count restarts at
-a requeue: the projection's counter does not, so it is read from the stream, and only for an
-issue found stuck.
-
-Each stuck episode is recorded once: the episode is the issue at the global position of its
-last event (`Issue.position`); AGENT_STUCK uses the key `stuck:<stream>:<position>` and the
-issue's own event `stuck-action:<stream>:<position>`, so a crash between the two or a second
-run repeats nothing. The issue event is appended at the stream version that was judged: if the
-agent spoke up in the meantime the append fails on the version and the issue is left alone.
+An agent that dies or stalls would otherwise hold its issue for ever. Each coordination run
+judges every held issue by how long it has been silent (`judge`), hands it back to the queue
+for another agent, or escalates it to a person once `max_attempts` attempts have failed; each
+episode is recorded once, however often the run is repeated or cut short.
 """
 
 from __future__ import annotations
@@ -197,7 +172,11 @@ class StuckDetector:
         version = events[-1].version
         attempts = attempts_since_requeue(t.type for t in events)
         max_attempts = self.context.settings.max_attempts
+        # Below the limit the issue goes back to the queue (ISSUE_UNASSIGNED); at it, ESCALATED
+        # takes it out of the queue (state `failed`) until a person requeues it.
         action: Action = "escalate" if attempts >= max_attempts else "requeue"
+        # The episode is the issue at the position of its last event: both records below are
+        # keyed by it, so a crash between them or a second run repeats nothing.
         episode = f"{issue.stream_id}:{issue.position}"
 
         if stuck.agent_id is not None:
@@ -227,6 +206,7 @@ class StuckDetector:
         event_type, payload = _issue_event(stuck, action, attempts, max_attempts)
         data = catalogue.validate(event_type, payload, internal=True)
         try:
+            # At the version judged: if the agent spoke up meanwhile, the issue is left alone.
             result = await self.context.store.append(
                 issue.stream_id,
                 [NewEvent(event_type, data, dict(METADATA))],
@@ -256,7 +236,19 @@ def judge(
     in_review_limit: timedelta,
     stale_after: timedelta,
 ) -> StuckIssue | Literal["awaiting_review"] | None:
-    """Whether one held issue is stuck at `now` (see the module docstring for the rules)."""
+    """Whether one held issue is stuck at `now`.
+
+    Silence is the issue's `last_activity`: any event on its stream. Heartbeats are not
+    progress; they prove the process is alive, not that the work moves.
+
+    * `assigned` or `in_progress`, silent past `in_progress_limit`: the assignee is stuck
+      (`assigned` counts, or an agent that claims and dies before WORK_STARTED would hold the
+      issue for ever);
+    * `in_review`, silent past `in_review_limit`: the reviewer is stuck; a PR no reviewer has
+      claimed names nobody to blame, so it is only "awaiting_review" (reported, not recorded);
+    * the holder is stale (no HEARTBEAT within `stale_after`) and the issue was silent as long:
+      stuck whatever the limit. An agent that never sent a heartbeat is not judged by them.
+    """
     idle = now - issue.last_activity
     kind: Kind
     if issue.state == "in_review":
@@ -297,7 +289,13 @@ def judge(
 
 def attempts_since_requeue(types: Any) -> int:
     """ISSUE_ASSIGNED events since the last ISSUE_REQUEUED; at least 1 for a held issue (an
-    agent may start work without a recorded assignment)."""
+    agent may start work without a recorded assignment).
+
+    Each assignment starts an attempt, and an attempt fails when the issue goes back to the
+    queue undone (found stuck, or given up with ISSUE_UNASSIGNED): so an issue found stuck on
+    its n-th attempt has n failed ones. A requeue by a person starts the count again, which the
+    projection's `attempt` counter does not; hence the stream, read only for a stuck issue.
+    """
     count = 0
     for event_type in types:
         if event_type == "ISSUE_REQUEUED":

@@ -1,14 +1,8 @@
 """The #conductor-e summary: facts computed in code, words from a cheap model only on change.
 
-`Facts` is what the loop knows after a run. Its `digest()` covers the *state* of the work
-(which issues are queued, who holds what, what is escalated, which components are down) and
-not the deltas (approved or done since the last summary) nor anything volatile (latencies,
-times): a delta always shows up in the state too, and hashing deltas would make every change
-cost two summaries, one when it happens and one when the delta drops back to zero.
-
-`Summariser.write()` turns facts into text: the model (settings.summary_model) when a completer
-is configured, else — or on any model error — a deterministic template. Every model call is
-recorded as TOKEN_USAGE of agent `conductor-e` with its computed cost.
+`Facts` is what the loop knows after a run, and its digest says whether anything worth saying
+changed; `Summariser.write()` turns facts into text, the model's or a deterministic template's.
+People get a short status when there is news, and a model call is paid for only then.
 """
 
 from __future__ import annotations
@@ -116,7 +110,12 @@ class Facts:
         }
 
     def digest(self) -> str:
-        """A hash of the state of the work: equal digests mean nothing worth saying changed."""
+        """A hash of the state of the work: equal digests mean nothing worth saying changed.
+
+        Deltas (approved or done since the last summary) stay out: a delta always shows in the
+        state too, and hashing it would cost every change two summaries, one when it happens and
+        one when the delta drops back to zero. Nothing volatile (latencies, times) goes in either.
+        """
         canonical = json.dumps(self.snapshot(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 

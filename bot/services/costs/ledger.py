@@ -1,17 +1,10 @@
 """What the agents spend: the one ledger of TOKEN_USAGE, priced, checked and budgeted.
 
-Two figures for every row: the cost the agents *reported* (`costUsd` on their events) and the
-cost *priced* here from the tokens at that day's price (bot/services/costs/pricing.py: genai-prices,
-and CONDUCTOR_PRICES_FILE on top). The figure shown is ours where the model has a price and the
-agent's reported one where it has not, labelled as such (`Spend.basis`); usage on a model with
-no price (or none named) still counts its tokens for the agent. Rows where both figures are
-known and differ by more than 5% (and at least a cent) are flagged: either an agent prices
-wrongly or the price database is out of date.
-
-`CostService.ledger()` is the one place spend is computed: /cost, /api/costs/*, the dashboard,
-the budgets and their alerts all read it, so they show the same number for the same agent and
-window. Everything reads the usage projections (per day, agent and model; per issue and day),
-never the events, so a 30-day summary costs two small queries however many events there are.
+Each row has two costs, the one the agents reported and the one priced here from the tokens
+(pricing.py). The figure shown is ours where the model has a price and theirs where it has not
+(`Spend.basis`); a wide gap between the two is flagged, since either an agent prices wrongly or
+the price database is out of date. `CostService.ledger()` is the one place spend is computed,
+so /cost, /api/costs/*, the dashboard and the budgets agree for the same agent and window.
 """
 
 from __future__ import annotations
@@ -42,7 +35,11 @@ MAX_DAYS = 366
 
 
 class CostService:
-    """Spend per agent, model, day and issue, the reported-vs-priced check, and budgets."""
+    """Spend per agent, model, day and issue, the reported-vs-priced check, and budgets.
+
+    It reads the usage projections (per day, agent and model; per issue and day), never the
+    events, so a 30-day summary costs two small queries however many events there are.
+    """
 
     def __init__(
         self,

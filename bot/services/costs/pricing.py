@@ -1,26 +1,9 @@
-"""Model prices by day — from the genai-prices database, and an optional local price file.
+"""Model prices by day: the genai-prices database, with an optional local price file on top.
 
-Prices come from the `genai-prices` package (pydantic/genai-prices on PyPI: historic prices per
-provider and model, maintained upstream; upgrading the package brings new models and price
-changes). Its bundled data is used as installed: nothing is downloaded at run time. A model is
-found by its name (any provider: `claude-…` is Anthropic's, `gpt-…` OpenAI's), with aliases,
-dated snapshot ids and the Vertex `model@snapshot` form.
-
-An operator's local file (CONDUCTOR_PRICES_FILE, YAML or JSON) adds models the database does not
-know yet, or overrides its price from a date on (a negotiated rate). For a day on or after a
-model's first `effective` date in the file, the file's latest entry on or before that day
-applies; before it, the database's price (if any) does.
-
-A day's usage is priced at the price in force that day (UTC), so a price change never re-prices
-the past. A model (or a day) without a price has none: `cost()` returns None — "cost unknown",
-never zero — and so does an empty model name.
-
-Each Price says where it came from (`source`: "genai-prices 0.2.3" or "CONDUCTOR_PRICES_FILE"),
-so every figure can say what priced it. Rates are USD per million tokens of: input (uncached),
-output, cache reads, 5-minute and 1-hour cache writes. Usage reaches us summed per day, not per
-request, so a per-request long-context surcharge (a tier above 200k input tokens) cannot be
-applied: the base rate is used. Look-ups are cached per (model, day): pricing a million events
-resolves each model once per day of the window.
+Spend is priced here from the tokens rather than taken on the agents' word. A day's usage is
+priced at that day's price (UTC), so a price change never re-prices the past; a model or a day
+without a price has none ("cost unknown", never zero); and each Price names its source, so that
+every figure can say what priced it. The README's "Costs and prices" is the user's view.
 """
 
 from __future__ import annotations
@@ -182,7 +165,10 @@ def _rate(value: Decimal | TieredPrices | None) -> Decimal | None:
 
 def database_price(model: str, day: date) -> tuple[str | None, Price | None]:
     """genai-prices' id for `model` (None when it does not know it) and its price on `day`
-    (UTC; None when it has none).
+    (UTC; None when it has none). Its bundled data is used as installed: nothing is downloaded.
+
+    A model is found by its name in any provider (`claude-…` is Anthropic's, `gpt-…` OpenAI's),
+    its aliases and dated snapshot ids, and the Vertex `model@snapshot` form.
 
     Cache tokens the database gives no rate of its own are priced as genai-prices prices them:
     a 5-minute or 1-hour write at the plain cache-write rate, else as input; a read as input.
@@ -230,7 +216,8 @@ class Pricing:
             self._days[entry.model] = [p.effective for p in entry.prices]
             for name in (entry.model, *entry.aliases):
                 self._canonical[normalise_model(name)] = entry.model
-        # (model as recorded, day) → price; bounded by the models in use × the days asked for.
+        # (model as recorded, day) → price; bounded by the models in use × the days asked for,
+        # so pricing a million events resolves each model once per day of the window.
         self._cache: dict[tuple[str, date], Price | None] = {}
 
     @classmethod
@@ -253,7 +240,9 @@ class Pricing:
         return self._file[name][index].price() if index >= 0 else None
 
     def price_for(self, model: str, day: date) -> Price | None:
-        """The price in force for `model` on `day`, or None (no price: cost unknown).
+        """The price in force for `model` on `day`, or None (no price: cost unknown). A file
+        entry applies from its `effective` day to the next entry's; before the first, the
+        database's price does.
 
         The file is matched by the name as sent, then by genai-prices' id for it, so a file
         entry for `claude-sonnet-4-6` covers its dated snapshot ids and other spellings too.

@@ -1,22 +1,10 @@
 """Push dispatch: hand each routed issue to its agent's Valkey stream the moment it exists.
 
-Shape (pyeventsourcing's process application, Marten's async daemon): the claim is an event
-first (ISSUE_ASSIGNED / REVIEW_ASSIGNED, the pull path's exclusive claim) and a row of the
-transactional outbox in the same transaction (`store.dispatch.Outbox`); the dispatcher then
-writes every unsent row to `assignments:{agentId}`, pushes the wake signal `signal:{agentId}`
-and marks the row sent. The write is idempotent (a marker keyed by the assignment's id lands
-atomically with the entry), so a crash between the write and the mark re-sends nothing; a
-crash before the write, a Valkey outage or a restart only delays the row.
-
-Which agents: every agent routing names (`Router.agents_for` of each route key a repo
-configuration, CONDUCTOR_AGENT_ROUTES or the default stack selects; the reviewers for PRs). An
-agent scaled to zero sends no heartbeat, so heartbeats are not asked: the wake signal starts it.
-Issues routed to "any agent" (no route key, no default stack) stay for the pull path.
-
-Priority survives: an agent holds at most CONDUCTOR_DISPATCH_DEPTH unacknowledged entries
-(pending in group `agents`, or written and not read yet); the next best issue of its route is
-claimed only when it acknowledges one. Each tick (every second, and at once when an event
-lands) re-reads that, so an ack is followed by the next push within a tick.
+The agents read a Valkey stream rather than poll, so work is pushed, in the shape of
+pyeventsourcing's process application: the claim (the pull path's own exclusive event) and an
+outbox row commit together, then the row is written to the stream idempotently. A crash, an
+outage or a restart delays an assignment but never loses or doubles it. The README's "Push
+dispatch" has the rules an operator sees.
 """
 
 from __future__ import annotations
@@ -82,7 +70,10 @@ class DispatchService:
         self.loads: dict[str, AgentLoad] = {}
 
     async def targets(self) -> dict[str, set[str]]:
-        """Each agent routing names, with the claim kinds it takes (`issue`, `review`)."""
+        """Each agent routing names, with the claim kinds it takes (`issue`, `review`).
+
+        Heartbeats are not asked: an agent scaled to zero sends none, and the wake signal starts
+        it. Issues routed to any agent name nobody here, and stay for the pull path."""
         settings = self.context.settings
         keys = {c.route_key for c in await self.context.projections.repo_configs() if c.route_key}
         keys |= set(settings.agent_routes)
@@ -105,7 +96,10 @@ class DispatchService:
         await self.outbox.mark_sent(entry.assignment_id, pushed.entry_id)
 
     async def tick(self) -> TickResult:
-        """Send what the outbox holds, then fill each agent up to its depth."""
+        """Send what the outbox holds, then fill each agent up to its depth.
+
+        The depth bounds an agent's unacknowledged entries, so its next issue is claimed only
+        once it acknowledges one: the best issue at that moment, and priority survives."""
         sent = claimed = 0
         for waiting in await self.outbox.unsent():
             if await self._still_held(waiting):

@@ -1,25 +1,9 @@
 """Keep the issues projection in step with GitHub's agent-ready issues.
 
-One `SyncService.run()` searches GitHub (through `GitHubClient`) and compares what it finds
-with the issues projection:
-
-* an agent-ready issue we do not know → ISSUE_APPROVED, once: the idempotency key is
-  `approved:<node id>:<n>` with n = 1 + the withdrawals the issue has had, so two syncs racing
-  store one approval, and an issue that was withdrawn and is agent-ready again is approved anew;
-* a withdrawn issue that is agent-ready again → ISSUE_APPROVED (the projection moves it back to
-  queued);
-* a queued issue (not yet worked) that the search no longer finds → ISSUE_WITHDRAWN, but only
-  when that issue's repo was searched completely, only for issues we approved because of the
-  label (their recorded labels include it), and only after fetching the issue itself confirms
-  it is closed, unlabelled or gone — the search index lags behind GitHub, a single GET does not;
-* an active issue that gained or lost the hold label (CONDUCTOR_HOLD_LABEL) → ISSUE_HELD or
-  ISSUE_UNHELD (a person's /issue hold changed the label first, so the sync agrees with it);
-* an active issue whose labels now map to another priority → PRIORITY_CHANGED. Only a change of
-  labels on GitHub moves a priority: a priority an agent or person set is left alone while the
-  labels stay as they were.
-
-Every event carries metadata {"actor": "conductor-e", "source": "github-sync"} and passes the
-catalogue's schema before it is appended.
+The label on GitHub is what approves an issue, and a webhook can be missed, so each run of the
+coordination loop searches GitHub and records what changed: approvals, withdrawals, holds and
+priorities. A sync is safe to repeat and to race (each event has an idempotency key), and it
+withdraws nothing on the word of a search index that lags behind GitHub.
 """
 
 from __future__ import annotations
@@ -160,6 +144,8 @@ class SyncService:
                     if append is not None:
                         appends.append(append)
 
+        # Withdraw only from a repo searched completely, and only what was approved for the
+        # label (its recorded labels include it); each candidate is then confirmed by a GET.
         candidates = [
             current
             for key, current in known.items()
@@ -239,6 +225,9 @@ class SyncService:
     def _priority_change(
         self, issue: GitHubIssue, current: Issue, result: SyncResult
     ) -> _Append | None:
+        """PRIORITY_CHANGED when the issue's labels now map to another priority. Only a change
+        of labels on GitHub moves a priority: one an agent or a person set is left alone while
+        the labels stay as they were."""
         mapping = self.context.settings.priority_labels
         wanted = priority_from_labels(issue.labels, mapping)
         if wanted == current.priority or wanted == priority_from_labels(current.labels, mapping):
@@ -281,6 +270,8 @@ class SyncService:
     async def _withdrawals(
         self, candidates: Sequence[Issue], report: SearchReport, result: SyncResult
     ) -> list[_Append]:
+        """ISSUE_WITHDRAWN for each candidate that GitHub itself says is closed, unlabelled or
+        gone: the search index lags behind GitHub, a single GET does not."""
         label = self.context.settings.agent_ready_label
         appends: list[_Append] = []
         if len(candidates) > MAX_CONFIRMATIONS:

@@ -1,18 +1,9 @@
 """The merge gate: a reviewed, green PR that closes an approved issue is merged, once.
 
-Webhooks, review verdicts, `POST /api/merge`, `/merge now` and the coordination loop only *ask*
-the gate to decide (`MergeGate.decide`), by the policy of merge_gate/policy.py. Then
-`PUT .../pulls/{n}/merge` with `sha` = the judged head (GitHub refuses with 409 if the head
-moved meanwhile) and CONDUCTOR_MERGE_METHOD. MERGED is recorded with the idempotency key
-`merged:<issue stream>:<pr>` - the one the webhook uses too - so a PR merged by a person, a crash
-between the merge call and the record, and five triggers at once all give one MERGED.
-
-Decisions on one PR are serialised by a PostgreSQL advisory lock (across processes), and a
-trigger arriving while another one waits for that lock is folded into it (the waiter reads
-GitHub after the lock, so it sees whatever the newcomer would have). GitHub's refusal is recorded
-as MERGE_BLOCKED (once per head and status: #admin is told once), and the gate does not ask
-again for that head unless an admin does (`/merge now`): no retry storm. A new head needs its
-own review and checks.
+Webhooks, review verdicts, `POST /api/merge`, `/merge now` and the coordination loop only ask
+the gate to decide (`MergeGate.decide`), so every trigger meets the same policy (policy.py).
+However many triggers arrive at once, and whether a person merged first or a crash came between
+the merge and its record, a PR gives one MERGED; a head GitHub refused is not asked again.
 """
 
 from __future__ import annotations
@@ -223,6 +214,11 @@ class MergeGate:
 
         `force` (an admin's `/merge now`) skips the review, opt-in and already-refused
         conditions but still needs `expected_sha` to be the head and the checks green.
+
+        Decisions on one PR are serialised by an advisory lock, across processes; a merging
+        trigger that arrives while another waits for the lock is folded into it, since the
+        waiter reads GitHub after taking the lock and so sees what the newcomer would have.
+        The merge names the judged head as `sha`, so GitHub refuses (409) if it moved meanwhile.
         """
         if self.github is None:
             return Decision(repo, number, "off", "GITHUB_TOKEN is not set: the gate cannot read")

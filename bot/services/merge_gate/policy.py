@@ -1,20 +1,9 @@
 """The merge gate's policy, pure: what a decision is made of and how each condition is judged.
 
-The decision is made from GitHub's state read at decision time, never from remembered webhooks
-(python/miss-islington's rule):
-
-* the PR (`GET .../pulls/{n}`): open, not a draft, mergeable, its head sha and labels;
-* its reviews (`GET .../pulls/{n}/reviews`) and Review-E's verdicts as recorded, each verdict
-  holding the head the PR had when it arrived (metadata `headSha`): the review passed when the
-  latest verdict passed *this* head, or a GitHub review approved *this* commit, and nobody's
-  latest review asks for changes. A push moves the head and so resets it;
-* the check runs and combined status of the head (`.../commits/{sha}/check-runs`, `/status`):
-  every one completed and green (success, neutral, skipped), none pending, at least one
-  reported (right after a push there are none yet); names in CONDUCTOR_MERGE_REQUIRED_CHECKS
-  must be present;
-* no blocking label (CONDUCTOR_MERGE_BLOCKING_LABELS), the PR closes an issue Conductor-E
-  approved that is still being worked, the repo is opted in (CONDUCTOR_MERGE_REPOS, `*` for every
-  managed repo; an explicit `merge: off` in `.rig-agent.yaml` wins) and the gate is not paused.
+Kept apart from the deciding and merging (gate.py), so that each condition is judged without
+I/O and returns its reason. The facts are GitHub's state read at decision time, never
+remembered webhooks (python/miss-islington's rule); the conditions themselves are listed in
+the README's "The merge gate".
 """
 
 from __future__ import annotations

@@ -1,24 +1,10 @@
 """Each managed repo's `.rig-agent.yaml`: read, validated, and recorded when it changes.
 
-The file is the agent runtime's own (`Stig-Johnny/automate-e`, `.rig-agent.yaml`): `stack`
-(node, python, dotnet, ios, ...), `tools`, `testCommand`, `buildCommand`, `escalate` (e.g.
-`requires-macos`), plus `merge: on|off`, which a later merge gate reads. It is read through
-GitHub's contents API with the client's ETag cache, so re-reading an unchanged file costs a 304
-(free against the rate limit):
-
-* when a repo is first seen (`ensure`), on a push to its default branch that touches the file
-  (the webhook), and in the coordination loop's sync (`refresh`);
-* 404 means the repo has no file: its issues take the default route. GitHub sends no ETag with
-  a 404, so re-reading such a repo would cost a counted request each time: the sync re-reads a
-  repo known to have no file at most once per ABSENT_RECHECK_SECONDS (a push creating the file
-  is picked up at once by the webhook);
-* a broken file (not YAML, not a mapping, a field of the wrong shape) is recorded as
-  REPO_CONFIG_INVALID with the reason, and the repo keeps its last good configuration;
-* a change (new content, file added or removed) is recorded as REPO_CONFIG_CHANGED; a repo
-  that never had a file records nothing (no row: the default route).
-
-The idempotency key of each record names the repo, the file's sha and the projection row it was
-judged against, so two readers racing record one change.
+The file is the agent runtime's own (`Stig-Johnny/automate-e`), and it decides where a repo's
+issues are routed and whether the merge gate may merge there, so Conductor-E follows it: on
+first sight of a repo, on a push that touches it, and in every coordination run. Re-reads are
+conditional, so an unchanged file costs nothing against the rate limit; a broken file is
+recorded with its reason and the repo keeps its last good configuration (README, "Routing").
 """
 
 from __future__ import annotations
@@ -44,6 +30,8 @@ log = logging.getLogger(__name__)
 
 CONFIG_PATH = ".rig-agent.yaml"
 MAX_BYTES = 64 * 1024
+# GitHub's 404 carries no ETag, so re-reading a repo without the file would cost a counted
+# request every run; the loop re-reads it this rarely (a push adding the file is seen at once).
 ABSENT_RECHECK_SECONDS = 3600.0
 CONCURRENCY = 16
 METADATA = {"actor": "conductor-e", "source": "repo-config"}
@@ -246,6 +234,8 @@ class RepoConfigService:
     ) -> None:
         name = known.repo_name if known is not None else repo
         data = catalogue.validate(event_type, {"repo": name, **payload}, internal=True)
+        # The repo, the file's sha and the projection row it was judged against: two readers
+        # racing record one change.
         basis = known.position if known is not None else 0
         key = f"repo-config:{name.lower()}:{payload.get('sha') or 'absent'}:{basis}"
         stored = await self.context.store.append(

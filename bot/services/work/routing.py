@@ -1,16 +1,10 @@
 """Routing: which agents may take an issue, and why an issue waits.
 
-The route of an issue follows its repo's `.rig-agent.yaml` (read by
-`bot.services.work.repo_config`): the stack names a route key, and a route key names its agents by
-the runtime's convention (`dev-e-{stack}`; `ios` escalating `requires-macos` → `ibuild-e`; PRs →
-`review-e`) unless `CONDUCTOR_AGENT_ROUTES` names others. A repo without a file (or never read)
-takes the route of `CONDUCTOR_DEFAULT_STACK`; without a default stack any agent may take it, as
-every agent could before routing existed.
-
-`Router` is pure (settings in, answers out); it is what both the pull path
-(`/api/assignments/next`, whose claim filters the queue by `Router.scope`) and a push
-dispatcher ask. `RoutingService` adds the projections: the route of a stored issue, why it
-waits, and which queued issues no agent can take.
+An issue goes to the agents of its repo's route, which the repo's `.rig-agent.yaml`, the
+runtime's naming convention and CONDUCTOR_AGENT_ROUTES decide (README, "Routing"). `Router` is
+pure (settings in, answers out), so the pull path's claim and the push dispatcher ask one table;
+`RoutingService` adds the projections: a stored issue's route, why it waits, and which queued
+issues no agent can take.
 """
 
 from __future__ import annotations

@@ -1,18 +1,10 @@
 """Steering the work: people approve, prioritise, hold, requeue and assign issues, and pause
-agents (the `/issue ...` and `/agent ...` commands and the steering API share this service).
+agents; the `/issue` and `/agent` commands and the steering API share this service.
 
-GitHub stays the source of truth where it holds the fact: approval is the agent-ready label,
-priority a priority label (CONDUCTOR_PRIORITY_LABELS), a hold the hold label
-(CONDUCTOR_HOLD_LABEL). Those commands change the label through the GitHub API first and record
-the event only once GitHub took the change, with the labels GitHub answered, so the next sync
-agrees instead of undoing it. When GitHub fails, nothing is recorded and the error says what
-failed (a priority change adds the new label before removing the old ones, so a failure half
-way leaves GitHub with both labels; the sync follows GitHub's labels either way).
-
-Requeue, assign, pause and resume are Conductor-E's own facts: they are only events.
-
-Every action is an audit trail (ADMIN_ACTION_REQUESTED, then COMPLETED or FAILED) with the
-actor, which the bot posts to the audit channel.
+Where GitHub holds the fact (approval, priority and a hold are labels), the label changes on
+GitHub first and the event is recorded only once GitHub took it, with GitHub's labels, so the
+next sync agrees instead of undoing it. Requeue, assign, pause and resume are Conductor-E's own
+facts, only events. Every action leaves an audit trail; the README's "Steering" has the rules.
 """
 
 from __future__ import annotations
@@ -175,7 +167,10 @@ class SteeringService:
     async def _set_priority_labels(
         self, issue_repo: str, number: int, priority: str
     ) -> tuple[str, ...]:
-        """Add the priority's canonical label, then remove labels that say another priority."""
+        """Add the priority's canonical label, then remove labels that say another priority.
+
+        In that order, so a failure half way leaves GitHub with both labels rather than none;
+        the sync follows GitHub's labels either way."""
         mapping = self.context.settings.priority_labels
         github = self._gh()
         wanted = canonical_label(priority, dict(mapping))

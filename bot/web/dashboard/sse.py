@@ -1,12 +1,9 @@
 """Live updates for the dashboard: GET /dashboard/events, server-sent events.
 
-One `EventFollower` per application process (started with the first subscriber) fans each new
-event out to every connected page as a small `change` message naming the data it touches
-(`board`, `agents`, `spend`, `runs`, `health`); the page re-fetches those. Each message's SSE id
-is the event's global position, so a page that reconnects (EventSource does so by itself, after
-the `retry:` delay) sends `Last-Event-ID` and is sent every event it missed, read back from the
-store. A comment every 15 seconds keeps proxies from closing an idle stream and notices a page
-that went away.
+Each new event reaches every open page as a small `change` naming the data it touches, and the
+page re-fetches those, so one store follower per process serves any number of pages. A
+message's SSE id is the event's position, so a page that reconnects is sent what it missed; a
+comment every 15 seconds keeps proxies from closing an idle stream and notices a page gone.
 """
 
 from __future__ import annotations
