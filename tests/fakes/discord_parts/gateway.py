@@ -70,13 +70,10 @@ class Gateway(Guilds):
         await ws.prepare(request)
         self._sockets.append(ws)
         await ws.send_str(json.dumps({"op": OP_HELLO, "d": {"heartbeat_interval": 41_250}}))
-        try:
-            async for frame in ws:
-                if frame.type != WSMsgType.TEXT:
-                    continue
-                await self._on_gateway(ws, json.loads(frame.data))
-        finally:
-            await self._notify()
+        async for frame in ws:
+            if frame.type != WSMsgType.TEXT:
+                continue
+            await self._on_gateway(ws, json.loads(frame.data))
         return ws
 
     async def _on_gateway(self, ws: web.WebSocketResponse, message: dict[str, Any]) -> None:
@@ -120,7 +117,6 @@ class Gateway(Guilds):
             await self._send_dispatch(ws, "RESUMED", {"_trace": ["fake-discord"]})
         elif op == OP_PRESENCE:
             self.presences.append(data)
-        await self._notify()
 
     async def _send_dispatch(self, ws: web.WebSocketResponse | None, name: str, data: Any) -> None:
         self._seq += 1

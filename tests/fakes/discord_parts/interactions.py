@@ -44,7 +44,9 @@ class FakeInteraction:
     async def callback(self, timeout: float = 5.0) -> dict[str, Any]:
         """The first interaction callback body the bot sent."""
         assert self.fake is not None
-        await self.fake.wait_for(lambda: bool(self.callbacks), timeout)
+        await self.fake.wait_for(
+            lambda: bool(self.callbacks), timeout, what=f"a callback to interaction {self.id}"
+        )
         return self.callbacks[0]
 
     async def reply(self, timeout: float = 5.0) -> dict[str, Any]:
@@ -60,7 +62,9 @@ class FakeInteraction:
             edited = self.original is not None and self.original.get("edited_timestamp")
             return bool(edited or self.followups)
 
-        await self.fake.wait_for(shown, timeout)
+        await self.fake.wait_for(
+            shown, timeout, what=f"the deferred reply to interaction {self.id} to be shown"
+        )
         if self.original is not None and self.original.get("edited_timestamp"):
             return self.original
         return self.followups[0]

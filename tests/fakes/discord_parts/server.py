@@ -17,20 +17,20 @@ endpoints authenticate by their path) and unless a test asked it to fail with `f
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
 import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from tests.fakes import serve
 from tests.fakes.discord_openapi import DiscordSpec, Operation
+from tests.waiting import wait_until
 
 DISCORD_EPOCH_MS = 1_420_070_400_000
 API_PREFIX = "/api/v10"
@@ -67,6 +67,13 @@ class Failure:
     times: int
     retry_after: float = 0.05
     channel_id: str | None = None
+
+
+def _written_at(predicate: Callable[[], Any]) -> str:
+    """A predicate's name and where it is written, to say what a wait was for."""
+    code = getattr(predicate, "__code__", None)
+    where = f" ({Path(code.co_filename).name}:{code.co_firstlineno})" if code else ""
+    return f"{getattr(predicate, '__qualname__', repr(predicate))}{where}"
 
 
 def _placeholder_ids_as_strings(body: Any) -> Any:
@@ -110,7 +117,6 @@ class Server:
         self.channel_ids = channel_ids or {"conductor-e": 700_000_000_000_000_100}
         self.spec = spec or DiscordSpec()
         self._ids = itertools.count(1)
-        self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -151,21 +157,12 @@ class Server:
         return f"ws://127.0.0.1:{self.port}/gateway"
 
     # --- waiting ------------------------------------------------------------------------------
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
-
-    async def wait_for(self, predicate: Callable[[], Any], timeout: float = 5.0) -> None:
-        """Wait until `predicate()` is true, or fail with TimeoutError after `timeout`.
-
-        Re-checked whenever the fake sees a request or a gateway message, and every 20 ms for
-        predicates about the bot's own state (which changes after the fake has answered).
-        """
-        async with asyncio.timeout(timeout):
-            async with self._changed:
-                while not predicate():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._changed.wait(), 0.02)
+    async def wait_for(
+        self, predicate: Callable[[], Any], timeout: float = 5.0, *, what: str | None = None
+    ) -> None:
+        """Wait until `predicate()` is true (what the fake has seen, or the bot's own state),
+        or fail after `timeout` naming `what` (by default, where the predicate is written)."""
+        await wait_until(predicate, timeout=timeout, what=what or _written_at(predicate))
 
     # --- ids ----------------------------------------------------------------------------------
     def snowflake(self) -> str:
@@ -218,10 +215,7 @@ class Server:
             files,
         )
         self.requests.append(record)
-        try:
-            response = await self._answer(request, operation, body, files)
-        finally:
-            await self._notify()
+        response = await self._answer(request, operation, body, files)
         record.status = response.status
         if operation is not None and 200 <= response.status < 300 and response.body:
             assert isinstance(response.body, bytes)
