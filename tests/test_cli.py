@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ import asyncpg
 import pytest
 
 from store.database import available_migrations, with_database
+from tests.waiting import wait_until_blocking
 
 COMMAND = [sys.executable, "-m", "bot"]
 
@@ -66,17 +66,21 @@ def http(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
 
 
 def wait_until_up(base: str, process: subprocess.Popen[str], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def health() -> int | None:
         if process.poll() is not None:
             raise AssertionError(f"conductor-e exited early:\n{process.stderr.read()}")  # type: ignore[union-attr]
         try:
-            if http("GET", f"{base}/health")[0] == 200:
-                return
+            return http("GET", f"{base}/health")[0]
         except OSError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("conductor-e did not answer /health in time")
+            return None
+
+    wait_until_blocking(
+        health,
+        ok=lambda status: status == 200,
+        timeout=timeout,
+        what="conductor-e to answer /health",
+        interval=0.1,
+    )
 
 
 def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[int, str]:
@@ -183,17 +187,18 @@ def test_events_tail_prints_new_events(
     tail = spawn(["events", "tail"], cli_env)
     try:
         # Keep appending until tail has printed one: it needs a moment to start listening.
-        deadline = time.monotonic() + 60
-        line = ""
-        while not line and time.monotonic() < deadline:
+        def printed() -> str:
             http(
                 "POST",
                 f"{base}/api/events",
                 {"type": "HEARTBEAT", "agentId": "dev-e-7", "status": "working"},
             )
             ready, _, _ = select.select([tail.stdout], [], [], 0.5)
-            if ready:
-                line = tail.stdout.readline()  # type: ignore[union-attr]
+            return tail.stdout.readline() if ready else ""  # type: ignore[union-attr]
+
+        line = wait_until_blocking(
+            printed, timeout=60, what="`events tail` to print an event", interval=0
+        )
         event = json.loads(line)
         assert event["type"] == "HEARTBEAT"
         assert event["streamId"] == "dev-e-7"
@@ -235,13 +240,13 @@ def test_run_starts_the_loop_when_its_tokens_are_set_and_no_bot_hosts_it(
     base = f"http://127.0.0.1:{cli_env['CONDUCTOR_HTTP_PORT']}"
     try:
         wait_until_up(base, process)
-        deadline = time.monotonic() + 60
-        runs: list[dict] = []
-        while len(runs) < 2 and time.monotonic() < deadline:
-            _, body = http("GET", f"{base}/api/events?type=COORDINATION_RUN_FAILED")
-            runs = body["events"]
-            time.sleep(0.2)
-        assert len(runs) >= 2, "the loop did not run twice"
+        runs = wait_until_blocking(
+            lambda: http("GET", f"{base}/api/events?type=COORDINATION_RUN_FAILED")[1]["events"],
+            ok=lambda runs: len(runs) >= 2,
+            timeout=60,
+            what="the loop to run twice",
+            interval=0.2,
+        )
         assert "GitHub" in runs[0]["data"]["error"]
     finally:
         code, log = stop(process)

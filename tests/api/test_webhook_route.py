@@ -7,6 +7,7 @@ from aiohttp.test_utils import TestClient
 from store.events import EventStore
 from store.locks import APPEND_LOCK
 from tests.fakes.github import delivery_headers, encode, issues_payload, ping_payload
+from tests.waiting import wait_until
 
 SECRET = b"webhook-secret-for-tests"
 ENV = {"CONDUCTOR_GITHUB_WEBHOOK_SECRET": SECRET.decode(), "CONDUCTOR_MANAGED_REPOS": "acme/app"}
@@ -103,7 +104,6 @@ async def test_malformed_deliveries_get_a_clear_400(
 async def test_slow_processing_is_acknowledged_then_finished_in_the_background(
     make_context, api_client_factory, store: EventStore, database_url: str
 ) -> None:
-    import asyncio
     import time
 
     import asyncpg
@@ -124,8 +124,6 @@ async def test_slow_processing_is_acknowledged_then_finished_in_the_background(
     finally:
         await blocker.close()
 
-    async def landed() -> None:
-        while not await store.read_stream("acme/app#9"):
-            await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(landed(), 10)
+    await wait_until(
+        lambda: store.read_stream("acme/app#9"), timeout=10, what="the delivery's events"
+    )

@@ -31,6 +31,7 @@ from tests.coordination.conftest import (
 )
 from tests.coordination.fake_webhook import FakeWebhook
 from tests.fakes.github import FakeGitHub
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 REPOS = "acme/api,acme/web"
@@ -51,12 +52,8 @@ def github_env(env: dict[str, str], github_fake: FakeGitHub) -> dict[str, str]:
     }
 
 
-async def wait_for(tasks: list[asyncio.Task[object]], count: int, timeout: float = 30.0) -> None:
-    async with asyncio.timeout(timeout):
-        while sum(t.done() for t in tasks) < count:
-            await asyncio.wait(
-                [t for t in tasks if not t.done()], return_when=asyncio.FIRST_COMPLETED
-            )
+def finished(tasks: list[asyncio.Task[object]]) -> int:
+    return sum(t.done() for t in tasks)
 
 
 def type_counts(found: list[object]) -> Counter[str]:
@@ -90,7 +87,9 @@ async def test_ten_concurrent_runs_in_one_process_do_the_work_once(
     services = [make_service(ctx, github=github_client(http_session, ctx)) for _ in range(10)]
 
     tasks = [asyncio.create_task(s.run()) for s in services]
-    await wait_for(tasks, 9)
+    await wait_until(
+        lambda: finished(tasks), ok=lambda n: n >= 9, timeout=30, what="nine runs to give up"
+    )
     webhook.release()
     results = [await t for t in tasks]
 
@@ -144,7 +143,12 @@ async def test_ten_concurrent_processes_do_the_work_once(
     ]
     tasks = [asyncio.create_task(p.communicate()) for p in procs]
     try:
-        await wait_for(tasks, 9, timeout=120)
+        await wait_until(
+            lambda: finished(tasks),
+            ok=lambda n: n >= 9,
+            timeout=120,
+            what="nine processes to give up",
+        )
     finally:
         webhook.release()
     outputs = [await t for t in tasks]

@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from bot.web.dashboard import sse
 from tests.dashboard.conftest import DashboardFactory, issue, post_event
+from tests.waiting import wait_until
 
 WAIT = 10.0  # seconds a test waits for a message before it fails
 
@@ -181,9 +182,9 @@ async def test_one_follower_serves_every_page(dashboard_factory: DashboardFactor
     # A page that goes away is forgotten at its next write (a keepalive at the latest).
     hub.heartbeat_seconds = 0.05
     pages[0].response.close()
-    async with asyncio.timeout(WAIT):
-        while hub.subscribers != 2:
-            await asyncio.sleep(0.02)
+    await wait_until(
+        lambda: hub.subscribers == 2, timeout=WAIT, what="the closed page to be forgotten"
+    )
 
 
 async def test_keepalive_comments_keep_an_idle_stream_open(dashboard_factory: DashboardFactory):

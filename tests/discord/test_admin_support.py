@@ -8,8 +8,7 @@ store is the test's own PostgreSQL database.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -24,6 +23,7 @@ from store.events import RecordedEvent
 from tests.discord.conftest import ADMIN_CHANNEL, ADMIN_USER, OTHER_USER, Harness, StartBot
 from tests.fakes.discord import FakeDiscord, FakeInteraction, buttons, ephemeral
 from tests.fakes.kubernetes import FakeKubernetes
+from tests.waiting import wait_until
 
 NAMESPACE = "conductor-e"
 # The fake's rollouts move one step per GET: poll fast, so only deliberate timeouts wait.
@@ -93,7 +93,12 @@ class Admin:
 
     async def trail(self, count: int) -> list[RecordedEvent]:
         """The admin records once there are `count` of them (one action's, in a fresh store)."""
-        events = await eventually(self.records, lambda e: len(e) >= count)
+        events = await wait_until(
+            self.records,
+            ok=lambda e: len(e) >= count,
+            timeout=WAIT,
+            what=f"{count} admin records",
+        )
         assert len(events) == count, [(e.type, e.data) for e in events]
         return events
 
@@ -112,18 +117,6 @@ def title(message: dict[str, Any] | None) -> str:
 
 def description(message: dict[str, Any]) -> str:
     return str((message.get("embeds") or [{}])[0].get("description") or "")
-
-
-async def eventually(
-    read: Callable[[], Awaitable[Any]], ok: Callable[[Any], bool], timeout: float = WAIT
-) -> Any:
-    """Read until `ok(value)` (for state the bot writes after its last Discord request)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            value = await read()
-            if ok(value):
-                return value
-            await asyncio.sleep(0.02)
 
 
 def assert_trail(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from bot.services.alerts import POSITION_KEY
 from tests.discord.conftest import ADMIN_CHANNEL, TASKS_CHANNEL, Harness, StartBot, stop
+from tests.waiting import wait_until
 
 ALERT_ENV = {
     "CONDUCTOR_TASKS_CHANNEL_ID": str(TASKS_CHANNEL),
@@ -118,7 +118,7 @@ async def test_nothing_is_posted_twice_after_a_restart(start_bot: StartBot) -> N
 
 async def test_a_crash_between_post_and_position_does_not_post_twice(start_bot: StartBot) -> None:
     first = await start_bot(ALERT_ENV)
-    start = await asyncio.wait_for(recorded_position(first), 10)
+    start = await recorded_position(first)
     await first.approve("acme/api", 5, title="Fix login")
     await first.append("ISSUE_ASSIGNED", repo="acme/api", issueNumber=5, agentId="dev-e-1")
     await first.append("AGENT_STUCK", agentId="dev-e-1", reason="one")
@@ -166,6 +166,11 @@ async def test_presence_shows_the_queue_depth(harness: Harness) -> None:
 
 async def recorded_position(harness: Harness) -> int:
     """The alert follower's starting position, once it has recorded it."""
-    while (position := await harness.context.state.get(POSITION_KEY)) is None:
-        await asyncio.sleep(0.01)
+    position = await wait_until(
+        lambda: harness.context.state.get(POSITION_KEY),
+        ok=lambda position: position is not None,
+        timeout=10,
+        what="the alert follower to record its position",
+        interval=0.01,
+    )
     return int(position)

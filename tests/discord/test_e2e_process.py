@@ -16,6 +16,7 @@ from store.events import EventStore, NewEvent
 from store.state import AppState
 from tests.discord.conftest import TASKS_CHANNEL
 from tests.fakes.discord import FakeDiscord, ephemeral
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,9 +69,12 @@ async def test_the_bot_process_answers_and_alerts(
     # On its first start the alert follower begins at the head it sees: wait until it has
     # recorded that position before appending the assignment.
     state = AppState(store.pool)
-    async with asyncio.timeout(10):
-        while await state.get(POSITION_KEY) is None:
-            await asyncio.sleep(0.02)
+    await wait_until(
+        lambda: state.get(POSITION_KEY),
+        ok=lambda position: position is not None,
+        timeout=10,
+        what="the alert follower to record its position",
+    )
     await store.append(
         "acme/api#1",
         [NewEvent("ISSUE_ASSIGNED", {"repo": "acme/api", "issueNumber": 1, "agentId": "dev-e-1"})],

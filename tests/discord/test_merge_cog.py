@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,6 +13,7 @@ from tests.discord.conftest import ADMIN_USER, USER, Harness, StartBot
 from tests.discord.helpers import assert_error, denials, text_of
 from tests.fakes.discord import buttons, ephemeral
 from tests.fakes.github import FakeGitHub
+from tests.waiting import wait_until
 
 TOKEN = "ghp_mergetest_token_0123456789abcdef"
 REPO = "acme/api"
@@ -72,9 +72,7 @@ async def test_now_asks_then_merges_the_head_it_showed(
         events = await harness.context.store.read_stream(f"{REPO}#5")
         return [e.type for e in events].count("MERGED")
 
-    async with asyncio.timeout(10):
-        while await merged() == 0:
-            await asyncio.sleep(0.02)
+    await wait_until(merged, timeout=10, what="the merge recorded")
     assert await merged() == 1
 
 

@@ -7,7 +7,6 @@ import asyncio
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from bot.context import AppContext
 from bot.integrations.valkey import ValkeyClient
 from bot.services.dispatch.dispatcher import DispatchService
 from tests.test_cli import free_port
+from tests.waiting import wait_until_blocking
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_SERVER = Path("/usr/bin/redis-server")
@@ -77,19 +77,21 @@ class RedisServer:
         )  # fmt: skip
 
     def _wait_ready(self) -> None:
-        assert self.process is not None
-        deadline = time.monotonic() + 10
-        while True:
+        process = self.process
+        assert process is not None
+
+        def pong() -> bool:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
                     sock.sendall(b"PING\r\n")
                     if sock.recv(16).startswith(b"+PONG"):
-                        return
+                        return True
             except OSError:
                 pass
-            assert self.process.poll() is None, "redis-server exited at start-up"
-            assert time.monotonic() < deadline, "redis-server did not answer within 10 s"
-            time.sleep(0.02)
+            assert process.poll() is None, "redis-server exited at start-up"
+            return False
+
+        wait_until_blocking(pong, timeout=10, what="redis-server to answer PING")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

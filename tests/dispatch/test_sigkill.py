@@ -19,11 +19,11 @@ from bot.context import AppContext
 from store import catalogue
 from store.dispatch import Outbox
 from store.events import EventStore, NewEvent
-from tests.dispatch.conftest import RedisServer, RuntimeConsumer
-from tests.dispatch.test_dispatch import wait_for
+from tests.dispatch.conftest import Delivered, RedisServer, RuntimeConsumer
 from tests.faults.test_sigkill import wait_exit
 from tests.routing.test_claims import configure
 from tests.test_cli import clean_environment, free_port
+from tests.waiting import wait_until
 
 
 def spawn_api(env: dict[str, str], log_file: Path) -> subprocess.Popen[bytes]:
@@ -65,7 +65,7 @@ async def test_killed_between_the_event_and_the_stream_write_then_restarted(
 
     killed = spawn_api(env, tmp_path / "killed.log")
     try:
-        await wait_for(claimed, 60, "the claim to commit")
+        await wait_until(claimed, timeout=60, what="the claim to commit")
     finally:
         assert killed.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
         killed.send_signal(signal.SIGKILL)
@@ -77,14 +77,26 @@ async def test_killed_between_the_event_and_the_stream_write_then_restarted(
 
     restarted = spawn_api(env, tmp_path / "restarted.log")
     try:
-        first = None
-        while first is None:
+
+        async def pushed() -> Delivered | None:
             assert restarted.poll() is None, (tmp_path / "restarted.log").read_text()[-3000:]
-            first = await agent.read(block_ms=200)
+            return await agent.read(block_ms=200)
+
+        first = await wait_until(
+            pushed,
+            ok=lambda delivery: delivery is not None,
+            timeout=60,
+            what="#1 pushed again after the restart",
+            interval=0,  # each read blocks for up to 200 ms
+        )
         await agent.ack(first)
-        second = None
-        while second is None:
-            second = await agent.read(block_ms=200)
+        second = await wait_until(
+            lambda: agent.read(block_ms=200),
+            ok=lambda delivery: delivery is not None,
+            timeout=60,
+            what="#2 pushed",
+            interval=0,
+        )
         await agent.ack(second)
     finally:
         restarted.send_signal(signal.SIGTERM)

@@ -36,6 +36,7 @@ from tests.fakes.github import (
 )
 from tests.fakes.kubernetes import FakeKubernetes
 from tests.test_cli import clean_environment, free_port
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -90,18 +91,14 @@ class Rig:
         self, read: Callable[[], Awaitable[Any]], ok: Callable[[Any], bool], what: str
     ) -> Any:
         """Read until `ok(value)`; fail naming `what` with the last value and the log tail."""
-        value: Any = None
-        try:
-            async with asyncio.timeout(WAIT):
-                while True:
-                    value = await read()
-                    if ok(value):
-                        return value
-                    await asyncio.sleep(0.05)
-        except TimeoutError:
-            raise AssertionError(
-                f"timed out waiting for {what}; last: {value!r}\n{self.log()[-3000:]}"
-            ) from None
+        return await wait_until(
+            read,
+            ok=ok,
+            timeout=WAIT,
+            what=what,
+            interval=0.05,
+            detail=lambda: self.log()[-3000:],
+        )
 
     async def issue_state(self, number: int) -> str | None:
         status, body = await self.get(f"/api/issues/{REPO}/{number}")

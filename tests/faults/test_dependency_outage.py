@@ -29,6 +29,7 @@ from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.discord import API_PREFIX, FakeDiscord
 from tests.fakes.github import FakeGitHub
 from tests.test_cli import clean_environment, free_port
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -62,21 +63,21 @@ class Process:
         self, read: Callable[[], Awaitable[Any]], ok: Callable[[Any], bool], what: str
     ) -> Any:
         """Read until `ok(value)`, checking on the way that /api/* keeps answering."""
-        value: Any = None
-        try:
-            async with asyncio.timeout(WAIT):
-                while True:
-                    if self.process.returncode is not None:
-                        raise AssertionError(f"conductor-e exited:\n{self.log()[-3000:]}")
-                    await self.api_answers()
-                    value = await read()
-                    if ok(value):
-                        return value
-                    await asyncio.sleep(0.1)
-        except TimeoutError:
-            raise AssertionError(
-                f"timed out waiting for {what}; last: {value!r}\n{self.log()[-3000:]}"
-            ) from None
+
+        async def checked() -> Any:
+            if self.process.returncode is not None:
+                raise AssertionError(f"conductor-e exited:\n{self.log()[-3000:]}")
+            await self.api_answers()
+            return await read()
+
+        return await wait_until(
+            checked,
+            ok=ok,
+            timeout=WAIT,
+            what=what,
+            interval=0.1,
+            detail=lambda: self.log()[-3000:],
+        )
 
     async def api_answers(self) -> None:
         for path in ("/api/queue", "/api/agents"):
@@ -140,16 +141,20 @@ async def start(
         if command == "run":
 
             async def health() -> int:
+                if process.returncode is not None:
+                    raise AssertionError(f"conductor-e exited early:\n{running.log()}")
                 try:
                     return (await running.get("/health"))[0]
                 except aiohttp.ClientError:
                     return 0
 
-            async with asyncio.timeout(WAIT):
-                while await health() != 200:
-                    if process.returncode is not None:
-                        raise AssertionError(f"conductor-e exited early:\n{running.log()}")
-                    await asyncio.sleep(0.1)
+            await wait_until(
+                health,
+                ok=lambda status: status == 200,
+                timeout=WAIT,
+                what="/health to answer 200",
+                interval=0.1,
+            )
         return running
 
     yield spawn

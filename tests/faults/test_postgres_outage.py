@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import aiohttp
@@ -24,6 +23,7 @@ import pytest
 
 from store.database import EmbeddedPostgres, connect, migrate
 from tests.test_cli import free_port
+from tests.waiting import wait_until
 
 OUTAGE_SECONDS = 10.0
 WRITERS = 5
@@ -74,7 +74,13 @@ async def test_writes_during_an_outage_are_refused_and_none_acknowledged_is_lost
     markers = itertools.count()
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http:
-        await wait_for(lambda: status(http, f"{base}/health"), 200, timeout=60)
+        await wait_until(
+            lambda: status(http, f"{base}/health"),
+            ok=lambda code: code == 200,
+            timeout=60,
+            what="/health to answer 200",
+            interval=0.1,
+        )
 
         async def writer(i: int) -> None:
             while not stop.is_set():
@@ -103,7 +109,9 @@ async def test_writes_during_an_outage_are_refused_and_none_acknowledged_is_lost
         tasks = [asyncio.create_task(writer(i)) for i in range(WRITERS)]
         tasks.append(asyncio.create_task(watch_health()))
         try:
-            await wait_until(lambda: len(acknowledged) >= 50, timeout=30)
+            await wait_until(
+                lambda: len(acknowledged) >= 50, timeout=30, what="50 writes acknowledged"
+            )
             await server.stop()
             outage.set()
             await asyncio.sleep(OUTAGE_SECONDS)
@@ -111,8 +119,18 @@ async def test_writes_during_an_outage_are_refused_and_none_acknowledged_is_lost
             await server.start()
             before = len(acknowledged)
             # Recovery without a restart: writes and deep health succeed again.
-            await wait_until(lambda: len(acknowledged) >= before + 50, timeout=60)
-            await wait_for(lambda: status(http, f"{base}/healthz/deep"), 200, timeout=30)
+            await wait_until(
+                lambda: len(acknowledged) >= before + 50,
+                timeout=60,
+                what="50 more writes acknowledged after the outage",
+            )
+            await wait_until(
+                lambda: status(http, f"{base}/healthz/deep"),
+                ok=lambda code: code == 200,
+                timeout=30,
+                what="/healthz/deep to answer 200 again",
+                interval=0.1,
+            )
         finally:
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -150,20 +168,3 @@ async def status(http: aiohttp.ClientSession, url: str) -> int:
             return response.status
     except aiohttp.ClientError:
         return 599
-
-
-async def wait_for(probe, expected: int, timeout: float) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await probe() == expected:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"did not see {expected} within {timeout}s")
-
-
-async def wait_until(condition, timeout: float) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.05)

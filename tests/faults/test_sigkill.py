@@ -24,7 +24,6 @@ import asyncio
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from store.events import EventStore, NewEvent
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.github import FakeGitHub
 from tests.test_cli import clean_environment
+from tests.waiting import wait_until
 
 REPOS = [f"acme/service-{i:02d}" for i in range(8)]
 ISSUES_PER_REPO_FIRST = 20
@@ -101,14 +101,19 @@ def spawn_coordinate(env: dict[str, str], log_file: Path) -> subprocess.Popen[by
 
 
 async def wait_exit(process: subprocess.Popen[bytes], timeout: float) -> int:
-    deadline = time.monotonic() + timeout
-    while process.poll() is None:
-        if time.monotonic() > deadline:
-            process.kill()
-            process.wait()
-            raise AssertionError(f"process {process.pid} did not exit within {timeout}s")
-        await asyncio.sleep(0.05)
-    return process.returncode
+    """The process's exit code, once it has exited; killed if it does not in time."""
+    try:
+        return await wait_until(
+            process.poll,
+            ok=lambda code: code is not None,
+            timeout=timeout,
+            what=f"process {process.pid} to exit",
+            interval=0.05,
+        )
+    except AssertionError:
+        process.kill()
+        process.wait()
+        raise
 
 
 async def approvals(dsn: str) -> list[tuple[str, int]]:
@@ -218,7 +223,13 @@ async def test_a_sync_killed_in_the_middle_of_its_appends_then_rerun_duplicates_
             return bool(waiting)
 
         try:
-            await poll(append_waits, 120, "an append waiting", tmp_path / "killed.log")
+            await wait_until(
+                append_waits,
+                timeout=120,
+                what="an append waiting",
+                interval=0.05,
+                detail=lambda: (tmp_path / "killed.log").read_text()[-3000:],
+            )
         finally:
             killed.send_signal(signal.SIGKILL)
         assert await wait_exit(killed, timeout=30) == -signal.SIGKILL
@@ -317,14 +328,6 @@ async def alert_position(dsn: str) -> int | None:
     return None if value is None else int(value)
 
 
-async def poll(condition: Any, timeout: float, what: str, log_file: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not within {timeout}s\n{log_file.read_text()[-3000:]}")
-        await asyncio.sleep(0.05)
-
-
 @pytest.mark.slow
 async def test_a_bot_killed_mid_alert_post_posts_every_alert_exactly_once(
     database_url: str, store: EventStore, discord: HeldDiscord, tmp_path: Path
@@ -338,7 +341,13 @@ async def test_a_bot_killed_mid_alert_post_posts_every_alert_exactly_once(
             assert bot.poll() is None, first_log.read_text()[-3000:]
             return await alert_position(database_url) is not None
 
-        await poll(started, 60, "the alert service starting", first_log)
+        await wait_until(
+            started,
+            timeout=60,
+            what="the alert service starting",
+            interval=0.05,
+            detail=lambda: first_log.read_text()[-3000:],
+        )
 
         for i in range(ALERTS):
             data = {"agentId": f"dev-e-{i}", "reason": f"no progress for {i + 1}h (#{i})"}
@@ -360,7 +369,13 @@ async def test_a_bot_killed_mid_alert_post_posts_every_alert_exactly_once(
             assert bot.poll() is None, second_log.read_text()[-3000:]
             return len(discord.channel_messages(ADMIN_CHANNEL)) >= ALERTS
 
-        await poll(all_posted, 60, "every alert in the channel", second_log)
+        await wait_until(
+            all_posted,
+            timeout=60,
+            what="every alert in the channel",
+            interval=0.05,
+            detail=lambda: second_log.read_text()[-3000:],
+        )
     finally:
         bot.send_signal(signal.SIGTERM)
         await wait_exit(bot, timeout=30)

@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient
 from bot.context import AppContext
 from store.events import EventStore
 from tests.hostile.conftest import HEARTBEAT, JSON, raw_request, request_bytes
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -148,9 +149,13 @@ async def test_a_client_that_goes_away_mid_body_is_no_error(
             text = await response.text()
         return "\n".join(line for line in text.splitlines() if 'route="/api/events"' in line)
 
-    async with asyncio.timeout(10):
-        while 'status="499"' not in (lines := await counted()):
-            await asyncio.sleep(0.05)  # the server notices the closed socket on its own time
+    lines = await wait_until(
+        counted,
+        ok=lambda lines: 'status="499"' in lines,
+        timeout=10,
+        what="a 499 counted",
+        interval=0.05,  # the server notices the closed socket on its own time
+    )
     assert 'status="500"' not in lines
     assert await store.head_position() == 0
 

@@ -18,6 +18,7 @@ import pytest
 from bot.web.webhooks import MAX_DELIVERY_BYTES
 from tests.fakes.github import delivery_headers
 from tests.test_cli import clean_environment, free_port
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -54,15 +55,22 @@ async def api_process(database_url: str, tmp_path: Path) -> AsyncIterator[tuple[
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        async with aiohttp.ClientSession() as http, asyncio.timeout(60):
-            while True:
+        async with aiohttp.ClientSession() as http:
+
+            async def health() -> int | None:
                 try:
                     async with http.get(f"{base}/health") as response:
-                        if response.status == 200:
-                            break
+                        return response.status
                 except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)  # polling a starting process: no event to wait on
+                    return None
+
+            await wait_until(
+                health,
+                ok=lambda status: status == 200,
+                timeout=60,
+                what="/health to answer 200",
+                interval=0.1,  # polling a starting process: no event to wait on
+            )
         yield base, process.pid
     finally:
         process.send_signal(signal.SIGINT)

@@ -41,6 +41,7 @@ import pytest
 from store.database import EmbeddedPostgres, connect, migrate
 from tests.lean_http import HttpError, LeanHttp
 from tests.test_cli import free_port
+from tests.waiting import wait_until
 
 REPO = "load/app"
 JSON = "application/json"
@@ -128,19 +129,24 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
 
 
 async def wait_healthy(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
     async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
+
+        async def health() -> int | None:
             if process.poll() is not None:
                 raise AssertionError(f"the API exited: {log.read_text()[-2000:]}")
             try:
                 async with http.get(f"{base}/health") as response:
-                    if response.status == 200:
-                        return
+                    return response.status
             except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError("the API did not answer /health within 60 s")
+                return None
+
+        await wait_until(
+            health,
+            ok=lambda status: status == 200,
+            timeout=60,
+            what="the API to answer /health",
+            interval=0.1,
+        )
 
 
 async def seed_queue(dsn: str, count: int, first: int = 1) -> None:

@@ -31,6 +31,7 @@ from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.github import delivery_headers, encode, issues_payload
 from tests.test_cli import clean_environment, free_port
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -159,15 +160,20 @@ def secret_env(
 
 
 async def wait_until_up(session: aiohttp.ClientSession, base: str, log: Path) -> None:
-    async with asyncio.timeout(60):
-        while True:
-            try:
-                async with session.get(f"{base}/health") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)  # polling a starting process: no event to wait on
+    async def health() -> int | None:
+        try:
+            async with session.get(f"{base}/health") as response:
+                return response.status
+        except aiohttp.ClientError:
+            return None
+
+    await wait_until(
+        health,
+        ok=lambda status: status == 200,
+        timeout=60,
+        what="/health to answer 200",
+        interval=0.1,  # polling a starting process: no event to wait on
+    )
 
 
 async def exercise_api(session: aiohttp.ClientSession, base: str) -> list[tuple[int, str]]:
