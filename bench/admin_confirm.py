@@ -4,7 +4,7 @@ followed rollout costs in Kubernetes requests and Discord edits.
 Run by hand (`python bench/admin_confirm.py`), not as a test. Everything is real except the
 far ends: an embedded PostgreSQL, the real ConductorBot (discord.py) against the fake Discord
 in this process, and the real kubernetes-asyncio client against the fake API server of
-tests/fakes/kubernetes.py through a kubeconfig file. The cog runs with its production settings:
+tests/fakes/kubernetes/ through a kubeconfig file. The cog runs with its production settings:
 the service's poll policy (0.25 s, x1.5, at most 2 s) and at most one progress edit a second.
 
   confirm → first edit: from the fake sending the button press (INTERACTION_CREATE) to the

@@ -3,7 +3,7 @@
 Run by hand (`python bench/coordination_day.py`), not as a test. One embedded PostgreSQL in a
 temporary directory (or a fresh database on the server in DATABASE_URL), the real
 CoordinationService with the real anthropic SDK talking to the local fake Messages API
-(tests/fakes/anthropic.py) and the real webhook client posting to the local fake Discord
+(tests/fakes/anthropic/) and the real webhook client posting to the local fake Discord
 webhook. No GitHub: the GitHub side has its own benchmark.
 
 The day: a run every 5 simulated minutes (288 runs). Before 20 of them, spread over the day,

@@ -1,7 +1,7 @@
 """GitHub sync benchmark: requests and wall time of a first and an unchanged second sync.
 
 Run by hand (`python bench/github_sync.py`), not as a test. The real gidgethub client talks
-HTTP to the fake GitHub of tests/fakes/github.py on 127.0.0.1 (search limited to 30 requests a
+HTTP to the fake GitHub of tests/fakes/github/ on 127.0.0.1 (search limited to 30 requests a
 minute, as GitHub's is), and SyncService appends to a real PostgreSQL: the embedded server in
 a temporary directory, or a fresh database on the server in DATABASE_URL.
 

@@ -4,7 +4,7 @@ requests per decision.
 Run by hand (`python bench/merge_gate.py`), not as a test. The real API (aiohttp, signed
 webhook route) runs on 127.0.0.1 over a real PostgreSQL (embedded, or a fresh database on the
 server in DATABASE_URL); the real gidgethub client talks to the fake GitHub of
-tests/fakes/github.py, which stamps the moment each `PUT .../merge` arrives.
+tests/fakes/github/, which stamps the moment each `PUT .../merge` arrives.
 
 For each of N PRs (reviewed by Review-E through `POST /api/events`, so the verdict holds the
 head), the check suite turns green on GitHub and its `check_suite completed` webhook is sent;

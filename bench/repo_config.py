@@ -2,7 +2,7 @@
 first pass and on an unchanged second pass.
 
 Run by hand (`python bench/repo_config.py`), not as a test. The real gidgethub client talks HTTP
-to the fake GitHub of tests/fakes/github.py on 127.0.0.1 (its contents API answers with an ETag
+to the fake GitHub of tests/fakes/github/ on 127.0.0.1 (its contents API answers with an ETag
 and a 304 to a matching If-None-Match, and counts only non-304 answers against the rate limit,
 as GitHub does), and RepoConfigService appends to a real PostgreSQL: the embedded server in a
 temporary directory, or a fresh database on the server in DATABASE_URL.

@@ -1,7 +1,7 @@
 """Rollout benchmark: time to the first progress callback, and Kubernetes requests per rollout.
 
 Run by hand (`python bench/rollout.py`), not as a test. The real kubernetes-asyncio client talks
-HTTP to the fake API server of tests/fakes/kubernetes.py on 127.0.0.1, configured through a
+HTTP to the fake API server of tests/fakes/kubernetes/ on 127.0.0.1, configured through a
 kubeconfig file as in production outside a pod, with the service's production poll policy.
 
   first callback: from calling RolloutService.restart to the "requested" progress callback

@@ -7,7 +7,7 @@ shared `specs/` folder; a plain clone has only this extract, committed under
 `tests/fakes/data/`:
 
 * the paths and methods of the operations the fake Discord serves (its `_op_<operationId>`
-  handlers in tests/fakes/discord.py; they cover every endpoint the bot uses) and of the
+  handlers in tests/fakes/discord/; they cover every endpoint the bot uses) and of the
   webhook poster's `execute_webhook`;
 * for each, its operationId and its request and response schemas, plus the components those
   reference, transitively;
@@ -35,7 +35,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SPEC = REPO_ROOT.parent / "shared" / "specs" / "discord-openapi.json"
 OUT_DIR = REPO_ROOT / "tests" / "fakes" / "data"
 EXTRACT = "discord-openapi-extract.json"
-FAKE_DISCORD = REPO_ROOT / "tests" / "fakes" / "discord.py"
+FAKE_DISCORD = REPO_ROOT / "tests" / "fakes" / "discord"
 # The webhook poster (bot/integrations/discord_webhook.py; tests/coordination/fake_webhook.py).
 WEBHOOK_OPERATIONS = ("execute_webhook",)
 
@@ -68,17 +68,19 @@ class ExtractError(Exception):
 
 
 def fake_operations(source: Path = FAKE_DISCORD) -> list[str]:
-    """The operationIds the fake Discord serves: its `_op_<operationId>` methods."""
-    tree = ast.parse(source.read_text())
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef) and node.name == "FakeDiscord":
-            return [
-                item.name.removeprefix("_op_")
-                for item in node.body
-                if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef)
-                and item.name.startswith("_op_")
-            ]
-    raise ExtractError(f"no class FakeDiscord in {source}")
+    """The operationIds the fake Discord serves: the `_op_<operationId>` methods of the classes
+    in its package, one module per resource family (read, not imported)."""
+    found = [
+        item.name.removeprefix("_op_")
+        for module in sorted(source.glob("*.py"))
+        for node in ast.parse(module.read_text()).body
+        if isinstance(node, ast.ClassDef)
+        for item in node.body
+        if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef) and item.name.startswith("_op_")
+    ]
+    if not found:
+        raise ExtractError(f"no `_op_<operationId>` method in {source}")
+    return found
 
 
 def strip_schema(schema: Any) -> Any:

@@ -13,9 +13,9 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.discord_parts.commands import Commands
-from tests.fakes.discord_parts.gateway import Gateway
-from tests.fakes.discord_parts.server import Server, request_started
+from tests.fakes.discord.commands import Commands
+from tests.fakes.discord.gateway import Gateway
+from tests.fakes.discord.server import Server, request_started
 
 EPHEMERAL = 64
 
@@ -91,7 +91,7 @@ class Interactions(Commands, Gateway):
         self.invoked: list[str] = []  # qualified command names, in order
 
     # --- REST ---------------------------------------------------------------------------------
-    async def _create_interaction_response(
+    async def _op_create_interaction_response(
         self, request: web.Request, params: dict[str, str], body: Any, files: Any
     ) -> web.Response:
         interaction = self.interactions.get(params["interaction_id"])

@@ -11,8 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.discord_parts.server import now_iso
-from tests.fakes.discord_parts.users import Users
+from tests.fakes.discord.server import now_iso
+from tests.fakes.discord.users import Users
 
 
 def _numbered(components: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -131,7 +131,7 @@ class Channels(Users):
         message["edited_timestamp"] = now_iso()
 
     # --- REST ---------------------------------------------------------------------------------
-    async def _create_message(
+    async def _op_create_message(
         self, request: web.Request, params: dict[str, str], body: Any, files: Any
     ) -> web.Response:
         channel_id = params["channel_id"]
@@ -145,7 +145,7 @@ class Channels(Users):
                     return self.json(message)
         return self.json(self._message(channel_id, body, files=files))
 
-    async def _create_thread_from_message(
+    async def _op_create_thread_from_message(
         self, request: web.Request, params: dict[str, str], body: Any, files: Any
     ) -> web.Response:
         message = self.messages.get(params["message_id"])

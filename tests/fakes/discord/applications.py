@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.discord_parts.users import Users
+from tests.fakes.discord.users import Users
 
 
 class Applications(Users):
@@ -39,8 +39,8 @@ class Applications(Users):
             "eligible_oauth2_scopes": [],
         }
 
-    async def _get_my_oauth2_application(self, *_: Any) -> web.Response:
+    async def _op_get_my_oauth2_application(self, *_: Any) -> web.Response:
         return self.json(self.application())
 
-    async def _get_my_application(self, *_: Any) -> web.Response:
+    async def _op_get_my_application(self, *_: Any) -> web.Response:
         return self.json(self.application())

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.discord_parts.server import Server
+from tests.fakes.discord.server import Server
 
 _SUB_COMMAND, _SUB_COMMAND_GROUP = 1, 2
 
@@ -20,7 +20,7 @@ class Commands(Server):
         self.commands: dict[str, dict[str, Any]] = {}  # name → command as Discord stores it
         self.command_syncs = 0
 
-    async def _bulk_set_guild_application_commands(
+    async def _op_bulk_set_guild_application_commands(
         self, request: web.Request, params: dict[str, str], body: Any, files: Any
     ) -> web.Response:
         if params["application_id"] != str(self.application_id):
@@ -46,7 +46,7 @@ class Commands(Server):
         self.commands = stored
         return self.json(list(stored.values()))
 
-    async def _list_guild_application_commands(self, *_: Any) -> web.Response:
+    async def _op_list_guild_application_commands(self, *_: Any) -> web.Response:
         return self.json(list(self.commands.values()))
 
     # --- a command's data, as an interaction carries it ---------------------------------------

@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.discord_parts.server import Server
+from tests.fakes.discord.server import Server
 
 
 class Users(Server):
@@ -32,5 +32,5 @@ class Users(Server):
             "locale": "en-US",
         }
 
-    async def _get_my_user(self, request: web.Request, *_: Any) -> web.Response:
+    async def _op_get_my_user(self, request: web.Request, *_: Any) -> web.Response:
         return self.json(self.bot_user())

@@ -9,8 +9,8 @@ the same way, so what discord.py parses has the shape Discord documents. Request
 the fake does not serve go to `unhandled`. Every response carries
 `Content-Type: application/json` exactly (discord.py does not parse a charset suffix).
 
-A request is answered by FakeDiscord's `_op_<operationId>` (tests/fakes/discord.py), which hands
-it to the module of its resource, once the bot token is checked (webhook and interaction
+A request is answered by the `_op_<operationId>` method of its resource's module, once the bot
+token is checked (webhook and interaction
 endpoints authenticate by their path) and unless a test asked it to fail with `fail(...)`
 (5xx, 429 with `retry_after`, or a network drop).
 """

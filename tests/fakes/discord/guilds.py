@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.fakes.discord_parts.channels import Channels
-from tests.fakes.discord_parts.server import now_iso
+from tests.fakes.discord.channels import Channels
+from tests.fakes.discord.server import now_iso
 
 
 def _role(role_id: int, name: str, position: int) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from tests.fakes.discord_parts.guilds import Guilds
+from tests.fakes.discord.guilds import Guilds
 
 # Gateway opcodes.
 OP_DISPATCH, OP_HEARTBEAT, OP_IDENTIFY, OP_PRESENCE = 0, 1, 2, 3
@@ -47,7 +47,7 @@ class Gateway(Guilds):
         return any(not ws.closed for ws in self._sockets) and self.identifies > 0
 
     # --- REST ---------------------------------------------------------------------------------
-    async def _get_bot_gateway(self, *_: Any) -> web.Response:
+    async def _op_get_bot_gateway(self, *_: Any) -> web.Response:
         return self.json(
             {
                 "url": self.gateway_url,
@@ -61,7 +61,7 @@ class Gateway(Guilds):
             }
         )
 
-    async def _get_gateway(self, *_: Any) -> web.Response:
+    async def _op_get_gateway(self, *_: Any) -> web.Response:
         return self.json({"url": self.gateway_url})
 
     # --- the WebSocket ------------------------------------------------------------------------

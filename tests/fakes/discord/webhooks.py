@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.discord_parts.interactions import FakeInteraction, Interactions
+from tests.fakes.discord.interactions import FakeInteraction, Interactions
 
 
 class Webhooks(Interactions):
@@ -18,7 +18,7 @@ class Webhooks(Interactions):
                 return interaction
         return None
 
-    async def _execute_webhook(
+    async def _op_execute_webhook(
         self, request: web.Request, params: dict[str, str], body: Any, files: Any
     ) -> web.Response:
         interaction = self._interaction_for_token(params["webhook_token"])
@@ -38,7 +38,7 @@ class Webhooks(Interactions):
             return None, self._error(404, "Unknown Message", 10008)
         return interaction, None
 
-    async def _get_original_webhook_message(
+    async def _op_get_original_webhook_message(
         self, request: web.Request, params: dict[str, str], *_: Any
     ) -> web.Response:
         interaction, error = self._original_of(params)
@@ -46,7 +46,7 @@ class Webhooks(Interactions):
             return error  # type: ignore[no-any-return]
         return self.json(interaction.original)
 
-    async def _update_original_webhook_message(
+    async def _op_update_original_webhook_message(
         self, request: web.Request, params: dict[str, str], body: Any, files: Any
     ) -> web.Response:
         interaction, error = self._original_of(params)
@@ -57,7 +57,7 @@ class Webhooks(Interactions):
         interaction.original["flags"] &= ~128
         return self.json(interaction.original)
 
-    async def _delete_original_webhook_message(
+    async def _op_delete_original_webhook_message(
         self, request: web.Request, params: dict[str, str], *_: Any
     ) -> web.Response:
         interaction, error = self._original_of(params)
@@ -68,7 +68,7 @@ class Webhooks(Interactions):
         interaction.original = None
         return web.Response(status=204)
 
-    async def _update_webhook_message(
+    async def _op_update_webhook_message(
         self, request: web.Request, params: dict[str, str], body: Any, files: Any
     ) -> web.Response:
         message = self.messages.get(params["message_id"])
