@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from bot.services.costs.pricing import Price
-from bot.services.costs.readers import UsageFigures
+from store.projections import UsageDay
 
 MISMATCH_RATIO = Decimal("0.05")
 MISMATCH_MIN_USD = Decimal("0.01")  # below a cent, a difference is rounding, not a finding
@@ -52,7 +52,7 @@ class Tokens:
         )
 
     @classmethod
-    def of(cls, row: UsageFigures) -> Tokens:
+    def of(cls, row: UsageDay) -> Tokens:
         write_1h = min(row.cache_creation_1h_tokens, row.cache_creation_tokens)
         return cls(
             row.input_tokens,

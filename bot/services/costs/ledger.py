@@ -28,8 +28,8 @@ from bot.services.costs.figures import (
     Tokens,
 )
 from bot.services.costs.pricing import Pricing
-from bot.services.costs.readers import CostReader, IssueUsage, Rate, UsageFigures
 from store.catalogue import parse_issue_stream
+from store.projections import IssueCostRow, Rate, UsageDay
 
 MAX_DAYS = 366
 
@@ -46,11 +46,10 @@ class CostService:
         context: AppContext,
         *,
         pricing: Pricing | None = None,
-        reader: CostReader | None = None,
     ) -> None:
         self.context = context
         self.pricing = pricing or context.pricing
-        self.reader: CostReader = reader or context.projections
+        self.reader = context.projections
 
     def _today(self) -> date:
         return self.context.clock().astimezone(UTC).date()
@@ -62,7 +61,7 @@ class CostService:
         until = self._today()
         return until - timedelta(days=days - 1), until
 
-    def price(self, row: UsageFigures) -> LedgerRow:
+    def price(self, row: UsageDay) -> LedgerRow:
         """Price one projection row (one day, agent and model)."""
         tokens = Tokens.of(row)
         price = self.pricing.price_for(row.model, row.day)
@@ -192,7 +191,7 @@ class CostService:
         )
 
 
-def _issue_spend(row: IssueUsage) -> IssueSpend:
+def _issue_spend(row: IssueCostRow) -> IssueSpend:
     parsed = parse_issue_stream(row.stream_id)
     return IssueSpend(
         stream_id=row.stream_id,
