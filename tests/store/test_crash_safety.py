@@ -9,49 +9,52 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 
 from store.database import EmbeddedPostgres, connect, migrate
 from store.projections import projection_snapshot, rebuild_projections
+from tests.waiting import wait_until
 
 WRITER = Path(__file__).with_name("append_writer.py")
 BATCH = 40
 
 
-async def wait_for_events(dsn: str, at_least: int, timeout: float = 30) -> None:
-    async def poll() -> None:
-        while True:
-            conn = await asyncpg.connect(dsn)
-            try:
-                if await conn.fetchval("SELECT count(*) FROM events") >= at_least:
-                    return
-            finally:
-                await conn.close()
-            await asyncio.sleep(0.05)
+async def fetchval(dsn: str, query: str) -> Any:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval(query)
+    finally:
+        await conn.close()
 
-    await asyncio.wait_for(poll(), timeout)
+
+WRITER_BACKENDS = (
+    "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+    "AND application_name = 'conductor-e'"
+)
+
+
+async def wait_for_events(dsn: str, at_least: int, timeout: float = 30) -> None:
+    await wait_until(
+        lambda: fetchval(dsn, "SELECT count(*) FROM events"),
+        ok=lambda count: count >= at_least,
+        timeout=timeout,
+        what=f"{at_least} events written",
+        interval=0.05,
+    )
 
 
 async def writer_backends_gone(dsn: str, timeout: float = 20) -> None:
     """A killed client's backend may still finish the append it was running; wait for it."""
-
-    async def poll() -> None:
-        while True:
-            conn = await asyncpg.connect(dsn)
-            try:
-                left = await conn.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND application_name = 'conductor-e'"
-                )
-            finally:
-                await conn.close()
-            if left == 0:
-                return
-            await asyncio.sleep(0.05)
-
-    await asyncio.wait_for(poll(), timeout)
+    await wait_until(
+        lambda: fetchval(dsn, f"SELECT count(*) {WRITER_BACKENDS}"),
+        ok=lambda left: left == 0,
+        timeout=timeout,
+        what="the writer's backends gone",
+        interval=0.05,
+    )
 
 
 async def assert_all_or_nothing(dsn: str) -> int:
@@ -99,17 +102,18 @@ async def test_a_connection_killed_mid_append_stores_nothing_of_it(database_url:
     writer = start_writer(database_url)
     try:
         await wait_for_events(database_url, BATCH * 5)
-        admin = await asyncpg.connect(database_url)
-        try:
-            # Terminate the writer's backend, likely inside conductor_append.
-            await admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-                "AND application_name = 'conductor-e'"
+
+        async def terminated() -> bool:
+            # Terminate the writer's backend, most likely inside conductor_append: the writer
+            # dies of it. Caught between two appends, its pool just reconnects, so again.
+            await fetchval(
+                database_url, f"SELECT count(pg_terminate_backend(pid)) {WRITER_BACKENDS}"
             )
-        finally:
-            await admin.close()
-        writer.wait(timeout=30)
+            return writer.poll() is not None
+
+        await wait_until(
+            terminated, timeout=30, what="the writer ended by its lost connection", interval=0.2
+        )
     finally:
         if writer.poll() is None:
             writer.kill()
