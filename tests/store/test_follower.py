@@ -7,6 +7,7 @@ import asyncio
 import asyncpg
 
 from store.events import EventFollower, EventStore, NewEvent
+from tests.waiting import wait_until
 
 
 def heartbeat(i: int) -> NewEvent:
@@ -44,7 +45,9 @@ async def test_a_dropped_connection_loses_no_event(store: EventStore, database_u
     # Kill the follower's LISTEN connection from the server side, then keep appending.
     admin = await asyncpg.connect(database_url)
     try:
-        await asyncio.wait_for(_until(lambda: follower._conn is not None), 5)
+        await wait_until(
+            lambda: follower._conn is not None, timeout=5, what="the follower listening"
+        )
         pid = follower._conn.get_server_pid()  # type: ignore[union-attr]
         await admin.execute("SELECT pg_terminate_backend($1)", pid)
     finally:
@@ -53,8 +56,3 @@ async def test_a_dropped_connection_loses_no_event(store: EventStore, database_u
         await store.append("dev-e-1", [heartbeat(i)])
     await asyncio.wait_for(task, 15)
     assert seen == list(range(1, 21))
-
-
-async def _until(condition: object) -> None:
-    while not condition():  # type: ignore[operator]
-        await asyncio.sleep(0.01)
