@@ -27,6 +27,21 @@ DISPATCH_LEADER_LOCK = 7166004  # one push dispatcher across the API replicas
 
 
 @contextlib.asynccontextmanager
+async def _lock_connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A pool connection of its own for a session lock, given back to the pool afterwards."""
+    with unavailable_on_connection_loss():
+        conn = await pool.acquire()
+    try:
+        yield conn
+    finally:
+        try:
+            await pool.release(conn)
+        except Exception as exc:
+            # The pool has already closed a connection it could not reset; nothing is held.
+            log.warning("could not return the lock connection to the pool (%s)", type(exc).__name__)
+
+
+@contextlib.asynccontextmanager
 async def try_run_lock(pool: asyncpg.Pool, key: int) -> AsyncIterator[bool]:
     """Try to take advisory lock `key` without waiting; yield whether it was taken.
 
@@ -35,9 +50,7 @@ async def try_run_lock(pool: asyncpg.Pool, key: int) -> AsyncIterator[bool]:
     lock with the session, so a crashed holder never blocks the next run. Raises
     DatabaseUnavailableError when PostgreSQL cannot be reached to try.
     """
-    with unavailable_on_connection_loss():
-        conn = await pool.acquire()
-    try:
+    async with _lock_connection(pool) as conn:
         with unavailable_on_connection_loss(), closed_when_in_doubt(conn):
             taken = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
         try:
@@ -45,12 +58,6 @@ async def try_run_lock(pool: asyncpg.Pool, key: int) -> AsyncIterator[bool]:
         finally:
             if taken:
                 await unlock(conn, key)
-    finally:
-        try:
-            await pool.release(conn)
-        except Exception as exc:
-            # The pool has already closed a connection it could not reset; nothing is held.
-            log.warning("could not return the lock connection to the pool (%s)", type(exc).__name__)
 
 
 def named_lock_key(name: str) -> int:
@@ -67,20 +74,13 @@ async def hold_lock(pool: asyncpg.Pool, key: int) -> AsyncIterator[None]:
     Holders queue: each runs after the one before has finished, in every process. A crashed
     holder's session ends and the server releases its lock.
     """
-    with unavailable_on_connection_loss():
-        conn = await pool.acquire()
-    try:
+    async with _lock_connection(pool) as conn:
         with unavailable_on_connection_loss(), closed_when_in_doubt(conn):
             await conn.execute("SELECT pg_advisory_lock($1)", key)
         try:
             yield
         finally:
             await unlock(conn, key)
-    finally:
-        try:
-            await pool.release(conn)
-        except Exception as exc:
-            log.warning("could not return the lock connection to the pool (%s)", type(exc).__name__)
 
 
 @contextlib.contextmanager
