@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from store.database import EmbeddedPostgres, connect, env_database_url, migrate, with_database
+from store.database import EmbeddedPostgres, connect, env_database_url, with_database
+from store.migrations import migrate
 
 if TYPE_CHECKING:
     from tests.fakes.discord import FakeDiscord

@@ -26,9 +26,10 @@ from bot.services.coordination.loop import CoordinationService
 from bot.services.dispatch.dispatcher import open_dispatcher
 from bot.settings import ConfigError, Settings, load_settings
 from bot.wiring import Services
-from store.database import EmbeddedPostgres, check_schema, connect, create_pool, migrate
+from store.database import EmbeddedPostgres, connect, create_pool
 from store.errors import StoreError
 from store.events import EventFollower
+from store.migrations import check_schema, migrate
 from store.projections import rebuild_projections
 
 log = logging.getLogger("conductor_e")

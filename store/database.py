@@ -1,8 +1,4 @@
-"""Connections: the asyncpg pool, one connection, and the embedded PostgreSQL server.
-
-The migrations are store.migrations; their entry points are re-exported here for the callers
-that open a database and migrate it.
-"""
+"""Connections: the asyncpg pool, one connection, and the embedded PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -19,27 +15,14 @@ from typing import Any
 import asyncpg
 import orjson
 
-from store.migrations import (
-    Migration,
-    available_migrations,
-    check_schema,
-    migrate,
-    schema_version,
-)
-
 __all__ = [
     "CONNECT_TIMEOUT",
     "EmbeddedPostgres",
-    "Migration",
-    "available_migrations",
-    "check_schema",
     "connect",
     "create_pool",
     "decode_json",
     "env_database_url",
     "loads_as_json_would",
-    "migrate",
-    "schema_version",
     "with_database",
 ]
 

@@ -73,7 +73,8 @@ async def dump_schema(dsn: str) -> str:
 
 async def fresh_schema() -> str:
     """Migrate an empty database on a throwaway embedded server and dump its schema."""
-    from store.database import EmbeddedPostgres, connect, migrate, with_database
+    from store.database import EmbeddedPostgres, connect, with_database
+    from store.migrations import migrate
 
     root = Path(tempfile.mkdtemp(prefix="conductor-e-schema-"))
     os.chmod(root, 0o755)  # the embedded server runs as its own user when we are root

@@ -27,8 +27,9 @@ from bot.services.dispatch.dispatcher import DispatchService
 from bot.settings import load_settings
 from bot.web.app import create_app
 from bot.wiring import Services
-from store.database import EmbeddedPostgres, connect, create_pool, migrate, with_database
+from store.database import EmbeddedPostgres, connect, create_pool, with_database
 from store.events import EventStore
+from store.migrations import migrate
 from store.projections import Projections
 
 TEMPLATE_DB = "conductor_template"

@@ -18,7 +18,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from store.database import available_migrations, with_database
+from store.database import with_database
+from store.migrations import available_migrations
 from tests.waiting import wait_until_blocking
 
 COMMAND = [sys.executable, "-m", "bot"]

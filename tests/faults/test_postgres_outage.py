@@ -21,7 +21,8 @@ import aiohttp
 import asyncpg
 import pytest
 
-from store.database import EmbeddedPostgres, connect, migrate
+from store.database import EmbeddedPostgres, connect
+from store.migrations import migrate
 from tests.test_cli import free_port
 from tests.waiting import wait_until
 

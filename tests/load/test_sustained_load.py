@@ -38,7 +38,8 @@ import aiohttp
 import asyncpg
 import pytest
 
-from store.database import EmbeddedPostgres, connect, migrate
+from store.database import EmbeddedPostgres, connect
+from store.migrations import migrate
 from tests.lean_http import HttpError, LeanHttp
 from tests.test_cli import free_port
 from tests.waiting import wait_until

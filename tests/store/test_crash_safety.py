@@ -14,7 +14,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from store.database import EmbeddedPostgres, connect, migrate
+from store.database import EmbeddedPostgres, connect
+from store.migrations import migrate
 from store.projections import projection_snapshot, rebuild_projections
 from tests.waiting import wait_until
 
