@@ -22,7 +22,7 @@ from bot.services.merge_gate.policy import gate_state
 from bot.services.work.routing import RoutingService, Verdict, no_agent, route_label
 from store import catalogue
 from store.events import RecordedEvent
-from store.projections import Agent, ExecutionLog, Issue
+from store.projections import Agent, ExecutionLog, Issue, Projections
 
 # The board's columns, left to right: (key, issue state, title).
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -162,9 +162,13 @@ class DashboardService:
     async def board(self, page: int = DEFAULT_PAGE) -> Board:
         """Every column's first `page` cards and its total."""
         now = self.context.clock()
-        agents = await self._agents_by_id(now)
-        counts = await self.context.projections.state_counts()
-        columns = [await self._column(key, 0, page, now, agents, counts) for key in COLUMN_KEYS]
+        async with self.context.projections.snapshot() as projections:
+            agents = await self._agents_by_id(now, projections)
+            counts = await projections.state_counts()
+            columns = [
+                await self._column(projections, key, 0, page, now, agents, counts)
+                for key in COLUMN_KEYS
+            ]
         broken = await self.routing.broken_configs()
         return Board(now, columns, [(c.repo_name, c.error or "") for c in broken])
 
@@ -173,12 +177,15 @@ class DashboardService:
         if key not in COLUMN_KEYS:
             raise ValueError(f"unknown column {key!r}")
         now = self.context.clock()
-        agents = await self._agents_by_id(now)
-        counts = await self.context.projections.state_counts()
-        return Board(now, [await self._column(key, offset, limit, now, agents, counts)])
+        async with self.context.projections.snapshot() as projections:
+            agents = await self._agents_by_id(now, projections)
+            counts = await projections.state_counts()
+            found = await self._column(projections, key, offset, limit, now, agents, counts)
+        return Board(now, [found])
 
     async def _column(
         self,
+        projections: Projections,
         key: str,
         offset: int,
         limit: int,
@@ -186,13 +193,12 @@ class DashboardService:
         agents: dict[str, Agent],
         counts: dict[str, int],
     ) -> Column:
-        projections = self.context.projections
         if key == "queued":
             issues = await projections.queue(limit, offset)
             total = counts.get("queued", 0)
         elif key == "done":
             # Today's only (since midnight UTC): every issue ever done would bury the board.
-            done_today = await self._done_since(_midnight(now))
+            done_today = await self._done_since(projections, _midnight(now))
             total, issues = len(done_today), done_today[offset : offset + limit]
         else:
             total = counts.get(key, 0)
@@ -223,7 +229,7 @@ class DashboardService:
             sum(1 for c in cards if c.unroutable),
         )
 
-    async def _done_since(self, since: datetime) -> list[Issue]:
+    async def _done_since(self, projections: Projections, since: datetime) -> list[Issue]:
         """Issues done since `since`, most recently active first.
 
         `issues("done")` is ordered by last activity, which is never before the moment an issue
@@ -232,7 +238,7 @@ class DashboardService:
         found: list[Issue] = []
         offset = 0
         while True:
-            page = await self.context.projections.issues("done", COUNT_PAGE, offset)
+            page = await projections.issues("done", COUNT_PAGE, offset)
             found.extend(i for i in page if i.state_since >= since)
             if len(page) < COUNT_PAGE or page[-1].last_activity < since:
                 return found
@@ -271,8 +277,8 @@ class DashboardService:
             return f"waiting for a reviewer for {_span(now - issue.last_activity)}"
         return verdict.reason
 
-    async def _agents_by_id(self, now: datetime) -> dict[str, Agent]:
-        agents = await self.context.projections.agents(now, self.context.stale_after)
+    async def _agents_by_id(self, now: datetime, projections: Projections) -> dict[str, Agent]:
+        agents = await projections.agents(now, self.context.stale_after)
         return {a.agent_id: a for a in agents}
 
     # --- agents -----------------------------------------------------------------------------

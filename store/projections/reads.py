@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -277,8 +278,20 @@ ORDER BY best_usd DESC, stream_id
 class Projections:
     """Queries over the projection tables; every function returns dataclasses."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool | asyncpg.Connection) -> None:
         self.pool = pool
+
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[Projections]:
+        """These queries inside one read-only REPEATABLE READ transaction: every answer is of the
+        same moment (a board whose columns and counts agree while events land)."""
+        assert isinstance(self.pool, asyncpg.Pool), "a snapshot is taken from the pool"
+        with unavailable_on_connection_loss():
+            async with (
+                self.pool.acquire() as conn,
+                conn.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                yield Projections(conn)
 
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         with unavailable_on_connection_loss():

@@ -11,8 +11,10 @@ from aiohttp.test_utils import TestClient
 
 from bot.context import AppContext
 from bot.services.costs.pricing import DATABASE_SOURCE
+from bot.wiring import Services
 from store.catalogue import COORDINATION_STREAM, validate
 from store.events import EventStore, NewEvent
+from store.projections import Projections
 from tests.dashboard.conftest import (
     DashboardFactory,
     UsageWriter,
@@ -487,3 +489,37 @@ async def test_without_a_token_the_dashboard_is_open(dashboard_factory: Dashboar
     # The login form's target just goes back to the page.
     response = await client.post("/dashboard/login", data={}, allow_redirects=False)
     assert response.status == 303
+
+
+async def test_the_board_is_one_moment_even_while_an_issue_moves(
+    context: AppContext, monkeypatch: Any
+) -> None:
+    """The board's columns and counts are read in one snapshot: an issue that moves while the
+    board is being read is in one column only, the one it was in when the read began."""
+    store = context.store
+    stream = "acme/app#2"
+    data = {"repo": "acme/app", "issueNumber": 2}
+    await store.append(stream, [NewEvent("ISSUE_APPROVED", {**data, "title": "Fix the login"})])
+    await store.append(stream, [NewEvent("ISSUE_ASSIGNED", {**data, "agentId": "dev-e-1"})])
+    original = Projections.issues
+    moved: list[int] = []
+
+    async def issues_while_it_moves(self: Projections, *args: Any, **kwargs: Any) -> Any:
+        if not moved:  # between reading the first column and the next: the agent starts
+            result = await store.append(
+                stream, [NewEvent("WORK_STARTED", {**data, "agentId": "dev-e-1"})]
+            )
+            moved.append(result.last_position)
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Projections, "issues", issues_while_it_moves)
+    board = await Services.build(context).dashboard.board()
+
+    assert moved, "the issue moved during the read"
+    where = {c.key: [card.issue.stream_id for card in c.cards] for c in board.columns}
+    totals = {c.key: c.total for c in board.columns}
+    assert where["assigned"] == [stream] and where["in_progress"] == []
+    assert totals["assigned"] == 1 and totals["in_progress"] == 0
+    monkeypatch.undo()
+    after = await Services.build(context).dashboard.board()
+    assert {c.key: c.total for c in after.columns}["in_progress"] == 1
