@@ -174,3 +174,16 @@ def test_the_readme_layout_names_every_package_once() -> None:
     )
     assert sorted(listed) == packages
     assert len(listed) == len(set(listed))
+
+
+MAX_MODULE_LINES = 600
+
+
+def test_no_module_is_over_600_lines() -> None:
+    """A module past 600 lines mixes jobs; split it along its seams (fakes and tests too)."""
+    assert [
+        f"{path.relative_to(ROOT)}: {lines} lines"
+        for top in ("bot", "cogs", "store", "tests", "bench", "scripts")
+        for path in sorted((ROOT / top).rglob("*.py"))
+        if (lines := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+    ] == []
