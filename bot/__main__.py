@@ -11,13 +11,13 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import importlib.metadata
 import json
 import logging
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -26,7 +26,13 @@ from bot.services.coordination.loop import CoordinationService
 from bot.services.dispatch.dispatcher import open_dispatcher
 from bot.settings import ConfigError, Settings, load_settings
 from bot.wiring import Services
-from store.database import EmbeddedPostgres, connect, create_pool
+from store.database import (
+    EmbeddedPostgres,
+    connect,
+    connect_to_setting,
+    create_pool,
+    describe_dsn,
+)
 from store.errors import StoreError
 from store.events import EventFollower
 from store.migrations import check_schema, migrate
@@ -38,20 +44,6 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 EXIT_INTERRUPTED = 130
-
-
-def describe_dsn(dsn: str) -> str:
-    """Where a DSN points, without its credentials (and without any part of it when it does
-    not parse: the error would quote it, password included)."""
-    try:
-        parts = urlsplit(dsn)
-        host = parts.hostname or dict(
-            item.split("=", 1) for item in parts.query.split("&") if "=" in item
-        ).get("host", "local socket")
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "DATABASE_URL (not a URL this log can show safely)"
-    return f"{host}{port}{parts.path}"
 
 
 @contextlib.asynccontextmanager
@@ -73,7 +65,7 @@ async def open_database(settings: Settings, *, apply_migrations: bool) -> AsyncI
         dsn = await embedded.start()
         log.info("database: embedded PostgreSQL ready")
     try:
-        conn = await connect(dsn)
+        conn = await connect(dsn) if embedded is not None else await connect_to_setting(dsn)
         try:
             if apply_migrations or embedded is not None:
                 applied = await migrate(conn)
@@ -121,8 +113,11 @@ async def serve(settings: Settings, *, api: bool, bot: bool) -> int:
     them down); a component that stops for good (a rejected token, a bug) is logged and the
     rest keep serving. `bot` alone exits 1 when its bot stops, since nothing else would run.
     """
-    from bot.web.server import ApiServer
+    from bot.web.server import ApiServer, listen_problem
 
+    if api and (problem := listen_problem(settings.http_host, settings.http_port)) is not None:
+        log.error("api: %s", problem)  # before PostgreSQL starts: nothing to undo
+        return EXIT_FAILURE
     stop = stop_on_signals()
     async with (
         open_context(settings, apply_migrations=True) as context,
@@ -204,6 +199,19 @@ async def _until_stopped(
                     return True
     finally:
         waiter.cancel()
+
+
+async def cmd_bot(settings: Settings, args: argparse.Namespace) -> int:
+    """The bot without the API: without its token there is nothing to run, so say so at once
+    (before the database starts) instead of idling."""
+    if settings.discord_bot_token is None:
+        print(
+            "conductor-e: DISCORD_BOT_TOKEN is not set, and `conductor-e bot` runs the Discord "
+            "bot; set it, or run `conductor-e coordinate` for the loop alone",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    return await serve(settings, api=False, bot=True)
 
 
 def _loop_wanted(settings: Settings) -> bool:
@@ -378,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Conductor-E: the control plane of a fleet of AI coding agents. "
         "Configuration comes from the environment (see the README).",
     )
+    parser.add_argument("--version", action="version", version=f"conductor-e {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
@@ -392,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(embedded PostgreSQL when DATABASE_URL is empty).",
     )
     command("api", lambda s, a: serve(s, api=True, bot=False), "Run the HTTP API only.")
-    command("bot", lambda s, a: serve(s, api=False, bot=True), "Run the Discord bot only.")
+    command("bot", cmd_bot, "Run the Discord bot only (and the coordination loop beside it).")
     command("migrate", cmd_migrate, "Apply the database migrations and exit.")
     coordinate = command(
         "coordinate",
@@ -435,6 +444,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tail.set_defaults(func=cmd_tail)
     return parser
+
+
+def _version() -> str:
+    """The installed distribution's version (pyproject.toml's, as pip installed it)."""
+    try:
+        return importlib.metadata.version("conductor-e")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 def configure_logging(level: str) -> None:

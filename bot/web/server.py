@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from typing import Any
 
 from aiohttp import web
@@ -68,6 +69,24 @@ class ApiRunner(web.AppRunner):
         server = await super()._make_server()
         server.__class__ = _JsonErrorsServer
         return server
+
+
+def listen_problem(host: str, port: int) -> str | None:
+    """Why the API could not listen on host:port (a port in use, an address this machine does
+    not have), or None. Asked before anything else starts, so the answer comes at once."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        for family, kind, proto, _, address in infos:
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(address)
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        return (
+            f"cannot listen on {host}:{port} ({why}); set CONDUCTOR_HTTP_PORT to a free port "
+            "(or CONDUCTOR_HTTP_HOST to an address of this machine)"
+        )
+    return None
 
 
 class ApiServer:

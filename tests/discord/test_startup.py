@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 
+import discord
 import pytest
 from discord.ext import commands
 
@@ -109,3 +111,18 @@ async def test_run_bot_runs_until_cancelled_and_closes(
 async def test_run_bot_needs_a_token(make_context: Callable[..., AppContext]) -> None:
     with pytest.raises(RuntimeError, match="DISCORD_BOT_TOKEN"):
         await run_bot(Services.build(make_context()))
+
+
+async def test_a_bot_says_nothing_of_voice_it_never_uses(
+    make_context: Callable[..., AppContext],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """discord.py warns once per process that PyNaCl and davey are missing (voice); Conductor-E
+    has no voice, so its start-up log does not carry those two lines."""
+    monkeypatch.setattr(discord.VoiceClient, "warn_nacl", True)
+    monkeypatch.setattr(discord.VoiceClient, "warn_dave", True)
+    with caplog.at_level(logging.WARNING):
+        bot = ConductorBot(Services.build(make_context()))
+    await bot.close()
+    assert "voice" not in caplog.text
