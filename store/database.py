@@ -77,7 +77,7 @@ async def _release_as_is(conn: asyncpg.Connection) -> None:
     a second round trip on every use of the pool (a tenth of an append's time). Nothing leaves
     such state on a pool connection: LISTEN has its own connections, cursors live in
     transactions, and whoever takes a session-level advisory lock on a pool connection
-    (store/locks.py, store/dispatch.py) unlocks it before the release, or closes the
+    (store/locks.py, store/dispatch/) unlocks it before the release, or closes the
     connection when it cannot be sure, which drops the lock with the session."""
 
 
