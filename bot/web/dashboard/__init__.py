@@ -21,7 +21,7 @@ _UNSET: Any = object()
 
 
 def add_routes(app: web.Application, *, token: str | None = _UNSET) -> None:
-    """Serve the dashboard from `app` (which must already carry its CONTEXT).
+    """Serve the dashboard from `app` (which must already carry its CONTEXT and SERVICES).
 
     The token comes from the settings (`dashboard_token`, CONDUCTOR_DASHBOARD_TOKEN) unless
     given here; None leaves the dashboard open.
